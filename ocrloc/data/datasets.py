@@ -1,0 +1,157 @@
+"""Torch datasets: a COCO keypoints folder on disk, or canvases generated on the fly.
+
+Both yield ``(image, target)`` in the torchvision detection convention:
+
+* ``image``: FloatTensor ``[1, H, W]`` in [0, 1];
+* ``target``: ``boxes`` FloatTensor ``[N, 4]`` xyxy, ``labels`` Int64Tensor ``[N]``,
+  ``keypoints`` FloatTensor ``[N, K, 3]`` (x, y, visibility; K = 1 for ocrloc's files),
+  ``area`` FloatTensor ``[N]``, ``iscrowd`` Int64Tensor ``[N]``, and ``image_id`` (int).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.ops import box_convert
+
+from ocrloc.data.canvas import Canvas, CanvasGenerator
+from ocrloc.data.coco import ANNOTATIONS_FILE, load_coco, read_grey_image
+from ocrloc.data.rules import get_rule
+
+__all__ = ["Target", "detection_target", "canvas_target", "CocoKeypointDataset", "SyntheticCanvasDataset", "collate_detection"]
+
+Target = Dict[str, Any]
+
+
+def detection_target(
+    boxes_xywh: Sequence[Sequence[float]],
+    labels: Sequence[int],
+    keypoints: Sequence[Sequence[float]],
+    image_id: int,
+    iscrowd: Optional[Sequence[int]] = None,
+    area: Optional[Sequence[float]] = None,
+) -> Target:
+    """Build one target dict from COCO-style fields.
+
+    Args:
+        boxes_xywh: ``[N, 4]`` COCO boxes.
+        labels: ``[N]`` class ids.
+        keypoints: ``[N, 3K]`` flat COCO keypoints (x, y, v, ...).
+        image_id: COCO image id.
+        iscrowd: ``[N]``, zeros when None.
+        area: ``[N]``, box areas when None.
+    """
+    n = len(labels)
+    boxes = torch.as_tensor(np.asarray(boxes_xywh, dtype=np.float32).reshape(n, 4))
+    kps = np.asarray(keypoints, dtype=np.float32).reshape(n, -1)
+    if kps.shape[1] % 3:
+        raise ValueError(f"image {image_id}: keypoints must hold (x, y, v) triples, got {kps.shape[1]} numbers")
+    return {
+        "boxes": box_convert(boxes, "xywh", "xyxy"),
+        "labels": torch.as_tensor(np.asarray(labels, dtype=np.int64).reshape(n)),
+        "keypoints": torch.as_tensor(kps.reshape(n, -1, 3)),
+        "area": torch.as_tensor(np.asarray(area, dtype=np.float32)) if area is not None else boxes[:, 2] * boxes[:, 3],
+        "iscrowd": torch.as_tensor(np.asarray(iscrowd if iscrowd is not None else [0] * n, dtype=np.int64)),
+        "image_id": int(image_id),
+    }
+
+
+def _image_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).unsqueeze(0).float().div_(255.0)
+
+
+class CocoKeypointDataset(Dataset):
+    """Any COCO keypoints folder or file: ocrloc's generated splits or your own data.
+
+    Images are read as grey (colour files are converted), since ocrloc's models take one channel.
+
+    Args:
+        path: a split folder holding ``annotations.json``, or the annotation file itself.
+        image_dir: where ``file_name`` paths are relative to; by default the annotation
+            file's folder.
+    """
+
+    def __init__(self, path: str | os.PathLike, image_dir: Optional[str | os.PathLike] = None) -> None:
+        path = Path(path)
+        self.annotation_file = path / ANNOTATIONS_FILE if path.is_dir() else path
+        self.coco = load_coco(self.annotation_file)
+        self.image_dir = Path(image_dir) if image_dir is not None else self.annotation_file.parent
+        self.image_ids: List[int] = sorted(self.coco.getImgIds())
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def __getitem__(self, index: int) -> Tuple[torch.Tensor, Target]:
+        image_id = self.image_ids[index]
+        info = self.coco.imgs[image_id]
+        image = read_grey_image(self.image_dir / info["file_name"])
+        anns = self.coco.imgToAnns.get(image_id, [])
+        target = detection_target(
+            [a["bbox"] for a in anns],
+            [a["category_id"] for a in anns],
+            [a.get("keypoints", []) for a in anns],
+            image_id,
+            iscrowd=[a.get("iscrowd", 0) for a in anns],
+            area=[a.get("area", a["bbox"][2] * a["bbox"][3]) for a in anns],
+        )
+        return _image_tensor(image), target
+
+
+def canvas_target(canvas: Canvas, rule: str, image_id: int) -> Target:
+    """The target of a generated canvas: the rule's point per digit."""
+    table = get_rule(rule)
+    return detection_target(
+        [d.bbox for d in canvas.digits],
+        [d.label for d in canvas.digits],
+        [(*d.points[table[d.label]], 2.0) for d in canvas.digits],
+        image_id,
+    )
+
+
+class SyntheticCanvasDataset(Dataset):
+    """Canvases generated on demand: item ``i`` is canvas ``i`` (image id ``i + 1``, as in a written split).
+
+    With ``resample_each_epoch``, :meth:`set_epoch` shifts to fresh canvases
+    (``epoch * length + i``), as ``DistributedSampler.set_epoch`` does for order. DataLoader
+    workers see the new epoch when they are created anew each epoch (``persistent_workers=False``).
+
+    Args:
+        generator: the canvas generator of the split.
+        length: canvases per epoch.
+        resample_each_epoch: False gives the same canvases every epoch.
+    """
+
+    def __init__(self, generator: CanvasGenerator, length: int, resample_each_epoch: bool = False) -> None:
+        if length < 1:
+            raise ValueError(f"length must be >= 1, got {length}")
+        self.generator = generator
+        self.length = length
+        self.resample_each_epoch = resample_each_epoch
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Tuple[torch.Tensor, Target]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} canvases")
+        canvas_index = index + (self.epoch * self.length if self.resample_each_epoch else 0)
+        canvas = self.generator(canvas_index)
+        return _image_tensor(canvas.image), canvas_target(canvas, self.generator.rule, canvas_index + 1)
+
+
+def collate_detection(batch: Sequence[Tuple[torch.Tensor, Target]]) -> Tuple[torch.Tensor | List[torch.Tensor], List[Target]]:
+    """Stack same-size images into ``[B, 1, H, W]`` (a list when sizes differ); targets stay a list."""
+    images = [item[0] for item in batch]
+    targets = [item[1] for item in batch]
+    if all(img.shape == images[0].shape for img in images):
+        return torch.stack(images), targets
+    return images, targets
