@@ -1,0 +1,306 @@
+"""The training loop behind ``tools/train.py``.
+
+* AdamW, linear warm-up then cosine decay, gradient clipping.
+* Data: canvases generated on the fly in DataLoader workers (or any COCO keypoints folder);
+  a :class:`~ocrloc.engine.sampler.StepSampler` makes the batch of every step a pure function
+  of the step, so ``--resume`` is exact and ranks read disjoint samples under ``torchrun``.
+* Periodic validation on a fixed val split: validation loss and the SPEC scores.
+* ``RUN_DIR/metrics.csv`` is only ever appended. Rows are committed together with
+  ``checkpoints/last.pt`` (the checkpoint carries the rows it covers), so a crash and a
+  ``--resume`` neither lose nor repeat a row.
+* Rank 0 alone writes logs, TensorBoard events and checkpoints.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from ocrloc.config import Config, config_to_dict, save_config
+from ocrloc.data.canvas import CanvasGenerator, get_preset
+from ocrloc.data.coco import split_coco
+from ocrloc.data.datasets import CocoKeypointDataset, SyntheticCanvasDataset, collate_detection
+from ocrloc.data.mnist import load_digit_pool
+from ocrloc.engine.checkpoint import load_checkpoint, save_checkpoint
+from ocrloc.engine.distributed import DistContext, init_distributed
+from ocrloc.engine.predict import detections_to_results
+from ocrloc.engine.sampler import StepSampler
+from ocrloc.evaluation import evaluate
+
+__all__ = ["Trainer", "METRIC_COLUMNS", "build_val_data", "build_train_dataset", "lr_factor"]
+
+LOSS_TERMS = ("heatmap", "size", "offset", "point", "point_heatmap", "giou")
+SCORE_COLUMNS = ("kpt_AP", "kpt_AP50", "kpt_AP75", "box_AP", "mean_px", "median_px", "p95_px", "miss_rate", "cls_acc")
+METRIC_COLUMNS = ("phase", "step", "images", "wall_s", "lr", "img_per_s", "loss",
+                  *(f"loss_{t}" for t in LOSS_TERMS), *SCORE_COLUMNS)
+
+
+def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """Learning-rate multiplier: linear warm-up from 0, then cosine decay to ``min_ratio``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_train_dataset(config: Config, total_samples: int) -> Tuple[Dataset, Optional[int]]:
+    """The training dataset and the length to hand the sampler (None: unlimited fresh canvases)."""
+    d = config.data
+    if d.train_path:
+        dataset = CocoKeypointDataset(d.train_path)
+        return dataset, len(dataset)
+    pool = load_digit_pool("train", d.data_root)
+    generator = CanvasGenerator(d.preset, d.rule, "train", d.train_seed, pool, d.digit_augment, d.canvas_augment)
+    if d.train_canvases > 0:
+        return SyntheticCanvasDataset(generator, d.train_canvases), d.train_canvases
+    return SyntheticCanvasDataset(generator, max(1, total_samples)), None
+
+
+def build_val_data(config: Config) -> Tuple[Dataset, Dict[str, Any]]:
+    """The fixed validation split and its COCO ground truth (generated canvases or ``data.val_path``)."""
+    d = config.data
+    if d.val_path:
+        dataset = CocoKeypointDataset(d.val_path)
+        return dataset, dataset.coco.dataset
+    generator = CanvasGenerator(d.preset, d.rule, "val", d.val_seed, load_digit_pool("val", d.data_root))
+    return SyntheticCanvasDataset(generator, d.val_count), split_coco(generator, d.val_count, progress=False)
+
+
+class MetricsLog:
+    """Rows for ``metrics.csv`` and TensorBoard, buffered until the next checkpoint commits them."""
+
+    def __init__(self, run_dir: Path, enabled: bool) -> None:
+        self.path = run_dir / "metrics.csv"
+        self.enabled = enabled
+        self.pending: List[Dict[str, Any]] = []
+        self._writer = None
+        self._tb_dir = run_dir / "tensorboard"
+
+    def add(self, row: Dict[str, Any]) -> None:
+        self.pending.append({k: row.get(k, "") for k in METRIC_COLUMNS})
+
+    def last_step(self) -> int:
+        """Largest step already in ``metrics.csv`` (-1 when none)."""
+        if not self.path.is_file():
+            return -1
+        with open(self.path, newline="") as f:
+            steps = [int(r["step"]) for r in csv.DictReader(f) if r.get("step")]
+        return max(steps, default=-1)
+
+    def commit(self, rows: Optional[List[Dict[str, Any]]] = None) -> None:
+        """Append ``rows`` (default: the pending ones) to the CSV and TensorBoard."""
+        rows = self.pending if rows is None else rows
+        if self.enabled and rows:
+            new_file = not self.path.is_file()
+            with open(self.path, "a", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+                if new_file:
+                    writer.writeheader()
+                writer.writerows(rows)
+                f.flush()
+                os.fsync(f.fileno())
+            self._tensorboard(rows)
+        if rows is self.pending:
+            self.pending = []
+
+    def _tensorboard(self, rows: List[Dict[str, Any]]) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # TensorBoard is optional at run time; the CSV is the record.
+            return
+        if self._writer is None:
+            self._writer = SummaryWriter(str(self._tb_dir))
+        for row in rows:
+            for key, value in row.items():
+                if key not in ("phase", "step") and isinstance(value, (int, float)) and value is not None:
+                    self._writer.add_scalar(f"{row['phase']}/{key}", value, int(row["step"]))
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+class Trainer:
+    """Trains ``config``'s model into ``run_dir``.
+
+    Args:
+        config: the resolved config.
+        run_dir: output folder (``config.yaml``, ``metrics.csv``, ``tensorboard/``, ``checkpoints/``).
+        resume: continue from ``run_dir/checkpoints/last.pt``.
+        progress: show the tqdm bar (rank 0 only).
+    """
+
+    def __init__(self, config: Config, run_dir: str | os.PathLike, resume: bool = False, progress: bool = True) -> None:
+        from ocrloc.models.build import build
+
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.ctx, self.device = init_distributed(config.train.device, config.train.threads)
+        self.progress = progress and self.ctx.is_main
+        last = self.ckpt_dir / "last.pt"
+        if resume and not last.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint to resume at {last}")
+        if not resume and last.is_file():
+            raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose another --out")
+        torch.manual_seed(config.train.seed)
+        self.model, self.criterion, self.postprocess = build(config)
+        self.model.to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+        o, steps = config.optim, config.train.steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, o.warmup_steps, steps, o.min_lr_ratio))
+        self.step = 0
+        self.wall_s = 0.0
+        self.best: Dict[str, Any] = {"kpt_AP": -1.0, "step": -1}
+        self.last_scores: Dict[str, Any] = {}
+        self.log = MetricsLog(self.run_dir, self.ctx.is_main)
+        if resume:
+            self._restore(last)
+        if self.ctx.is_main:  # on resume too: config.yaml always describes the run as it continues
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(config, self.run_dir / "config.yaml")
+        self.train_model: nn.Module = self.model
+        if self.ctx.enabled:
+            self.train_model = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        preset = get_preset(config.data.preset)
+        self.meta = {"rule": config.data.rule, "preset": preset.name, "train_size": [preset.height, preset.width]}
+
+    # ------------------------------------------------------------------ checkpoints
+    def _restore(self, path: Path) -> None:
+        state = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        self.wall_s = float(state.get("wall_s", 0.0))
+        self.best = dict(state.get("best", self.best))
+        # Rows the checkpoint covers but the CSV lacks (a crash between the two writes).
+        if self.ctx.is_main:
+            done = self.log.last_step()
+            self.log.commit([r for r in state.get("rows", []) if int(r["step"]) > done])
+
+    def _state(self, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "step": self.step,
+            "wall_s": self.wall_s,
+            "best": self.best,
+            "rows": rows,
+            "config": config_to_dict(self.config),
+            "meta": self.meta,
+        }
+
+    def _checkpoint(self, scores: Dict[str, Any]) -> None:
+        if not self.ctx.is_main:
+            return
+        improved = scores.get("kpt_AP") is not None and scores["kpt_AP"] > self.best["kpt_AP"]
+        if improved:
+            self.best = {"kpt_AP": scores["kpt_AP"], "step": self.step}
+        state = self._state(list(self.log.pending))
+        save_checkpoint(state, self.ckpt_dir / "last.pt")
+        if improved:
+            save_checkpoint(state, self.ckpt_dir / "best.pt")
+        self.log.commit()
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self, loader: DataLoader, gt: Dict[str, Any]) -> Dict[str, Any]:
+        """Validation loss terms and SPEC scores of the current model."""
+        self.model.eval()
+        totals: Dict[str, float] = {}
+        batches = 0
+        results: List[Dict[str, Any]] = []
+        for images, targets in loader:
+            images = images.to(self.device)
+            outputs = self.model(images)
+            loss, terms = self.criterion(outputs, targets)
+            for name, value in {"loss": loss, **{f"loss_{k}": v for k, v in terms.items()}}.items():
+                totals[name] = totals.get(name, 0.0) + float(value)
+            batches += 1
+            results += detections_to_results(self.postprocess(outputs), [t["image_id"] for t in targets])
+        self.model.train()
+        scores = evaluate(gt, results)
+        return {**{k: v / max(batches, 1) for k, v in totals.items()}, **scores}
+
+    # ------------------------------------------------------------------ training
+    def fit(self) -> Dict[str, Any]:
+        """Train to ``train.steps``, validating every ``train.val_every`` steps; returns the final val scores."""
+        cfg = self.config.train
+        batch, world = cfg.batch_size, self.ctx.world_size
+        train_set, length = build_train_dataset(self.config, cfg.steps * batch * world)
+        sampler = StepSampler(length, batch, cfg.steps, self.step, cfg.seed, self.ctx.rank, world)
+        workers = self.config.data.num_workers
+        loader = DataLoader(train_set, batch_size=batch, sampler=sampler, num_workers=workers,
+                            collate_fn=collate_detection, persistent_workers=False,
+                            pin_memory=self.device.type == "cuda")
+        val_loader, val_gt = None, None
+        if self.ctx.is_main:
+            val_set, val_gt = build_val_data(self.config)
+            val_loader = DataLoader(val_set, batch_size=batch, num_workers=workers, collate_fn=collate_detection)
+        amp = cfg.amp and self.device.type == "cuda"
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not self.progress,
+                   dynamic_ncols=True)
+        self.model.train()
+        window_start, window_images = time.perf_counter(), 0
+        last_tick = time.perf_counter()
+        for images, targets in loader:
+            images = images.to(self.device, non_blocking=True)
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=amp):
+                outputs = self.train_model(images)
+            loss, terms = self.criterion(outputs, targets)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"step {self.step}: loss is {float(loss)} ({ {k: float(v) for k, v in terms.items()} })")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.config.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.step += 1
+            now = time.perf_counter()
+            self.wall_s += now - last_tick
+            last_tick = now
+            window_images += images.shape[0] * world
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                rate = window_images / max(now - window_start, 1e-9)
+                self.log.add({"phase": "train", "step": self.step, "images": self.step * batch * world,
+                              "wall_s": round(self.wall_s, 2), "lr": self.scheduler.get_last_lr()[0],
+                              "img_per_s": round(rate, 2), "loss": loss.item(),
+                              **{f"loss_{k}": v.item() for k, v in terms.items()}})
+                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.1f}")
+                window_start, window_images = now, 0
+            bar.update(1)
+            if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                self._validate_and_checkpoint(val_loader, val_gt)
+                last_tick = time.perf_counter()  # validation time is not training time
+                window_start = last_tick
+        bar.close()
+        self.log.close()
+        return self.last_scores
+
+    def _validate_and_checkpoint(self, loader: Optional[DataLoader], gt: Optional[Dict[str, Any]]) -> None:
+        if self.ctx.is_main and loader is not None and gt is not None:
+            scores = self.validate(loader, gt)
+            self.last_scores = scores
+            self.log.add({"phase": "val", "step": self.step, "images": self.step * self.config.train.batch_size
+                          * self.ctx.world_size, "wall_s": round(self.wall_s, 2), **scores})
+            mean_px = "n/a" if scores["mean_px"] is None else f"{scores['mean_px']:.2f} px"
+            tqdm.write(f"step {self.step}: val loss {scores['loss']:.3f}  kpt AP {scores['kpt_AP']:.3f}  "
+                       f"cls acc {scores['cls_acc']:.3f}  mean point error {mean_px}")
+            self._checkpoint(scores)
+        self.ctx.barrier()

@@ -1,0 +1,1 @@
+"""Models: timm backbone -> FPN neck -> dense heads; criterion and postprocess beside them."""

@@ -1,0 +1,52 @@
+"""timm backbones with ``features_only=True``: timm *is* the backbone registry.
+
+A config names any timm model; channels and strides are read from ``feature_info`` so the
+neck sizes itself. Weights are never downloaded: ``pretrained_path`` loads a local file
+through timm's own loader (which also adapts the stem to one input channel).
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import timm
+import torch
+from torch import nn
+
+__all__ = ["TimmBackbone"]
+
+
+class TimmBackbone(nn.Module):
+    """The feature levels of a timm model with stride >= ``min_stride``.
+
+    Args:
+        name: timm model name.
+        in_chans: input channels (1: grey canvases).
+        pretrained_path: optional local checkpoint of the full timm model (e.g. ImageNet
+            weights saved with ``torch.save(model.state_dict())``).
+        min_stride: the finest level kept.
+
+    Attributes:
+        channels: channels of each kept level, finest first.
+        strides: stride (reduction) of each kept level, finest first.
+    """
+
+    def __init__(self, name: str, in_chans: int = 1, pretrained_path: Optional[str] = None, min_stride: int = 4) -> None:
+        super().__init__()
+        probe = timm.create_model(name, features_only=True, in_chans=in_chans, pretrained=False)
+        reductions = probe.feature_info.reduction()
+        out_indices = tuple(i for i, r in enumerate(reductions) if r >= min_stride)
+        if not out_indices:
+            raise ValueError(f"backbone {name!r} has no feature level with stride >= {min_stride} (strides {reductions})")
+        kwargs = dict(features_only=True, in_chans=in_chans, out_indices=out_indices)
+        if pretrained_path is not None:
+            self.body = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained_path)), **kwargs)
+        else:
+            self.body = timm.create_model(name, pretrained=False, **kwargs)
+        self.name = name
+        self.channels: List[int] = list(self.body.feature_info.channels())
+        self.strides: List[int] = list(self.body.feature_info.reduction())
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """``[B, C, H, W]`` -> one ``[B, channels[i], H / strides[i], W / strides[i]]`` per level."""
+        return self.body(x)

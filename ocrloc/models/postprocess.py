@@ -1,0 +1,102 @@
+"""Decoding CenterNet head outputs into detections (TorchScript-able).
+
+Peaks of the class heatmap (a ``max_pool2d`` peak finder, CenterNet's "NMS"), top-k over
+classes and cells, decoding to canvas pixels, then class-agnostic duplicate suppression:
+one digit has one class, so two peaks of different classes on one digit are duplicates
+(``batched_nms`` per class would keep both).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import boxes as box_ops
+
+__all__ = ["CenterNetPostprocess"]
+
+
+class CenterNetPostprocess(nn.Module):
+    """Raw outputs ``{name: [B, K, h, w]}`` -> one dict per image, as torchvision detection models return.
+
+    Each dict holds ``boxes`` ``[N, 4]`` (xyxy, canvas pixels), ``scores`` ``[N]``, ``labels``
+    ``[N]`` (int64) and ``keypoints`` ``[N, 1, 3]`` (x, y, score), sorted by score, N <= ``max_detections``.
+
+    Args:
+        stride: stride of the head level.
+        max_detections: detections kept per image.
+        score_threshold: minimum score.
+        nms_kernel: peak-finder window (odd).
+        iou_threshold: class-agnostic suppression threshold on the decoded boxes.
+        point_mode: ``offset`` or ``heatmap`` (see :func:`~ocrloc.models.centernet.head_layout`).
+        num_classes: digit classes.
+    """
+
+    def __init__(self, stride: int, max_detections: int = 100, score_threshold: float = 0.05, nms_kernel: int = 3,
+                 iou_threshold: float = 0.6, point_mode: str = "offset", num_classes: int = 10) -> None:
+        super().__init__()
+        if nms_kernel % 2 != 1:
+            raise ValueError(f"nms_kernel must be odd, got {nms_kernel}")
+        self.stride = stride
+        self.max_detections = max_detections
+        self.score_threshold = score_threshold
+        self.nms_kernel = nms_kernel
+        self.iou_threshold = iou_threshold
+        self.point_mode = point_mode
+        self.num_classes = num_classes
+
+    def forward(self, outputs: Dict[str, torch.Tensor]) -> List[Dict[str, torch.Tensor]]:
+        heat = outputs["heatmap"].float().sigmoid()
+        batch, classes, h, w = heat.shape
+        pooled = F.max_pool2d(heat, self.nms_kernel, stride=1, padding=self.nms_kernel // 2)
+        peaks = heat * (pooled == heat).to(heat.dtype)
+        k = min(self.max_detections, classes * h * w)
+        top_scores, top_index = peaks.reshape(batch, -1).topk(k, dim=1)
+        stride = float(self.stride)
+        results: List[Dict[str, torch.Tensor]] = []
+        for b in range(batch):
+            keep = top_scores[b] > self.score_threshold
+            scores = top_scores[b][keep]
+            index = top_index[b][keep]
+            labels = torch.div(index, h * w, rounding_mode="floor")
+            cell = index % (h * w)
+            cy = torch.div(cell, w, rounding_mode="floor")
+            cx = cell % w
+            cells = torch.stack([cx, cy], dim=1).to(heat.dtype)
+            size = outputs["size"][b][:, cy, cx].t().float()
+            offset = outputs["offset"][b][:, cy, cx].t().float()
+            center = (cells + offset) * stride
+            half = size.clamp(min=0) * stride / 2
+            boxes = torch.cat([center - half, center + half], dim=1)
+            boxes = box_ops.clip_boxes_to_image(boxes, (h * self.stride, w * self.stride))
+            if self.point_mode == "offset":
+                point_all = outputs["point"][b].float().reshape(self.num_classes, 2, h, w)
+                points = (cells + point_all[labels, :, cy, cx]) * stride
+            else:
+                points = self._points_from_heatmap(outputs, b, labels, boxes, h, w)
+            kept = box_ops.nms(boxes, scores, self.iou_threshold)[: self.max_detections]
+            keypoints = torch.cat([points[kept], scores[kept].unsqueeze(1)], dim=1).unsqueeze(1)
+            results.append({"boxes": boxes[kept], "scores": scores[kept], "labels": labels[kept].long(),
+                            "keypoints": keypoints})
+        return results
+
+    def _points_from_heatmap(self, outputs: Dict[str, torch.Tensor], b: int, labels: torch.Tensor,
+                             boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """Per detection: the peak of its class's point heatmap inside its box (one cell of margin)
+        plus the sub-cell offset there."""
+        stride = float(self.stride)
+        maps = outputs["point_heatmap"][b].float()[labels]  # [N, h, w]
+        xs = torch.arange(w, device=maps.device, dtype=maps.dtype).view(1, 1, w)
+        ys = torch.arange(h, device=maps.device, dtype=maps.dtype).view(1, h, 1)
+        lo = (boxes[:, :2] / stride).floor() - 1
+        hi = (boxes[:, 2:] / stride).floor() + 1
+        inside = ((xs >= lo[:, 0].view(-1, 1, 1)) & (xs <= hi[:, 0].view(-1, 1, 1))
+                  & (ys >= lo[:, 1].view(-1, 1, 1)) & (ys <= hi[:, 1].view(-1, 1, 1)))
+        masked = maps.masked_fill(~inside, float("-inf")).reshape(maps.shape[0], h * w)
+        best = masked.argmax(dim=1)
+        py = torch.div(best, w, rounding_mode="floor")
+        px = best % w
+        offset = outputs["point_offset"][b].float()[:, py, px].t()
+        return (torch.stack([px, py], dim=1).to(maps.dtype) + offset) * stride

@@ -1,0 +1,96 @@
+"""The training loop on a tiny model: logs, checkpoints, resume, sampler."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from ocrloc.config import load_config
+from ocrloc.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from ocrloc.engine.sampler import StepSampler
+from ocrloc.engine.trainer import Trainer, lr_factor
+
+TINY = [
+    "data.preset=single", "data.rule=seed37", "data.val_count=4", "data.num_workers=0",
+    "model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8",
+    "train.batch_size=2", "train.log_every=1", "train.val_every=3", "optim.warmup_steps=2",
+]
+
+
+def rows(run: Path):
+    with open(run / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_training_writes_logs_and_checkpoints_and_resume_continues(tmp_path, pools):
+    run = tmp_path / "run"
+    trainer = Trainer(load_config(None, TINY + ["train.steps=3"]), run, progress=False)
+    scores = trainer.fit()
+    assert trainer.step == 3 and "kpt_AP" in scores
+    assert (run / "config.yaml").is_file() and list((run / "tensorboard").iterdir())
+    assert (run / "checkpoints" / "last.pt").is_file() and (run / "checkpoints" / "best.pt").is_file()
+    first = rows(run)
+    assert [(r["phase"], r["step"]) for r in first] == [("train", "1"), ("train", "2"), ("train", "3"), ("val", "3")]
+
+    with pytest.raises(FileExistsError, match="--resume"):
+        Trainer(load_config(None, TINY + ["train.steps=3"]), run, progress=False)
+
+    resumed = Trainer(load_config(None, TINY + ["train.steps=6"]), run, resume=True, progress=False)
+    assert resumed.step == 3
+    resumed.fit()
+    steps = [(r["phase"], int(r["step"])) for r in rows(run)]
+    assert steps[:4] == [(p, int(s)) for p, s in [(r["phase"], r["step"]) for r in first]]  # appended, not rewritten
+    train_steps = [s for p, s in steps if p == "train"]
+    assert train_steps == [1, 2, 3, 4, 5, 6]  # nothing lost, nothing repeated
+    assert [s for p, s in steps if p == "val"] == [3, 6]
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 6
+
+
+def test_resume_restores_rows_lost_in_a_crash_between_checkpoint_and_log(tmp_path, pools):
+    run = tmp_path / "run"
+    Trainer(load_config(None, TINY + ["train.steps=3"]), run, progress=False).fit()
+    # Simulate a crash after last.pt was written but before its rows reached metrics.csv.
+    lines = (run / "metrics.csv").read_text().splitlines(keepends=True)
+    (run / "metrics.csv").write_text("".join(lines[:2]))  # header + step 1
+    Trainer(load_config(None, TINY + ["train.steps=3"]), run, resume=True, progress=False)
+    assert [(r["phase"], r["step"]) for r in rows(run)] == [("train", "1"), ("train", "2"), ("train", "3"), ("val", "3")]
+
+
+def test_resume_without_a_checkpoint_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint to resume"):
+        Trainer(load_config(None, TINY), tmp_path / "empty", resume=True, progress=False)
+
+
+def test_checkpoint_round_trip_gives_the_same_outputs(tmp_path, pools):
+    run = tmp_path / "run"
+    trainer = Trainer(load_config(None, TINY + ["train.steps=2", "train.val_every=2"]), run, progress=False)
+    trainer.fit()
+    model, postprocess, config, state = model_from_checkpoint(run / "checkpoints" / "last.pt")
+    assert config.model.backbone == "test_resnet" and state["meta"]["rule"] == "seed37"
+    x = torch.rand(2, 1, 64, 64)
+    trainer.model.eval()
+    with torch.no_grad():
+        for key, value in trainer.model(x).items():
+            torch.testing.assert_close(model(x)[key], value)
+
+
+def test_step_sampler_shards_and_resumes_exactly():
+    full = list(StepSampler(None, batch_size=3, steps=4))
+    assert full == list(range(12))
+    assert list(StepSampler(None, 3, 4, start_step=2)) == full[6:]
+    rank0 = list(StepSampler(None, 2, 3, rank=0, world_size=2))
+    rank1 = list(StepSampler(None, 2, 3, rank=1, world_size=2))
+    assert not set(rank0) & set(rank1) and sorted(rank0 + rank1) == list(range(12))
+    finite = list(StepSampler(5, 2, 5, seed=1))  # 10 samples over a 5-item dataset: two shuffled passes
+    assert sorted(finite[:5]) == sorted(finite[5:]) == list(range(5))
+    assert list(StepSampler(5, 2, 5, start_step=3, seed=1)) == finite[6:]
+
+
+def test_learning_rate_warms_up_then_decays():
+    assert lr_factor(0, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_factor(9, 10, 100, 0.1) == pytest.approx(1.0)
+    assert lr_factor(100, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_factor(55, 10, 100, 0.1) == pytest.approx(0.55)

@@ -1,0 +1,61 @@
+"""The TorchScript export (SPEC section 8) loads without ocrloc and timm and matches eager outputs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from ocrloc.export import export_torchscript
+from ocrloc.models.centernet import CenterNetDetector
+from ocrloc.models.postprocess import CenterNetPostprocess
+
+LOADER = textwrap.dedent("""
+    import sys
+    sys.modules["ocrloc"] = None  # any import of ocrloc or timm now fails
+    sys.modules["timm"] = None
+    import torch, torchvision
+    model = torch.jit.load(sys.argv[1])
+    inputs = torch.load(sys.argv[2])
+    outputs = [model(x) for x in inputs]
+    torch.save({"outputs": outputs, "rule": model.rule, "train_size": model.train_size}, sys.argv[3])
+""")
+
+
+@pytest.mark.parametrize("point_mode", ["offset", "heatmap"])
+def test_export_matches_eager_without_ocrloc_or_timm(tmp_path, point_mode):
+    torch.manual_seed(0)
+    model = CenterNetDetector("test_resnet", fpn_channels=8, head_channels=8, point_mode=point_mode).eval()
+    # Random weights give near-uniform heatmaps; keep every peak so the comparison has detections.
+    postprocess = CenterNetPostprocess(4, score_threshold=0.0, point_mode=point_mode)
+    path = tmp_path / "model.pt"
+    export_torchscript(model, postprocess, "all10", [128, 128], path)
+    inputs = [torch.rand(2, 1, 64, 64), torch.rand(1, 1, 96, 128)]
+    torch.save(inputs, tmp_path / "inputs.pt")
+    run = subprocess.run([sys.executable, "-c", LOADER, str(path), str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    loaded = torch.load(tmp_path / "out.pt")
+    assert loaded["rule"] == "all10" and loaded["train_size"] == [128, 128]
+    with torch.no_grad():
+        for x, scripted in zip(inputs, loaded["outputs"]):
+            eager = postprocess(model(x))
+            assert len(eager) == len(scripted) == x.shape[0]
+            for e, s in zip(eager, scripted):
+                assert set(s) == {"boxes", "scores", "labels", "keypoints"}
+                assert s["labels"].dtype == torch.int64 and s["keypoints"].shape[1:] == (1, 3)
+                assert 0 < len(s["scores"]) <= 100
+                for key in e:
+                    assert (e[key].float() - s[key].float()).abs().max() <= 1e-4, key
+
+
+def test_export_rejects_bad_shapes(tmp_path):
+    model = CenterNetDetector("test_resnet", fpn_channels=8, head_channels=8).eval()
+    scripted = export_torchscript(model, CenterNetPostprocess(4), "seed37", [128, 128], tmp_path / "m.pt")
+    with pytest.raises(Exception, match="multiples of 32"):
+        scripted(torch.rand(1, 1, 70, 64))
+    with pytest.raises(Exception, match=r"\[B, 1, H, W\]"):
+        scripted(torch.rand(1, 3, 64, 64))

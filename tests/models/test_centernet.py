@@ -1,0 +1,134 @@
+"""Backbones, heads, loss and decoding of the dense point detector."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ocrloc.models.backbone import TimmBackbone
+from ocrloc.models.centernet import CenterNetDetector, head_layout
+from ocrloc.models.criterion import CenterNetCriterion, focal_heatmap_loss
+from ocrloc.models.postprocess import CenterNetPostprocess
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenetv3_small_100", "efficientnet_b0"])
+def test_backbone_levels_match_feature_info(name):
+    backbone = TimmBackbone(name, in_chans=1, min_stride=4)
+    features = backbone(torch.rand(2, 1, 64, 96))
+    assert backbone.strides == [4, 8, 16, 32]
+    assert len(features) == len(backbone.channels) == 4
+    for f, ch, s in zip(features, backbone.channels, backbone.strides):
+        assert f.shape == (2, ch, 64 // s, 96 // s)
+
+
+@pytest.mark.parametrize("name, stride", [("resnet18", 4), ("mobilenetv3_small_100", 8), ("efficientnet_b0", 4)])
+@pytest.mark.parametrize("point_mode", ["offset", "heatmap"])
+def test_detector_returns_every_head_at_the_head_stride(name, stride, point_mode):
+    model = CenterNetDetector(name, fpn_channels=16, head_stride=stride, head_channels=16, point_mode=point_mode)
+    for mode in (model.train, model.eval):
+        mode()
+        out = model(torch.rand(2, 1, 64, 128))
+        assert set(out) == set(head_layout(point_mode))
+        for key, channels in head_layout(point_mode).items():
+            assert out[key].shape == (2, channels, 64 // stride, 128 // stride), key
+
+
+def test_unknown_stride_and_point_mode_are_errors():
+    with pytest.raises(ValueError, match="head_stride 2"):
+        CenterNetDetector("test_convnext", head_stride=2)
+    with pytest.raises(ValueError, match="point_mode 'corner'"):
+        head_layout("corner")
+
+
+def empty_outputs(h=8, w=8, point_mode="offset"):
+    out = {"heatmap": torch.full((1, 10, h, w), -10.0), "size": torch.zeros(1, 2, h, w),
+           "offset": torch.zeros(1, 2, h, w)}
+    if point_mode == "offset":
+        out["point"] = torch.zeros(1, 20, h, w)
+    else:
+        out["point_heatmap"] = torch.full((1, 10, h, w), -10.0)
+        out["point_offset"] = torch.zeros(1, 2, h, w)
+    return out
+
+
+def test_decoding_hand_built_outputs_gives_exact_detections():
+    out = empty_outputs()
+    # A 7 whose peak is at cell (x=2, y=3), score sigmoid(2); center offset (0.5, 0.25) cells,
+    # size (3, 5) cells, point 1.25 cells right and 0.5 cells below the cell corner.
+    out["heatmap"][0, 7, 3, 2] = 2.0
+    out["offset"][0, :, 3, 2] = torch.tensor([0.5, 0.25])
+    out["size"][0, :, 3, 2] = torch.tensor([3.0, 5.0])
+    out["point"][0, 14:16, 3, 2] = torch.tensor([1.25, 0.5])
+    out["point"][0, 6:8, 3, 2] = torch.tensor([9.0, 9.0])  # class 3's point: must not be read
+    # A weaker 1 at cell (6, 1) and a duplicate 4 on the same spot as the 7 (suppressed: lower score).
+    out["heatmap"][0, 1, 1, 6] = 1.0
+    out["size"][0, :, 1, 6] = torch.tensor([1.0, 2.0])
+    out["heatmap"][0, 4, 3, 2] = 1.5
+    det = CenterNetPostprocess(stride=4, score_threshold=0.3)(out)[0]
+    assert det["labels"].tolist() == [7, 1]
+    torch.testing.assert_close(det["scores"], torch.tensor([2.0, 1.0]).sigmoid())
+    # 7: center ((2 + 0.5) * 4, (3 + 0.25) * 4) = (10, 13), size (12, 20).
+    torch.testing.assert_close(det["boxes"][0], torch.tensor([4.0, 3.0, 16.0, 23.0]))
+    torch.testing.assert_close(det["keypoints"][0, 0], torch.tensor([(2 + 1.25) * 4, (3 + 0.5) * 4, torch.tensor(2.0).sigmoid()]))
+    torch.testing.assert_close(det["boxes"][1], torch.tensor([24.0 - 2, 4.0 - 4, 24.0 + 2, 4.0 + 4]))
+    assert det["keypoints"].shape == (2, 1, 3)
+
+
+def test_point_heatmap_decoding_takes_the_peak_inside_the_box():
+    out = empty_outputs(point_mode="heatmap")
+    out["heatmap"][0, 2, 4, 4] = 3.0
+    out["size"][0, :, 4, 4] = torch.tensor([4.0, 4.0])  # box cells 2..6
+    out["point_heatmap"][0, 2, 3, 2] = 2.0  # inside the box: the point
+    out["point_heatmap"][0, 2, 0, 7] = 5.0  # stronger but outside the box: ignored
+    out["point_offset"][0, :, 3, 2] = torch.tensor([0.75, 0.5])
+    det = CenterNetPostprocess(stride=4, point_mode="heatmap")(out)[0]
+    assert det["labels"].tolist() == [2]
+    torch.testing.assert_close(det["keypoints"][0, 0, :2], torch.tensor([(2 + 0.75) * 4, (3 + 0.5) * 4]))
+
+
+def test_postprocess_keeps_at_most_max_detections_sorted_by_score():
+    out = empty_outputs(16, 16)
+    out["heatmap"] = torch.randn(1, 10, 16, 16)
+    out["size"] += 0.5  # tiny boxes: nothing suppressed
+    det = CenterNetPostprocess(stride=4, max_detections=7, score_threshold=0.0, iou_threshold=0.99)(out)[0]
+    assert len(det["scores"]) == 7
+    assert torch.all(det["scores"][:-1] >= det["scores"][1:])
+
+
+def target(boxes, labels, points):
+    return {"boxes": torch.tensor(boxes, dtype=torch.float32), "labels": torch.tensor(labels),
+            "keypoints": torch.tensor([[[x, y, 2.0]] for x, y in points])}
+
+
+@pytest.mark.parametrize("point_mode", ["offset", "heatmap"])
+def test_loss_is_finite_and_perfect_outputs_score_lower(point_mode):
+    crit = CenterNetCriterion(4, {"giou": 1.0}, point_mode=point_mode)
+    targets = [target([[8.0, 4.0, 20.0, 28.0]], [5], [(12.5, 7.0)]), target([], [], [])]
+    targets[1]["keypoints"] = torch.zeros(0, 1, 3)
+    targets[1]["boxes"] = torch.zeros(0, 4)
+    out = {k: torch.zeros(2, c, 8, 8) for k, c in head_layout(point_mode).items()}
+    loss, terms = crit(out, targets)
+    assert torch.isfinite(loss) and set(terms) >= {"heatmap", "size", "offset"}
+    built = crit.build_targets(targets, (2, 10, 8, 8), torch.device("cpu"))
+    assert built["cells"].tolist() == [[3, 4]]  # center (14, 16) / 4 = (3.5, 4.0)
+    torch.testing.assert_close(built["offset"], torch.tensor([[0.5, 0.0]]))
+    torch.testing.assert_close(built["size"], torch.tensor([[3.0, 6.0]]))
+    assert built["heatmap"][0, 5, 4, 3] == 1.0 and built["heatmap"].sum() > 1.0
+    # Outputs equal to the targets: regression terms vanish.
+    good = {k: v.clone() for k, v in out.items()}
+    good["heatmap"] = torch.where(built["heatmap"] == 1, 10.0, -10.0)
+    good["size"][0, :, 4, 3] = built["size"][0]
+    good["offset"][0, :, 4, 3] = built["offset"][0]
+    if point_mode == "offset":
+        good["point"][0, 10:12, 4, 3] = built["point"][0]
+    good_loss, good_terms = crit(good, targets)
+    assert good_terms["size"] == 0 and good_terms["offset"] == 0 and good_loss < loss
+    if point_mode == "offset":
+        assert good_terms["point"] == 0
+
+
+def test_focal_loss_rewards_confident_correct_heatmaps():
+    target_map = torch.zeros(1, 1, 4, 4)
+    target_map[0, 0, 1, 1] = 1.0
+    right = torch.where(target_map == 1, 6.0, -6.0)
+    assert focal_heatmap_loss(right, target_map) < 0.01 < focal_heatmap_loss(-right, target_map)
