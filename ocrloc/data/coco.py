@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Optional
 
 import cv2
 import numpy as np
@@ -29,6 +29,7 @@ __all__ = [
     "ANNOTATIONS_FILE",
     "IMAGES_DIR",
     "canvas_annotations",
+    "split_coco",
     "write_split",
     "load_coco",
     "read_grey_image",
@@ -75,6 +76,49 @@ def canvas_annotations(canvas: Canvas, rule: str, image_id: int, first_annotatio
     return annotations
 
 
+def split_coco(
+    generator: CanvasGenerator,
+    count: int,
+    image_writer: Optional[Callable[[str, np.ndarray], None]] = None,
+    progress: bool = True,
+) -> Dict[str, Any]:
+    """The COCO dictionary of canvases ``0 .. count-1`` (image ``id = index + 1``).
+
+    Args:
+        generator: the split's canvas generator.
+        count: number of canvases.
+        image_writer: called as ``image_writer(file_name, image)`` for each canvas, or None.
+        progress: show a tqdm bar.
+    """
+    if count < 1:
+        raise ValueError(f"count must be >= 1, got {count}")
+    images: List[Dict[str, Any]] = []
+    annotations: List[Dict[str, Any]] = []
+    preset = generator.preset
+    for index in tqdm(range(count), desc=f"{generator.split} canvases", unit="img", disable=not progress):
+        canvas = generator(index)
+        file_name = f"{IMAGES_DIR}/{index:06d}.png"
+        if image_writer is not None:
+            image_writer(file_name, canvas.image)
+        images.append({"id": index + 1, "file_name": file_name, "width": preset.width,
+                       "height": preset.height, "canvas_index": index})
+        annotations += canvas_annotations(canvas, generator.rule, index + 1, len(annotations) + 1)
+    return {
+        "info": {
+            "description": "ocrloc MNIST canvases",
+            "preset": preset.name,
+            "rule": generator.rule,
+            "split": generator.split,
+            "seed": generator.seed,
+            "count": count,
+            "images_written": image_writer is not None,
+        },
+        "images": images,
+        "annotations": annotations,
+        "categories": CATEGORIES,
+    }
+
+
 def write_split(
     generator: CanvasGenerator,
     count: int,
@@ -107,35 +151,15 @@ def write_split(
         raise FileExistsError(f"{out_dir} exists and is not empty; choose another --out or pass --overwrite")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+
+    def write_png(file_name: str, image: np.ndarray) -> None:
+        if not cv2.imwrite(str(tmp_dir / file_name), image):
+            raise OSError(f"could not write {tmp_dir / file_name}")
+
     try:
         if write_images:
             (tmp_dir / IMAGES_DIR).mkdir()
-        images: List[Dict[str, Any]] = []
-        annotations: List[Dict[str, Any]] = []
-        preset = generator.preset
-        for index in tqdm(range(count), desc=f"{generator.split} canvases", unit="img", disable=not progress):
-            canvas = generator(index)
-            image_id = index + 1
-            file_name = f"{IMAGES_DIR}/{index:06d}.png"
-            if write_images and not cv2.imwrite(str(tmp_dir / file_name), canvas.image):
-                raise OSError(f"could not write {tmp_dir / file_name}")
-            images.append({"id": image_id, "file_name": file_name, "width": preset.width,
-                           "height": preset.height, "canvas_index": index})
-            annotations += canvas_annotations(canvas, generator.rule, image_id, len(annotations) + 1)
-        coco = {
-            "info": {
-                "description": "ocrloc MNIST canvases",
-                "preset": preset.name,
-                "rule": generator.rule,
-                "split": generator.split,
-                "seed": generator.seed,
-                "count": count,
-                "images_written": write_images,
-            },
-            "images": images,
-            "annotations": annotations,
-            "categories": CATEGORIES,
-        }
+        coco = split_coco(generator, count, write_png if write_images else None, progress)
         write_json_atomic(coco, tmp_dir / ANNOTATIONS_FILE)
         if out_dir.exists():
             shutil.rmtree(out_dir)
