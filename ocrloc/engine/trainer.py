@@ -173,8 +173,11 @@ class Trainer:
             save_config(config, self.run_dir / "config.yaml")
         self.train_model: nn.Module = self.model
         if self.ctx.enabled:
+            # The FPN computes an output conv for every level but the heads read one level, so
+            # the other levels' output convs get no gradient: DDP must be told to expect that.
             self.train_model = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)
         preset = get_preset(config.data.preset)
         self.meta = {"rule": config.data.rule, "preset": preset.name, "train_size": [preset.height, preset.width]}
 

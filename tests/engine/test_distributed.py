@@ -1,0 +1,32 @@
+"""torchrun with two CPU processes (gloo): one set of logs and checkpoints, samples sharded."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_torchrun_two_processes_train_with_rank0_logging(tmp_path, pools):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+         str(REPO / "tools" / "train.py"), "--out", str(out), "--no-progress",
+         "--set", "data.preset=single", "--set", "data.rule=seed37", "--set", "data.val_count=4",
+         "--set", "data.num_workers=0", "--set", "model.backbone=test_resnet", "--set", "model.fpn_channels=8",
+         "--set", "model.head_channels=8", "--set", "train.batch_size=2", "--set", "train.steps=2",
+         "--set", "train.val_every=2", "--set", "train.log_every=1"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    with open(out / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["phase"], r["step"]) for r in rows] == [("train", "1"), ("train", "2"), ("val", "2")]
+    assert rows[1]["images"] == str(2 * 2 * 2)  # 2 steps x batch 2 x 2 ranks
+    assert (out / "checkpoints" / "last.pt").is_file()
+    assert run.stdout.count("final validation scores") == 1  # rank 0 alone reports
