@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-__all__ = ["detections_to_results", "pad_to_multiple", "predict_batches"]
+__all__ = ["detections_to_results", "pad_to_multiple"]
 
 
 def detections_to_results(detections: Sequence[Dict[str, torch.Tensor]], image_ids: Sequence[int]) -> List[Dict[str, Any]]:
@@ -40,15 +39,3 @@ def pad_to_multiple(images: torch.Tensor, multiple: int = 32) -> torch.Tensor:
     if pad_h or pad_w:
         images = F.pad(images, (0, pad_w, 0, pad_h))
     return images
-
-
-@torch.no_grad()
-def predict_batches(model: nn.Module, postprocess: nn.Module, batches: Iterable[Tuple[torch.Tensor, Sequence[int]]],
-                    device: torch.device) -> List[Dict[str, Any]]:
-    """COCO results for ``(images [B, 1, H, W], image_ids)`` batches."""
-    model.eval()
-    results: List[Dict[str, Any]] = []
-    for images, image_ids in batches:
-        detections = postprocess(model(pad_to_multiple(images.to(device))))
-        results += detections_to_results(detections, image_ids)
-    return results
