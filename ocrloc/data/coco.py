@@ -144,8 +144,6 @@ def write_split(
     Returns:
         The COCO dictionary that was written.
     """
-    if count < 1:
-        raise ValueError(f"count must be >= 1, got {count}")
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir} exists and is not empty; choose another --out or pass --overwrite")
