@@ -33,20 +33,26 @@ class TimmBackbone(nn.Module):
 
     def __init__(self, name: str, in_chans: int = 1, pretrained_path: Optional[str] = None, min_stride: int = 4) -> None:
         super().__init__()
-        probe = timm.create_model(name, features_only=True, in_chans=in_chans, pretrained=False)
-        reductions = probe.feature_info.reduction()
-        out_indices = tuple(i for i, r in enumerate(reductions) if r >= min_stride)
-        if not out_indices:
-            raise ValueError(f"backbone {name!r} has no feature level with stride >= {min_stride} (strides {reductions})")
-        kwargs = dict(features_only=True, in_chans=in_chans, out_indices=out_indices)
+        # One build with every level: reading feature_info from a throw-away probe model would
+        # build the backbone twice at start-up. Levels finer than min_stride are dropped in forward.
+        kwargs = dict(features_only=True, in_chans=in_chans)
         if pretrained_path is not None:
             self.body = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained_path)), **kwargs)
         else:
             self.body = timm.create_model(name, pretrained=False, **kwargs)
+        reductions = list(self.body.feature_info.reduction())
+        self.keep: List[int] = [i for i, r in enumerate(reductions) if r >= min_stride]
+        if not self.keep:
+            raise ValueError(f"backbone {name!r} has no feature level with stride >= {min_stride} (strides {reductions})")
         self.name = name
-        self.channels: List[int] = list(self.body.feature_info.channels())
-        self.strides: List[int] = list(self.body.feature_info.reduction())
+        channels = self.body.feature_info.channels()
+        self.channels: List[int] = [channels[i] for i in self.keep]
+        self.strides: List[int] = [reductions[i] for i in self.keep]
 
     def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
         """``[B, C, H, W]`` -> one ``[B, channels[i], H / strides[i], W / strides[i]]`` per level."""
-        return self.body(x)
+        features = self.body(x)
+        kept: List[torch.Tensor] = []
+        for i in self.keep:
+            kept.append(features[i])
+        return kept
