@@ -78,16 +78,23 @@ class ModelConfig:
     """The detector.
 
     Attributes:
-        type: detector family (``centernet``: ocrloc's dense point detector).
+        type: detector family: ``centernet`` (ocrloc's dense point detector) or a torchvision
+            baseline on the same backbone + FPN: ``retinanet``, ``ssd``, ``fcos``, ``keypointrcnn``
+            (see :mod:`ocrloc.models.baselines`).
         backbone: any timm model name that supports ``features_only``.
         pretrained_path: optional local checkpoint for the backbone (never downloaded).
         fpn_channels: FPN output channels.
-        head_stride: stride of the feature level the heads read (4 or 8).
+        head_stride: stride of the feature level the heads read (4 or 8); for the baselines, the
+            finest FPN level (8: levels p3-p5).
         head_channels: hidden channels of each head.
         point_mode: how the class-dependent point is predicted: ``heatmap`` (a heatmap per class
             peaking at the point, read inside the detection's box, plus a sub-cell offset) or
             ``offset`` (a vector from the peak cell, per class). ``heatmap`` is the default because
             it measured better on all10 at the quickstart budget (README, "Results").
+        anchor_sizes: baselines only: anchor sizes in pixels, one list per FPN level (for SSD one
+            list of default-box scales as fractions of the canvas, levels + 1 of them); None
+            takes the defaults of ``ocrloc.models.baselines.DEFAULT_ANCHORS``.
+        aspect_ratios: baselines only: anchor aspect ratios (h / w; for SSD the extra ratios).
     """
 
     type: str = "centernet"
@@ -97,6 +104,8 @@ class ModelConfig:
     head_stride: int = 4
     head_channels: int = 64
     point_mode: str = "heatmap"
+    anchor_sizes: Optional[List[List[float]]] = None
+    aspect_ratios: Optional[List[float]] = None
 
 
 @dataclass

@@ -18,7 +18,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -41,8 +41,15 @@ __all__ = ["Trainer", "METRIC_COLUMNS", "build_val_data", "build_train_dataset",
 
 LOSS_TERMS = ("heatmap", "size", "offset", "point", "point_heatmap", "giou")
 SCORE_COLUMNS = ("kpt_AP", "kpt_AP50", "kpt_AP75", "box_AP", "mean_px", "median_px", "p95_px", "miss_rate", "cls_acc")
-METRIC_COLUMNS = ("phase", "step", "images", "wall_s", "lr", "img_per_s", "loss",
-                  *(f"loss_{t}" for t in LOSS_TERMS), *SCORE_COLUMNS)
+
+
+def metric_columns(loss_terms: Sequence[str] = LOSS_TERMS) -> Tuple[str, ...]:
+    """The columns of ``metrics.csv`` for a criterion with these loss terms."""
+    return ("phase", "step", "images", "wall_s", "lr", "img_per_s", "loss",
+            *(f"loss_{t}" for t in loss_terms), *SCORE_COLUMNS)
+
+
+METRIC_COLUMNS = metric_columns()
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
@@ -79,15 +86,16 @@ def build_val_data(config: Config) -> Tuple[Dataset, Dict[str, Any]]:
 class MetricsLog:
     """Rows for ``metrics.csv`` and TensorBoard, buffered until the next checkpoint commits them."""
 
-    def __init__(self, run_dir: Path, enabled: bool) -> None:
+    def __init__(self, run_dir: Path, enabled: bool, columns: Sequence[str] = METRIC_COLUMNS) -> None:
         self.path = run_dir / "metrics.csv"
+        self.columns = tuple(columns)
         self.enabled = enabled
         self.pending: List[Dict[str, Any]] = []
         self._writer = None
         self._tb_dir = run_dir / "tensorboard"
 
     def add(self, row: Dict[str, Any]) -> None:
-        self.pending.append({k: row.get(k, "") for k in METRIC_COLUMNS})
+        self.pending.append({k: row.get(k, "") for k in self.columns})
 
     def last_step(self) -> int:
         """Largest step already in ``metrics.csv`` (-1 when none)."""
@@ -103,7 +111,7 @@ class MetricsLog:
         if self.enabled and rows:
             new_file = not self.path.is_file()
             with open(self.path, "a", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+                writer = csv.DictWriter(f, fieldnames=self.columns)
                 if new_file:
                     writer.writeheader()
                 writer.writerows(rows)
@@ -165,7 +173,9 @@ class Trainer:
         self.wall_s = 0.0
         self.best: Dict[str, Any] = {"kpt_AP": -1.0, "step": -1}
         self.last_scores: Dict[str, Any] = {}
-        self.log = MetricsLog(self.run_dir, self.ctx.is_main)
+        # Each model family logs its own loss terms (torchvision's names for the baselines).
+        self.log = MetricsLog(self.run_dir, self.ctx.is_main,
+                              metric_columns(getattr(self.criterion, "loss_terms", LOSS_TERMS)))
         if resume:
             self._restore(last)
         if self.ctx.is_main:  # on resume too: config.yaml always describes the run as it continues
@@ -231,9 +241,10 @@ class Trainer:
         for images, targets in loader:
             images = images.to(self.device)
             outputs = self.model(images)
-            loss, terms = self.criterion(outputs, targets)
-            for name, value in {"loss": loss, **{f"loss_{k}": v for k, v in terms.items()}}.items():
-                totals[name] = totals.get(name, 0.0) + float(value)
+            if self.criterion.has_eval_loss:  # torchvision detectors compute losses in train mode only
+                loss, terms = self.criterion(outputs, targets)
+                for name, value in {"loss": loss, **{f"loss_{k}": v for k, v in terms.items()}}.items():
+                    totals[name] = totals.get(name, 0.0) + float(value)
             batches += 1
             results += detections_to_results(self.postprocess(outputs), [t["image_id"] for t in targets])
         self.model.train()
@@ -264,7 +275,7 @@ class Trainer:
         for images, targets in loader:
             images = images.to(self.device, non_blocking=True)
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=amp):
-                outputs = self.train_model(images)
+                outputs = self.train_model(images, targets)
             loss, terms = self.criterion(outputs, targets)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"step {self.step}: loss is {float(loss)} ({ {k: float(v) for k, v in terms.items()} })")
@@ -303,7 +314,8 @@ class Trainer:
             self.log.add({"phase": "val", "step": self.step, "images": self.step * self.config.train.batch_size
                           * self.ctx.world_size, "wall_s": round(self.wall_s, 2), **scores})
             mean_px = "n/a" if scores["mean_px"] is None else f"{scores['mean_px']:.2f} px"
-            tqdm.write(f"step {self.step}: val loss {scores['loss']:.3f}  kpt AP {scores['kpt_AP']:.3f}  "
+            val_loss = f"{scores['loss']:.3f}" if "loss" in scores else "n/a"
+            tqdm.write(f"step {self.step}: val loss {val_loss}  kpt AP {scores['kpt_AP']:.3f}  "
                        f"cls acc {scores['cls_acc']:.3f}  mean point error {mean_px}")
             self._checkpoint(scores)
         self.ctx.barrier()

@@ -50,8 +50,14 @@ class ExportedDetector(nn.Module):
 
 def export_torchscript(model: nn.Module, postprocess: nn.Module, rule: str, train_size: List[int],
                        path: Union[str, os.PathLike]) -> torch.jit.ScriptModule:
-    """Script ``model`` + ``postprocess`` into ``path`` (written atomically) and return the scripted module."""
-    wrapper = ExportedDetector(model.eval(), postprocess.eval(), rule, train_size).eval()
+    """Script ``model`` + ``postprocess`` into ``path`` (written atomically) and return the scripted module.
+
+    A model with an ``inference_module()`` (the torchvision baselines) contributes that eval-mode
+    part; others are scripted whole.
+    """
+    model = model.eval()
+    inference = model.inference_module() if hasattr(model, "inference_module") else model
+    wrapper = ExportedDetector(inference, postprocess.eval(), rule, train_size).eval()
     scripted = torch.jit.script(wrapper)
     with atomic_path(path, suffix=".pt.tmp") as tmp:
         scripted.save(str(tmp))

@@ -8,13 +8,15 @@ from typing import Tuple
 from torch import nn
 
 from ocrloc.config import Config
+from ocrloc.data.canvas import get_preset
+from ocrloc.models.baselines import BASELINE_TYPES, build_baseline
 from ocrloc.models.centernet import CenterNetDetector
 from ocrloc.models.criterion import CenterNetCriterion
 from ocrloc.models.postprocess import CenterNetPostprocess
 
 __all__ = ["MODEL_TYPES", "build"]
 
-MODEL_TYPES = ("centernet",)
+MODEL_TYPES = ("centernet",) + BASELINE_TYPES
 
 
 def build(config: Config) -> Tuple[nn.Module, nn.Module, nn.Module]:
@@ -24,8 +26,11 @@ def build(config: Config) -> Tuple[nn.Module, nn.Module, nn.Module]:
         ValueError: for an unknown ``model.type``, naming the known ones.
     """
     m = config.model
-    if m.type != "centernet":
+    if m.type not in MODEL_TYPES:
         raise ValueError(f"unknown model.type {m.type!r}; known types: {', '.join(MODEL_TYPES)}")
+    if m.type in BASELINE_TYPES:
+        preset = get_preset(config.data.preset)
+        return build_baseline(m.type, m, config.postprocess, config.data.rule, (preset.height, preset.width))
     model = CenterNetDetector(
         backbone=m.backbone,
         fpn_channels=m.fpn_channels,

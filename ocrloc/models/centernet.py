@@ -106,11 +106,14 @@ class CenterNetDetector(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD), persistent=False)
 
-    def forward(self, images: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, targets: Optional[List[Dict[str, torch.Tensor]]] = None
+                ) -> Dict[str, torch.Tensor]:
         """Raw head outputs.
 
         Args:
             images: ``[B, 1, H, W]`` in [0, 1], H and W multiples of the backbone's largest stride.
+            targets: unused (the loss lives in the criterion); accepted so every ocrloc model is
+                called the same way, ``model(images, targets)``, as torchvision detectors are.
 
         Returns:
             ``{name: [B, channels, H / stride, W / stride]}`` for every head of :attr:`layout`.

@@ -67,6 +67,9 @@ class CenterNetCriterion(nn.Module):
         num_classes: digit classes.
     """
 
+    # The loss is computed from raw outputs alone, so validation reports it too.
+    has_eval_loss = True
+
     def __init__(self, stride: int, weights: Mapping[str, float], point_mode: str = "offset", num_classes: int = 10) -> None:
         super().__init__()
         self.stride = stride

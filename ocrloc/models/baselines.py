@@ -1,0 +1,354 @@
+"""torchvision's detectors on ocrloc's backbone: the baselines of the comparison (README, Results).
+
+``RetinaNet``, ``SSD``, ``FCOS`` and ``KeypointRCNN`` are torchvision's own classes, given the
+same timm backbone + ``FeaturePyramidNetwork`` as :class:`~ocrloc.models.centernet.CenterNetDetector`
+(:class:`TimmFPN`) and set up for these canvases:
+
+* **No resizing.** torchvision's ``GeneralizedRCNNTransform`` rescales every image to
+  ``min_size``; :class:`CanvasTransform` keeps the canvas at its own scale (digits are the same
+  size in pixels on any canvas, as for ocrloc's detector) and only normalises and pads.
+* **One grey channel**, normalised with the canvas statistics ocrloc's detector uses.
+* **Anchors for digits** whose ink box is about 10-26 px tall and 2-26 px wide (see
+  :data:`DEFAULT_ANCHORS`; ``model.anchor_sizes`` / ``model.aspect_ratios`` override them).
+* **Labels.** RetinaNet and FCOS score each class with its own sigmoid, so digit ``d`` is label
+  ``d``; SSD and R-CNN reserve label 0 for background, so digit ``d`` is label ``d + 1`` inside
+  the wrapper and outputs are mapped back.
+
+The box detectors place the class-dependent point from their box (:class:`BoxPointPostprocess`):
+the SPEC rule applied to box geometry, the strongest thing a box detector can do without a
+point head. ``KeypointRCNN`` predicts the point: its keypoint head is class-agnostic, so it
+gets one keypoint channel per digit class, trained only at the instance's own class and read at
+the predicted class.
+
+The three modules follow ``build``'s contract: ``model(images, targets)`` in train mode returns
+torchvision's loss dict (:class:`DetectorLoss` sums it); in eval mode it returns torchvision's
+detections, which :class:`BoxPointPostprocess` turns into SPEC section 8 dicts.
+"""
+
+# No `from __future__ import annotations`: TorchScript reads these annotations.
+import math
+from collections import OrderedDict
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection import FCOS, KeypointRCNN, RetinaNet
+from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBoxGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
+from torchvision.models.detection.ssd import SSD, SSDHead
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.ops import boxes as box_ops
+
+from ocrloc.data.points import POINT_NAMES
+from ocrloc.data.rules import get_rule
+from ocrloc.models.backbone import TimmBackbone
+from ocrloc.models.centernet import NUM_CLASSES, PIXEL_MEAN, PIXEL_STD
+
+__all__ = [
+    "BASELINE_TYPES",
+    "DEFAULT_ANCHORS",
+    "LOSS_TERMS",
+    "BOX_POINT_COEFFICIENTS",
+    "TimmFPN",
+    "CanvasTransform",
+    "TorchvisionDetector",
+    "TorchvisionInference",
+    "DetectorLoss",
+    "BoxPointPostprocess",
+    "build_baseline",
+]
+
+BASELINE_TYPES = ("retinanet", "ssd", "fcos", "keypointrcnn")
+
+# Anchor sizes (sqrt of area, pixels) per FPN level p3, p4, p5 and aspect ratios h / w.
+# Digits are 10-26 px tall and 2-26 px wide (a `1` is a tall thin box): sizes 10-32 px at
+# ratios 1, 2 and 4 give every digit an anchor with IoU >= 0.5; p5 covers the largest
+# resized digits. FCOS takes one "anchor" per level equal to its stride (its scale ranges).
+DEFAULT_ANCHORS: Dict[str, Tuple[List[List[float]], List[float]]] = {
+    "retinanet": ([[10.0, 13.0, 16.0], [20.0, 25.0, 32.0], [40.0, 50.0, 64.0]], [1.0, 2.0, 4.0]),
+    "keypointrcnn": ([[10.0, 13.0, 16.0], [20.0, 25.0, 32.0], [40.0, 50.0, 64.0]], [1.0, 2.0, 4.0]),
+    "fcos": ([[8.0], [16.0], [32.0]], [1.0]),
+    # SSD: default box scales are fractions of the canvas side (SSD's own convention), one per
+    # level plus one; the aspect ratios add w/h = r and 1/r boxes to the two square ones.
+    "ssd": ([[0.08, 0.16, 0.3, 0.5]], [2.0, 3.0]),
+}
+
+# The loss terms of each detector's loss dict (``loss_`` prefix dropped), for metrics.csv.
+LOSS_TERMS: Dict[str, Tuple[str, ...]] = {
+    "retinanet": ("classification", "bbox_regression"),
+    "fcos": ("classification", "bbox_regression", "bbox_ctrness"),
+    "ssd": ("bbox_regression", "classification"),
+    "keypointrcnn": ("classifier", "box_reg", "keypoint", "objectness", "rpn_box_reg"),
+}
+
+# The SPEC rule on box geometry: point = (a0 * x1 + a1 * x2, a2 * y1 + a3 * y2).
+BOX_POINT_COEFFICIENTS: Dict[str, Tuple[float, float, float, float]] = {
+    "topleft": (1.0, 0.0, 1.0, 0.0),
+    "center": (0.5, 0.5, 0.5, 0.5),
+    "centroid": (0.5, 0.5, 0.5, 0.5),
+    "topmost": (0.5, 0.5, 1.0, 0.0),
+    "bottommost": (0.5, 0.5, 0.0, 1.0),
+    "leftmost": (1.0, 0.0, 0.5, 0.5),
+    "rightmost": (0.0, 1.0, 0.5, 0.5),
+}
+assert set(BOX_POINT_COEFFICIENTS) == set(POINT_NAMES), "every SPEC point needs a box rule"
+
+
+class TimmFPN(nn.Module):
+    """timm backbone + ``FeaturePyramidNetwork``, as torchvision detectors take a backbone:
+    ``forward`` returns an ``OrderedDict`` of levels (``p3``, ``p4``, ...) and ``out_channels`` is set.
+
+    Args:
+        name: timm model name.
+        out_channels: FPN channels.
+        min_stride: the finest level kept.
+        pretrained_path: optional local backbone checkpoint.
+    """
+
+    def __init__(self, name: str, out_channels: int = 64, min_stride: int = 8, pretrained_path: Optional[str] = None) -> None:
+        super().__init__()
+        self.body = TimmBackbone(name, in_chans=1, pretrained_path=pretrained_path, min_stride=min_stride)
+        self.fpn = FeaturePyramidNetwork(self.body.channels, out_channels)
+        self.level_names: List[str] = [f"p{int(math.log2(s))}" for s in self.body.strides]
+        self.strides: List[int] = list(self.body.strides)
+        self.out_channels = out_channels
+
+    def forward(self, x: Tensor) -> Dict[str, Tensor]:
+        features = self.body(x)
+        levels: Dict[str, Tensor] = OrderedDict()
+        for name, feature in zip(self.level_names, features):
+            levels[name] = feature
+        return self.fpn(levels)
+
+
+class CanvasTransform(GeneralizedRCNNTransform):
+    """``GeneralizedRCNNTransform`` without the resize: normalise, pad to ``size_divisible``, batch.
+
+    torchvision rescales every image so its short side is ``min_size``; a digit detector must
+    see digits at their pixel size whatever the canvas size, as ocrloc's own detector does.
+    """
+
+    def __init__(self, size_divisible: int = 32) -> None:
+        super().__init__(min_size=128, max_size=128, image_mean=[PIXEL_MEAN], image_std=[PIXEL_STD],
+                         size_divisible=size_divisible)
+
+    def resize(self, image: Tensor, target: Optional[Dict[str, Tensor]] = None
+               ) -> Tuple[Tensor, Optional[Dict[str, Tensor]]]:
+        return image, target
+
+
+def _anchors(kind: str, sizes: Optional[List[List[float]]], ratios: Optional[List[float]], levels: int
+             ) -> Tuple[List[List[float]], List[float]]:
+    default_sizes, default_ratios = DEFAULT_ANCHORS[kind]
+    sizes = default_sizes if sizes is None else sizes
+    ratios = default_ratios if ratios is None else ratios
+    expected = 1 if kind == "ssd" else levels
+    if len(sizes) != expected:
+        what = "one list of levels + 1 scales" if kind == "ssd" else f"one list of sizes per FPN level ({levels})"
+        raise ValueError(f"model.anchor_sizes for {kind}: expected {what}, got {sizes!r}")
+    if kind == "ssd" and len(sizes[0]) != levels + 1:
+        raise ValueError(f"model.anchor_sizes for ssd: expected {levels + 1} scales (levels + 1), got {sizes[0]!r}")
+    if kind == "fcos" and (len(ratios) != 1 or any(len(s) != 1 for s in sizes)):
+        raise ValueError(f"model.anchor_sizes for fcos: one size and one ratio per level, got {sizes!r}, {ratios!r}")
+    return sizes, ratios
+
+
+class TorchvisionDetector(nn.Module):
+    """A torchvision detector on :class:`TimmFPN`, with ocrloc's ``model(images, targets)`` interface.
+
+    Args:
+        kind: one of :data:`BASELINE_TYPES`.
+        rule: the point rule (sets which keypoint channel each class trains).
+        backbone: timm model name.
+        fpn_channels: FPN channels.
+        min_stride: the finest FPN level (8: p3-p5).
+        canvas_size: ``(H, W)`` of the training canvases (SSD's default boxes are fractions of it).
+        anchor_sizes, aspect_ratios: None for :data:`DEFAULT_ANCHORS`.
+        score_threshold, max_detections: the detector's own decoding.
+        pretrained_path: optional local backbone checkpoint.
+    """
+
+    def __init__(self, kind: str, rule: str = "all10", backbone: str = "resnet18", fpn_channels: int = 64,
+                 min_stride: int = 8, canvas_size: Sequence[int] = (128, 128),
+                 anchor_sizes: Optional[List[List[float]]] = None, aspect_ratios: Optional[List[float]] = None,
+                 score_threshold: float = 0.05, max_detections: int = 100, pretrained_path: Optional[str] = None,
+                 num_classes: int = NUM_CLASSES) -> None:
+        super().__init__()
+        if kind not in BASELINE_TYPES:
+            raise ValueError(f"unknown baseline {kind!r}; known: {', '.join(BASELINE_TYPES)}")
+        get_rule(rule)  # fail early on an unknown rule
+        self.kind = kind
+        self.num_classes = num_classes
+        # SSD and R-CNN keep label 0 for background; RetinaNet and FCOS have no background class.
+        self.label_offset = 1 if kind in ("ssd", "keypointrcnn") else 0
+        body = TimmFPN(backbone, fpn_channels, min_stride, pretrained_path)
+        levels = len(body.level_names)
+        sizes, ratios = _anchors(kind, anchor_sizes, aspect_ratios, levels)
+        common = dict(image_mean=[PIXEL_MEAN], image_std=[PIXEL_STD])
+        if kind == "retinanet":
+            generator = AnchorGenerator(tuple(tuple(s) for s in sizes), (tuple(ratios),) * levels)
+            detector: nn.Module = RetinaNet(body, num_classes, anchor_generator=generator, score_thresh=score_threshold,
+                                            detections_per_img=max_detections, **common)
+        elif kind == "fcos":
+            generator = AnchorGenerator(tuple(tuple(s) for s in sizes), (tuple(ratios),) * levels)
+            detector = FCOS(body, num_classes, anchor_generator=generator, score_thresh=score_threshold,
+                            detections_per_img=max_detections, **common)
+        elif kind == "ssd":
+            generator = DefaultBoxGenerator([list(ratios)] * levels, scales=list(sizes[0]),
+                                            steps=[int(s) for s in body.strides])
+            # SSD would probe the backbone with a 3-channel image to read its channels; give the head.
+            head = SSDHead([fpn_channels] * levels, generator.num_anchors_per_location(), num_classes + 1)
+            detector = SSD(body, generator, (int(canvas_size[0]), int(canvas_size[1])), num_classes + 1, head=head,
+                           score_thresh=score_threshold, detections_per_img=max_detections, **common)
+        else:
+            generator = AnchorGenerator(tuple(tuple(s) for s in sizes), (tuple(ratios),) * levels)
+            names = body.level_names
+            # Heads slimmed for 10-26 px digits on a CPU: 64-channel FPN, a 256-d box MLP and four
+            # 64-channel keypoint convs instead of torchvision's 1024-d MLP and eight 512-channel convs.
+            detector = KeypointRCNN(
+                body, num_classes=None, num_keypoints=None, rpn_anchor_generator=generator,
+                box_roi_pool=MultiScaleRoIAlign(names, 7, 2), keypoint_roi_pool=MultiScaleRoIAlign(names, 14, 2),
+                box_head=TwoMLPHead(fpn_channels * 7 * 7, 256), box_predictor=FastRCNNPredictor(256, num_classes + 1),
+                keypoint_head=KeypointRCNNHeads(fpn_channels, (64, 64, 64, 64)),
+                keypoint_predictor=KeypointRCNNPredictor(64, num_classes),
+                rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300,
+                rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100,
+                box_batch_size_per_image=128, box_score_thresh=score_threshold,
+                box_detections_per_img=max_detections, **common)
+        detector.transform = CanvasTransform(size_divisible=max(body.strides))
+        self.detector = detector
+
+    def _torchvision_target(self, target: Dict[str, Tensor], device: torch.device) -> Dict[str, Tensor]:
+        labels = target["labels"].to(device)
+        out = {"boxes": target["boxes"].to(device).float(), "labels": labels + self.label_offset}
+        if self.kind == "keypointrcnn":
+            # One channel per class: the instance's point in its own class's channel, the other
+            # channels invisible (visibility 0 carries no loss in keypointrcnn_loss).
+            n = labels.shape[0]
+            keypoints = torch.zeros(n, self.num_classes, 3, device=device)
+            point = target["keypoints"].to(device)[:, 0, :2].float()
+            keypoints[torch.arange(n, device=device), labels, :2] = point
+            keypoints[torch.arange(n, device=device), labels, 2] = 1.0
+            out["keypoints"] = keypoints
+        return out
+
+    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
+        """Train mode: torchvision's loss dict (needs ``targets``). Eval mode: torchvision's detections.
+
+        Args:
+            images: ``[B, 1, H, W]`` in [0, 1].
+            targets: ocrloc targets (``boxes`` xyxy, ``labels`` 0-9, ``keypoints`` ``[N, 1, 3]``).
+        """
+        image_list = list(images.unbind(0))
+        if self.training:
+            if targets is None:
+                raise ValueError(f"{self.kind}: training needs targets")
+            return self.detector(image_list, [self._torchvision_target(t, images.device) for t in targets])
+        return self.detector(image_list)
+
+    def inference_module(self) -> nn.Module:
+        """The scriptable eval-mode part (see :class:`TorchvisionInference`)."""
+        return TorchvisionInference(self.detector)
+
+
+class TorchvisionInference(nn.Module):
+    """``[B, 1, H, W]`` -> torchvision's detections; scripts (a scripted torchvision detector
+    returns ``(losses, detections)``, an eager one the detections)."""
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, images: Tensor) -> List[Dict[str, Tensor]]:
+        image_list = list(images.unbind(0))
+        if torch.jit.is_scripting():
+            return self.detector(image_list)[1]
+        return self.detector(image_list)
+
+
+class DetectorLoss(nn.Module):
+    """Sum of a torchvision detector's loss dict, one weight per term (default 1).
+
+    ``has_eval_loss`` is False: torchvision detectors compute losses in train mode only, so
+    validation reports scores without a loss.
+    """
+
+    has_eval_loss = False
+
+    def __init__(self, loss_terms: Sequence[str] = (), weights: Optional[Dict[str, float]] = None) -> None:
+        super().__init__()
+        self.loss_terms = tuple(loss_terms)
+        self.weights = dict(weights or {})
+
+    def forward(self, losses: Dict[str, Tensor], targets: object = None) -> Tuple[Tensor, Dict[str, Tensor]]:
+        if not isinstance(losses, dict):
+            raise TypeError("DetectorLoss takes the loss dict a torchvision detector returns in train mode")
+        terms = {name.replace("loss_", "", 1): value for name, value in losses.items()}
+        total = sum(self.weights.get(name, 1.0) * value for name, value in terms.items())
+        return total, terms
+
+
+class BoxPointPostprocess(nn.Module):
+    """torchvision detections -> SPEC section 8 dicts (``boxes``, ``scores``, ``labels`` 0-9,
+    ``keypoints`` ``[N, 1, 3]``).
+
+    Labels are mapped back by ``label_offset``; duplicates of different classes on one digit are
+    suppressed class-agnostically (as ocrloc's own postprocess does: one digit has one class).
+    The point is the SPEC rule on box geometry (:data:`BOX_POINT_COEFFICIENTS`) or, with
+    ``from_keypoints``, the keypoint channel of the predicted class.
+
+    Args:
+        rule: the point rule.
+        label_offset: subtracted from torchvision's labels.
+        from_keypoints: read ``keypoints[N, num_classes, 3]`` at the label instead of the box rule.
+        iou_threshold: class-agnostic suppression threshold.
+        max_detections: detections kept per image.
+    """
+
+    def __init__(self, rule: str, label_offset: int = 0, from_keypoints: bool = False, iou_threshold: float = 0.6,
+                 max_detections: int = 100, num_classes: int = NUM_CLASSES) -> None:
+        super().__init__()
+        table = get_rule(rule)
+        coefficients = torch.tensor([BOX_POINT_COEFFICIENTS[table.get(c, "center")] for c in range(num_classes)])
+        self.register_buffer("coefficients", coefficients, persistent=False)
+        self.label_offset = label_offset
+        self.from_keypoints = from_keypoints
+        self.iou_threshold = iou_threshold
+        self.max_detections = max_detections
+        self.num_classes = num_classes
+
+    def forward(self, detections: List[Dict[str, Tensor]]) -> List[Dict[str, Tensor]]:
+        results: List[Dict[str, Tensor]] = []
+        for det in detections:
+            boxes, scores = det["boxes"], det["scores"]
+            labels = det["labels"] - self.label_offset
+            valid = (labels >= 0) & (labels < self.num_classes)
+            keep = box_ops.nms(boxes[valid], scores[valid], self.iou_threshold)[: self.max_detections]
+            index = torch.nonzero(valid).flatten()[keep]
+            boxes, scores, labels = boxes[index], scores[index], labels[index]
+            if self.from_keypoints:
+                point = det["keypoints"][index, labels, :2]
+            else:
+                a = self.coefficients.to(boxes.dtype)[labels]
+                x = a[:, 0] * boxes[:, 0] + a[:, 1] * boxes[:, 2]
+                y = a[:, 2] * boxes[:, 1] + a[:, 3] * boxes[:, 3]
+                point = torch.stack([x, y], dim=1)
+            keypoints = torch.cat([point, scores[:, None]], dim=1)[:, None, :]
+            results.append({"boxes": boxes, "scores": scores, "labels": labels, "keypoints": keypoints})
+        return results
+
+
+def build_baseline(kind: str, model_config, postprocess_config, rule: str, canvas_size: Sequence[int]
+                   ) -> Tuple[TorchvisionDetector, DetectorLoss, BoxPointPostprocess]:
+    """The model, loss and postprocess of a baseline from ocrloc's config sections."""
+    model = TorchvisionDetector(
+        kind, rule=rule, backbone=model_config.backbone, fpn_channels=model_config.fpn_channels,
+        min_stride=model_config.head_stride, canvas_size=canvas_size, anchor_sizes=model_config.anchor_sizes,
+        aspect_ratios=model_config.aspect_ratios, score_threshold=postprocess_config.score_threshold,
+        max_detections=postprocess_config.max_detections, pretrained_path=model_config.pretrained_path)
+    postprocess = BoxPointPostprocess(rule, label_offset=model.label_offset, from_keypoints=kind == "keypointrcnn",
+                                      iou_threshold=postprocess_config.iou_threshold,
+                                      max_detections=postprocess_config.max_detections)
+    return model, DetectorLoss(LOSS_TERMS[kind]), postprocess
