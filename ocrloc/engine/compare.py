@@ -1,0 +1,148 @@
+"""Train (or reuse) several configs at one budget, score each on one test split, tabulate.
+
+Every row gets the same rule, the same number of training steps (so the same number of
+training canvases at the configs' shared batch size) and the same test split; wall minutes
+and images/s are measured beside it. A run folder that already holds the finished run is
+reused, a partial one resumed, so a comparison can be extended row by row across sessions.
+The model scored is ``best.pt``: the checkpoint its own validation chose (never the test split).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+from ocrloc.config import Config, config_to_dict, load_config
+from ocrloc.data.coco import ANNOTATIONS_FILE
+from ocrloc.data.datasets import CocoKeypointDataset, collate_detection
+from ocrloc.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from ocrloc.engine.predict import detections_to_results
+from ocrloc.evaluation import evaluate
+from ocrloc.utils.io import atomic_path, write_json_atomic
+
+__all__ = ["TABLE_COLUMNS", "compare_configs", "comparison_table", "predict_dataset", "train_or_reuse", "write_table"]
+
+TABLE_COLUMNS = ("model", "type", "backbone", "params (M)", "train canvases", "train min", "img/s", "kpt AP",
+                 "AP50", "AP75", "box AP", "median px", "p95 px", "cls acc")
+
+
+@torch.no_grad()
+def predict_dataset(model: torch.nn.Module, postprocess: torch.nn.Module, dataset: CocoKeypointDataset,
+                    device: torch.device, batch_size: int = 32) -> List[Dict[str, Any]]:
+    """COCO results of ``model`` on every image of ``dataset`` (images of one size per batch)."""
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_detection)
+    results: List[Dict[str, Any]] = []
+    for images, targets in loader:
+        detections = postprocess(model(images.to(device)))
+        results += detections_to_results(detections, [t["image_id"] for t in targets])
+    return results
+
+
+def train_or_reuse(config: Config, run_dir: Path, progress: bool = True) -> Dict[str, Any]:
+    """Make ``run_dir`` hold the finished run of ``config``: train it, resume it, or reuse it.
+
+    Raises:
+        FileExistsError: when ``run_dir`` holds a run of another config.
+    """
+    from ocrloc.engine.trainer import Trainer
+
+    last = run_dir / "checkpoints" / "last.pt"
+    if last.is_file():
+        state = load_checkpoint(last)
+        if state["config"] != config_to_dict(config):
+            raise FileExistsError(f"{run_dir} holds a run of another config; remove it or choose another --out")
+        if int(state["step"]) >= config.train.steps:
+            return state
+    Trainer(config, run_dir, resume=last.is_file(), progress=progress).fit()
+    return load_checkpoint(last)
+
+
+def _row(name: str, config: Config, state: Dict[str, Any], params: int, scores: Dict[str, Any]) -> Dict[str, Any]:
+    images = int(state["step"]) * config.train.batch_size
+    wall_s = float(state.get("wall_s", 0.0))
+    return {
+        "model": name, "type": config.model.type, "backbone": config.model.backbone, "params": params,
+        "rule": config.data.rule, "steps": int(state["step"]), "images": images, "wall_s": wall_s,
+        "img_per_s": images / wall_s if wall_s > 0 else None, **scores,
+    }
+
+
+def compare_configs(config_paths: Sequence[str | os.PathLike], rule: str, steps: int, test_dir: str | os.PathLike,
+                    out_dir: str | os.PathLike, overrides: Sequence[str] = (), device: str = "auto",
+                    progress: bool = True, on_row: Optional[Callable[[List[Dict[str, Any]]], None]] = None
+                    ) -> List[Dict[str, Any]]:
+    """Train or reuse each config at ``steps`` steps on ``rule`` and score it on ``test_dir``.
+
+    Each config runs in ``out_dir/<config stem>``; its test results and scores are written
+    there too (``test_results.json``, ``test_scores.json``) and reused while the checkpoint
+    and the test split are unchanged. ``on_row`` is called with the rows so far after each row.
+
+    Raises:
+        FileNotFoundError: a missing config or test split, naming it.
+    """
+    from ocrloc.engine.distributed import resolve_device
+
+    test_dir = Path(test_dir)
+    gt_path = test_dir / ANNOTATIONS_FILE
+    if not gt_path.is_file():
+        raise FileNotFoundError(f"test split not found: {gt_path} (write it with tools/make_dataset.py --split test)")
+    configs = [(Path(p).stem, load_config(p, [f"data.rule={rule}", f"train.steps={steps}", *overrides]))
+               for p in config_paths]
+    names = [name for name, _ in configs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"config names must differ (they name the run folders): {names}")
+    out_dir = Path(out_dir)
+    torch_device = resolve_device(device)
+    rows: List[Dict[str, Any]] = []
+    for name, config in configs:
+        run_dir = out_dir / name
+        state = train_or_reuse(config, run_dir, progress)
+        best = run_dir / "checkpoints" / "best.pt"
+        model, postprocess, _, best_state = model_from_checkpoint(best, map_location=torch_device)
+        params = sum(p.numel() for p in model.parameters())
+        key = {"test_split": str(gt_path.resolve()), "gt_mtime": gt_path.stat().st_mtime,
+               "checkpoint_step": int(best_state["step"]), "checkpoint_mtime": best.stat().st_mtime}
+        cached = run_dir / "test_scores.json"
+        scores = None
+        if cached.is_file():
+            saved = json.loads(cached.read_text())
+            if saved.get("key") == key:
+                scores = saved["scores"]
+        if scores is None:
+            results = predict_dataset(model, postprocess, CocoKeypointDataset(test_dir), torch_device,
+                                      config.train.batch_size)
+            write_json_atomic(results, run_dir / "test_results.json")
+            scores = evaluate(str(gt_path), results)
+            write_json_atomic({"key": key, "scores": scores}, cached)
+        rows.append(_row(name, config, state, params, scores))
+        if on_row is not None:
+            on_row(rows)
+    return rows
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def comparison_table(rows: Sequence[Dict[str, Any]]) -> str:
+    """The rows as a markdown table (:data:`TABLE_COLUMNS`)."""
+    lines = ["| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
+    for r in rows:
+        cells = [r["model"], r["type"], r["backbone"], f"{r['params'] / 1e6:.2f}", f"{r['images']:,}",
+                 _fmt(r["wall_s"] / 60, 1), _fmt(r["img_per_s"], 1), _fmt(r["kpt_AP"]), _fmt(r["kpt_AP50"]),
+                 _fmt(r["kpt_AP75"]), _fmt(r["box_AP"]), _fmt(r["median_px"], 2), _fmt(r["p95_px"], 2),
+                 _fmt(r["cls_acc"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(rows: Sequence[Dict[str, Any]], path: str | os.PathLike, title: str = "") -> None:
+    """Write the markdown table (with an optional title line) atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text((f"{title}\n\n" if title else "") + comparison_table(rows))
