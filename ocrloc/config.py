@@ -78,7 +78,8 @@ class ModelConfig:
     """The detector.
 
     Attributes:
-        type: detector family: ``centernet`` (ocrloc's dense point detector) or a torchvision
+        type: detector family: ``centernet`` (ocrloc's dense point detector), ``argmax`` (the
+            dense detector + an argmax-feature point head, :mod:`ocrloc.models.argmax_detector`) or a torchvision
             baseline on the same backbone + FPN: ``retinanet``, ``ssd``, ``fcos``, ``keypointrcnn``
             (see :mod:`ocrloc.models.baselines`).
         backbone: any timm model name that supports ``features_only``.
@@ -95,6 +96,11 @@ class ModelConfig:
             list of default-box scales as fractions of the canvas, levels + 1 of them); None
             takes the defaults of ``ocrloc.models.baselines.DEFAULT_ANCHORS``.
         aspect_ratios: baselines only: anchor aspect ratios (h / w; for SSD the extra ratios).
+        crop_size: ``argmax`` only: side in pixels of the canvas window the point head reads
+            around each detection (must hold the largest digit and be a multiple of head_stride).
+        box_margin: ``argmax`` only: pixels around the box kept in the head's ink mask.
+        argmax_channels: ``argmax`` only: channels whose soft-argmax the head adds as learned coordinates.
+        box_jitter: ``argmax`` only: training boxes are shifted by up to this many pixels per edge.
     """
 
     type: str = "centernet"
@@ -106,6 +112,10 @@ class ModelConfig:
     point_mode: str = "heatmap"
     anchor_sizes: Optional[List[List[float]]] = None
     aspect_ratios: Optional[List[float]] = None
+    crop_size: int = 48
+    box_margin: float = 1.0
+    argmax_channels: int = 8
+    box_jitter: float = 1.0
 
 
 @dataclass
@@ -118,6 +128,7 @@ class LossConfig:
     point: float = 1.0
     point_heatmap: float = 1.0
     giou: float = 0.0
+    argmax_point: float = 1.0
 
 
 @dataclass

@@ -131,6 +131,19 @@ def _first_occupied(presence: Tensor) -> Tensor:
     return weights / weights.sum(dim=-1, keepdim=True).clamp_min(1e-6)
 
 
+def _line_median(line: Tensor, centers: Tensor) -> Tensor:
+    """Median of the cell centers along ``line`` (mask values ``[..., L]``), as numpy's median of
+    the occupied cells: the middle one, or the mean of the two middle ones. Cell j is the k-th
+    occupied one where the running count reaches k; a triangle kernel on that count makes the
+    pick exact for a binary mask and differentiable for a soft one."""
+    count = line.cumsum(dim=-1)
+    n = torch.round(line.sum(dim=-1, keepdim=True))
+    lower = torch.floor((n + 1) / 2)
+    upper = torch.floor(n / 2) + 1
+    weights = line * 0.5 * (torch.relu(1 - (count - lower).abs()) + torch.relu(1 - (count - upper).abs()))
+    return (weights * centers).sum(dim=-1) / weights.sum(dim=-1).clamp_min(1e-6)
+
+
 class ExtremePoints(nn.Module):
     """Soft extremes of a mask in ``[0, 1]``: ``[B, C, H, W]`` -> ``[B, C, 8]`` (:data:`EXTREME_FEATURES`).
 
@@ -163,10 +176,10 @@ class ExtremePoints(nn.Module):
         left_line = (first_col.unsqueeze(-2) * mask).sum(-1)  # [B, C, H]
         right_line = (last_col.unsqueeze(-2) * mask).sum(-1)
         cx, cy = c_index + 0.5, r_index + 0.5
-        topmost_x = (top_line * cx).sum(-1) / top_line.sum(-1).clamp_min(1e-6)
-        bottommost_x = (bottom_line * cx).sum(-1) / bottom_line.sum(-1).clamp_min(1e-6)
-        leftmost_y = (left_line * cy).sum(-1) / left_line.sum(-1).clamp_min(1e-6)
-        rightmost_y = (right_line * cy).sum(-1) / right_line.sum(-1).clamp_min(1e-6)
+        topmost_x = _line_median(top_line, cx)
+        bottommost_x = _line_median(bottom_line, cx)
+        leftmost_y = _line_median(left_line, cy)
+        rightmost_y = _line_median(right_line, cy)
         return torch.stack([left, top, right, bottom, topmost_x, bottommost_x, leftmost_y, rightmost_y], dim=-1)
 
 

@@ -9,6 +9,7 @@ from torch import nn
 
 from ocrloc.config import Config
 from ocrloc.data.canvas import get_preset
+from ocrloc.models.argmax_detector import ArgmaxCriterion, ArgmaxDetector, DetectionsPassThrough
 from ocrloc.models.baselines import BASELINE_TYPES, build_baseline
 from ocrloc.models.centernet import CenterNetDetector
 from ocrloc.models.criterion import CenterNetCriterion
@@ -16,7 +17,7 @@ from ocrloc.models.postprocess import CenterNetPostprocess
 
 __all__ = ["MODEL_TYPES", "build"]
 
-MODEL_TYPES = ("centernet",) + BASELINE_TYPES
+MODEL_TYPES = ("centernet", "argmax") + BASELINE_TYPES
 
 
 def build(config: Config) -> Tuple[nn.Module, nn.Module, nn.Module]:
@@ -31,6 +32,14 @@ def build(config: Config) -> Tuple[nn.Module, nn.Module, nn.Module]:
     if m.type in BASELINE_TYPES:
         preset = get_preset(config.data.preset)
         return build_baseline(m.type, m, config.postprocess, config.data.rule, (preset.height, preset.width))
+    weights = dataclasses.asdict(config.loss)
+    if m.type == "argmax":
+        decode = _centernet_postprocess(config, point_mode="offset")
+        model = ArgmaxDetector(m.backbone, m.fpn_channels, m.head_stride, m.head_channels, m.pretrained_path,
+                               crop_size=m.crop_size, box_margin=m.box_margin, soft_channels=m.argmax_channels,
+                               postprocess=decode, box_jitter=m.box_jitter)
+        dense = CenterNetCriterion(m.head_stride, weights, point_mode="offset")
+        return model, ArgmaxCriterion(dense, config.loss.argmax_point), DetectionsPassThrough()
     model = CenterNetDetector(
         backbone=m.backbone,
         fpn_channels=m.fpn_channels,
@@ -39,14 +48,12 @@ def build(config: Config) -> Tuple[nn.Module, nn.Module, nn.Module]:
         point_mode=m.point_mode,
         pretrained_path=m.pretrained_path,
     )
-    criterion = CenterNetCriterion(m.head_stride, dataclasses.asdict(config.loss), point_mode=m.point_mode)
+    criterion = CenterNetCriterion(m.head_stride, weights, point_mode=m.point_mode)
+    return model, criterion, _centernet_postprocess(config, m.point_mode)
+
+
+def _centernet_postprocess(config: Config, point_mode: str) -> CenterNetPostprocess:
     p = config.postprocess
-    postprocess = CenterNetPostprocess(
-        m.head_stride,
-        max_detections=p.max_detections,
-        score_threshold=p.score_threshold,
-        nms_kernel=p.nms_kernel,
-        iou_threshold=p.iou_threshold,
-        point_mode=m.point_mode,
-    )
-    return model, criterion, postprocess
+    return CenterNetPostprocess(config.model.head_stride, max_detections=p.max_detections,
+                                score_threshold=p.score_threshold, nms_kernel=p.nms_kernel,
+                                iou_threshold=p.iou_threshold, point_mode=point_mode)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ocrloc.export import export_torchscript
+from ocrloc.models.argmax_detector import ArgmaxDetector, DetectionsPassThrough
 from ocrloc.models.baselines import BASELINE_TYPES, BoxPointPostprocess, TorchvisionDetector
 from ocrloc.models.centernet import CenterNetDetector
 from ocrloc.models.postprocess import CenterNetPostprocess
@@ -76,6 +77,18 @@ def test_baseline_export_matches_eager_without_ocrloc_or_timm(tmp_path, kind):
     loaded = _outputs_without_ocrloc(path, inputs, tmp_path)
     assert loaded["rule"] == "seed37"
     _assert_matches_eager(model, postprocess, inputs, loaded)
+
+
+def test_argmax_detector_export_matches_eager_without_ocrloc_or_timm(tmp_path):
+    torch.manual_seed(0)
+    decode = CenterNetPostprocess(4, score_threshold=0.0)
+    model = ArgmaxDetector("test_resnet", fpn_channels=8, head_channels=8, soft_channels=2, postprocess=decode).eval()
+    torch.nn.init.normal_(model.head.point.weight, std=0.1)  # a head that moves the points away from the crop center
+    path = tmp_path / "model.pt"
+    export_torchscript(model, DetectionsPassThrough(), "all10", [128, 128], path)
+    inputs = [torch.rand(2, 1, 64, 64), torch.rand(1, 1, 96, 128)]
+    loaded = _outputs_without_ocrloc(path, inputs, tmp_path)
+    _assert_matches_eager(model, DetectionsPassThrough(), inputs, loaded)
 
 
 def test_export_rejects_bad_shapes(tmp_path):

@@ -59,9 +59,10 @@ def test_dsnt_variance_loss_is_zero_at_the_target_spread():
 
 
 def hand_made_digit():
-    """A 20 x 16 stroke whose extreme rows and columns hold odd runs (median == mean)."""
+    """A 20 x 16 stroke; its top row holds two runs, so its median and mean differ."""
     image = np.zeros((20, 16), dtype=np.float32)
-    image[3, 5:8] = 0.9      # top row: columns 5-7, topmost x = 6.5
+    image[3, 5:7] = 0.9      # top row: columns 5, 6 and 10: median x 6.5 (the mean would be 7.5)
+    image[3, 10] = 0.9
     image[4:15, 4] = 0.8     # left column 4 (rows 4-14), leftmost y = 9.5
     image[8:11, 12] = 0.7    # right column 12: rows 8-10, rightmost y = 9.5
     image[15, 6] = 0.6       # bottom row 15: one pixel, bottommost x = 6.5

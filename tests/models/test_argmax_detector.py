@@ -1,0 +1,109 @@
+"""The argmax-feature detector: exact crops, exact SPEC points from the head's features, train/eval."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from ocrloc.config import load_config
+from ocrloc.data.canvas import CanvasGenerator
+from ocrloc.data.datasets import canvas_target
+from ocrloc.data.points import POINT_NAMES
+from ocrloc.models.argmax import EXTREME_FEATURES
+from ocrloc.models.argmax_detector import ArgmaxCriterion, ArgmaxDetector, ArgmaxPointHead
+from ocrloc.models.build import build
+
+# Head feature columns: the 8 extremes, the ink centroid (x, y), the box (x1, y1, x2, y2), soft-argmax.
+COLUMN = {name: i for i, name in enumerate(EXTREME_FEATURES)}
+COLUMN.update(centroid_x=8, centroid_y=9, box_x1=10, box_y1=11, box_x2=12, box_y2=13)
+# The SPEC points as a pick (or mean) of feature columns, for x and y.
+PICK = {
+    "topleft": (["left"], ["top"]),
+    "center": (["left", "right"], ["top", "bottom"]),
+    "centroid": (["centroid_x"], ["centroid_y"]),
+    "topmost": (["topmost_x"], ["top"]),
+    "bottommost": (["bottommost_x"], ["bottom"]),
+    "leftmost": (["left"], ["leftmost_y"]),
+    "rightmost": (["right"], ["rightmost_y"]),
+}
+
+
+def picking_head(point_per_class) -> ArgmaxPointHead:
+    """A head whose linear map picks, for each class, the features that are its SPEC point."""
+    head = ArgmaxPointHead(feature_channels=8, feature_stride=4, crop_size=48, soft_channels=2)
+    with torch.no_grad():
+        head.threshold.log_tau.fill_(math.log(1e-4))  # a near-hard cut-off at 0.5 (ink is >= 128 / 255)
+        head.point.weight.zero_()
+        for cls, name in point_per_class.items():
+            for axis, columns in enumerate(PICK[name]):
+                for col in columns:
+                    head.point.weight[2 * cls + axis, COLUMN[col]] = 1.0 / len(columns)
+    return head
+
+
+@pytest.mark.parametrize("point", POINT_NAMES)
+def test_head_features_give_the_exact_spec_points_on_real_canvases(pools, point):
+    generator = CanvasGenerator("canvas128", "all10", "test", 3, pools["test"])
+    head = picking_head({c: point for c in range(10)})
+    for index in range(8):
+        canvas = generator.generate(index)
+        image = torch.from_numpy(canvas.image).float().div(255)[None, None]
+        boxes = torch.tensor([[d.bbox[0], d.bbox[1], d.bbox[0] + d.bbox[2], d.bbox[1] + d.bbox[3]]
+                              for d in canvas.digits], dtype=torch.float32)
+        labels = torch.tensor([d.label for d in canvas.digits])
+        with torch.no_grad():
+            points = head(image, torch.zeros(1, 8, 32, 32), [boxes], labels)
+        for digit, predicted in zip(canvas.digits, points.tolist()):
+            truth = digit.points[point]
+            assert abs(predicted[0] - truth[0]) <= 1e-3 and abs(predicted[1] - truth[1]) <= 1e-3, (
+                index, digit.label, predicted, truth)
+
+
+def test_neighbouring_ink_outside_the_box_margin_is_ignored():
+    image = torch.zeros(1, 1, 64, 64)
+    image[0, 0, 20:30, 20:26] = 1.0  # the digit: box (20, 20, 26, 30)
+    image[0, 0, 10:40, 28:30] = 1.0  # a neighbour 2 px to the right, taller than the digit
+    head = picking_head({0: "topleft", 1: "rightmost"})
+    box = torch.tensor([[20.0, 20.0, 26.0, 30.0]] * 2)
+    with torch.no_grad():
+        points = head(image, torch.zeros(1, 8, 16, 16), [box], torch.tensor([0, 1]))
+    assert points.tolist() == [[20.0, 20.0], [26.0, 25.0]]
+
+
+def tiny_config(*extra):
+    return load_config(None, ["model.type=argmax", "model.backbone=test_resnet", "model.fpn_channels=8",
+                              "model.head_channels=8", "model.argmax_channels=2", *extra])
+
+
+def test_train_mode_gives_head_points_for_every_target_and_a_finite_loss(pools):
+    torch.manual_seed(0)
+    model, criterion, postprocess = build(tiny_config())
+    assert isinstance(model, ArgmaxDetector) and isinstance(criterion, ArgmaxCriterion)
+    generator = CanvasGenerator("canvas128", "all10", "train", 0, pools["train"])
+    canvases = [generator.generate(i) for i in range(2)]
+    images = torch.stack([torch.from_numpy(c.image).float().div(255)[None] for c in canvases])
+    targets = [canvas_target(c, "all10", i + 1) for i, c in enumerate(canvases)]
+    outputs = model.train()(images, targets)
+    n = sum(len(t["labels"]) for t in targets)
+    assert outputs["argmax_points"].shape == (n, 2)
+    loss, terms = criterion(outputs, targets)
+    assert set(terms) == set(ArgmaxCriterion.loss_terms) and torch.isfinite(loss)
+    loss.backward()
+    assert model.head.point.weight.grad.abs().sum() > 0
+    assert model.head.threshold.threshold.grad is not None
+    with torch.no_grad():
+        (det,) = postprocess(model.eval()(images[:1]))
+    assert det["keypoints"].shape == (det["boxes"].shape[0], 1, 3)
+
+
+def test_training_without_targets_is_an_error():
+    model, _, _ = build(tiny_config())
+    with pytest.raises(ValueError, match="argmax: training needs targets"):
+        model.train()(torch.rand(1, 1, 64, 64))
+
+
+def test_crop_size_must_be_a_multiple_of_the_feature_stride():
+    with pytest.raises(ValueError, match="crop_size 50 must be a multiple of the feature stride 4"):
+        ArgmaxPointHead(8, 4, crop_size=50)
