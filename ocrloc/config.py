@@ -23,6 +23,7 @@ from ocrloc.utils.io import atomic_path
 __all__ = [
     "DataConfig",
     "ModelConfig",
+    "StudyConfig",
     "LossConfig",
     "OptimConfig",
     "TrainConfig",
@@ -74,12 +75,38 @@ class DataConfig:
 
 
 @dataclass
+class StudyConfig:
+    """The head-study model (``model.type: study``, :mod:`ocrloc.models.study`).
+
+    Attributes:
+        head: point head: ``flatten``, ``pool``, ``coordconv``, ``soft_argmax``, ``hard_argmax``, ``extremes``.
+        inputs: maps the point head reads: any of ``canvas``, ``stage1``, ``stage2``.
+        hidden_layers: hidden layers of the point MLP.
+        hidden: width of the MLPs.
+        stem_pool: 2 x 2 pooling in the stem: ``avg``, ``max`` or ``min``.
+        argmax_channels: maps per input of the coordinate heads.
+        dummy: extra head inputs: ``none``, ``constant`` or ``random``.
+        width: channels of the first stage.
+    """
+
+    head: str = "pool"
+    inputs: List[str] = field(default_factory=lambda: ["stage2"])
+    hidden_layers: int = 1
+    hidden: int = 256
+    stem_pool: str = "max"
+    argmax_channels: int = 8
+    dummy: str = "none"
+    width: int = 32
+
+
+@dataclass
 class ModelConfig:
     """The detector.
 
     Attributes:
         type: detector family: ``centernet`` (ocrloc's dense point detector), ``argmax`` (the
-            dense detector + an argmax-feature point head, :mod:`ocrloc.models.argmax_detector`) or a torchvision
+            dense detector + an argmax-feature point head, :mod:`ocrloc.models.argmax_detector`),
+            ``study`` (one digit per canvas, the head study's models) or a torchvision
             baseline on the same backbone + FPN: ``retinanet``, ``ssd``, ``fcos``, ``keypointrcnn``
             (see :mod:`ocrloc.models.baselines`).
         backbone: any timm model name that supports ``features_only``.
@@ -101,6 +128,7 @@ class ModelConfig:
         box_margin: ``argmax`` only: pixels around the box kept in the head's ink mask.
         argmax_channels: ``argmax`` only: channels whose soft-argmax the head adds as learned coordinates.
         box_jitter: ``argmax`` only: training boxes are shifted by up to this many pixels per edge.
+        study: ``study`` only: the head-study model (:class:`StudyConfig`).
     """
 
     type: str = "centernet"
@@ -116,6 +144,7 @@ class ModelConfig:
     box_margin: float = 1.0
     argmax_channels: int = 8
     box_jitter: float = 1.0
+    study: StudyConfig = field(default_factory=StudyConfig)
 
 
 @dataclass

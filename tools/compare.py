@@ -18,9 +18,9 @@ from pathlib import Path
 
 from ocrloc.config import ConfigError
 from ocrloc.data.mnist import MnistNotFoundError
-from ocrloc.engine.compare import comparison_table, compare_configs, write_table
+from ocrloc.engine.compare import comparison_table, compare_configs
 from ocrloc.evaluation import EvaluationInputError
-from ocrloc.utils.io import write_json_atomic
+from ocrloc.utils.io import write_json_atomic, write_text_atomic
 
 
 def main(argv=None) -> int:
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     def save(rows):
         write_json_atomic(rows, out / "rows.json")
         for path in [out / "table.md"] + ([Path(args.table)] if args.table else []):
-            write_table(rows, path, title)
+            write_text_atomic(f"{title}\n\n{comparison_table(rows)}", path)
 
     try:
         rows = compare_configs(args.configs, args.rule, args.steps, args.test, out, args.overrides, args.device,

@@ -23,9 +23,9 @@ from ocrloc.data.datasets import CocoKeypointDataset, collate_detection
 from ocrloc.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from ocrloc.engine.predict import detections_to_results
 from ocrloc.evaluation import evaluate
-from ocrloc.utils.io import atomic_path, write_json_atomic
+from ocrloc.utils.io import write_json_atomic
 
-__all__ = ["TABLE_COLUMNS", "compare_configs", "comparison_table", "predict_dataset", "train_or_reuse", "write_table"]
+__all__ = ["TABLE_COLUMNS", "compare_configs", "comparison_table", "predict_dataset", "train_or_reuse"]
 
 TABLE_COLUMNS = ("model", "type", "backbone", "params (M)", "train canvases", "train min", "img/s", "kpt AP",
                  "AP50", "AP75", "box AP", "median px", "p95 px", "cls acc")
@@ -141,8 +141,3 @@ def comparison_table(rows: Sequence[Dict[str, Any]]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
-
-def write_table(rows: Sequence[Dict[str, Any]], path: str | os.PathLike, title: str = "") -> None:
-    """Write the markdown table (with an optional title line) atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text((f"{title}\n\n" if title else "") + comparison_table(rows))

@@ -14,10 +14,11 @@ from ocrloc.models.baselines import BASELINE_TYPES, build_baseline
 from ocrloc.models.centernet import CenterNetDetector
 from ocrloc.models.criterion import CenterNetCriterion
 from ocrloc.models.postprocess import CenterNetPostprocess
+from ocrloc.models.study import StudyCriterion, StudyNet, StudyPostprocess
 
 __all__ = ["MODEL_TYPES", "build"]
 
-MODEL_TYPES = ("centernet", "argmax") + BASELINE_TYPES
+MODEL_TYPES = ("centernet", "argmax", "study") + BASELINE_TYPES
 
 
 def build(config: Config) -> Tuple[nn.Module, nn.Module, nn.Module]:
@@ -33,6 +34,12 @@ def build(config: Config) -> Tuple[nn.Module, nn.Module, nn.Module]:
         preset = get_preset(config.data.preset)
         return build_baseline(m.type, m, config.postprocess, config.data.rule, (preset.height, preset.width))
     weights = dataclasses.asdict(config.loss)
+    if m.type == "study":
+        side = get_preset(config.data.preset).width
+        st = m.study
+        model = StudyNet(st.head, tuple(st.inputs), st.hidden_layers, st.hidden, st.stem_pool, st.argmax_channels,
+                         st.dummy, canvas_size=side, width=st.width)
+        return model, StudyCriterion(config.loss.point), StudyPostprocess(side)
     if m.type == "argmax":
         decode = _centernet_postprocess(config, point_mode="offset")
         model = ArgmaxDetector(m.backbone, m.fpn_channels, m.head_stride, m.head_channels, m.pretrained_path,

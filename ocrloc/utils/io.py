@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "write_json_atomic"]
+__all__ = ["atomic_path", "write_json_atomic", "write_text_atomic"]
 
 
 @contextmanager
@@ -44,3 +44,9 @@ def write_json_atomic(obj: Any, path: str | os.PathLike, **dump_kwargs: Any) -> 
             json.dump(obj, f, **dump_kwargs)
             f.flush()
             os.fsync(f.fileno())
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)

@@ -1,0 +1,134 @@
+"""Run a folder of configs over rules and seeds and tabulate mean +- std (the head study).
+
+Each (rule, config, seed) trains into ``OUT/<rule>/<config>/seed<k>`` (a finished run is
+reused, a partial one resumed) with ``train.seed = k``, then its ``best.pt`` (chosen on val)
+is scored on one fixed test set per rule, generated in memory from MNIST's test digits:
+point error in pixels (at the predicted class), PCK at 0.5 and 1 px, class accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from ocrloc.config import Config, load_config
+from ocrloc.data.canvas import CanvasGenerator
+from ocrloc.data.datasets import SyntheticCanvasDataset, collate_detection
+from ocrloc.data.mnist import load_digit_pool
+from ocrloc.engine.checkpoint import model_from_checkpoint
+from ocrloc.engine.compare import train_or_reuse
+from ocrloc.utils.io import write_json_atomic
+
+__all__ = ["STUDY_COLUMNS", "StudyTestSet", "make_test_set", "point_scores", "run_experiments", "experiment_table"]
+
+STUDY_COLUMNS = ("rule", "config", "seeds", "params", "train min", "point error px", "PCK@0.5px", "PCK@1px", "class acc")
+
+
+class StudyTestSet:
+    """Images and the one digit's class and point per canvas, held in memory."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, points: torch.Tensor, description: str) -> None:
+        self.images, self.labels, self.points, self.description = images, labels, points, description
+
+
+def make_test_set(preset: str, rule: str, count: int, seed: int, data_root: Optional[str] = None) -> StudyTestSet:
+    """``count`` test canvases of ``preset`` / ``rule`` (one digit each; the first digit otherwise)."""
+    generator = CanvasGenerator(preset, rule, "test", seed, load_digit_pool("test", data_root))
+    images, targets = collate_detection([SyntheticCanvasDataset(generator, count)[i] for i in range(count)])
+    labels = torch.stack([t["labels"][0] for t in targets])
+    points = torch.stack([t["keypoints"][0, 0, :2] for t in targets]).float()
+    return StudyTestSet(images, labels, points, f"{preset}/{rule}/test/seed{seed}/{count}")
+
+
+@torch.no_grad()
+def point_scores(model: torch.nn.Module, postprocess: torch.nn.Module, test: StudyTestSet, device: torch.device,
+                 batch_size: int = 256) -> Dict[str, float]:
+    """Point error (pixels, at the predicted class), PCK at 0.5 and 1 px, class accuracy."""
+    model.eval()
+    labels, points = [], []
+    for start in range(0, len(test.labels), batch_size):
+        detections = postprocess(model(test.images[start:start + batch_size].to(device)))
+        labels += [int(d["labels"][0]) for d in detections]
+        points += [d["keypoints"][0, 0, :2].cpu() for d in detections]
+    error = (torch.stack(points) - test.points).norm(dim=1)
+    return {
+        "point_px": float(error.mean()),
+        "median_px": float(error.median()),
+        "pck_0.5": float((error <= 0.5).float().mean()),
+        "pck_1": float((error <= 1.0).float().mean()),
+        "cls_acc": float((torch.tensor(labels) == test.labels).float().mean()),
+    }
+
+
+def run_experiments(config_paths: Sequence[str | os.PathLike], rules: Sequence[str], seeds: Sequence[int],
+                    out_dir: str | os.PathLike, test_count: int = 2000, test_seed: int = 1000,
+                    overrides: Sequence[str] = (), device: str = "auto", progress: bool = True,
+                    on_row: Optional[Callable[[List[Dict[str, Any]]], None]] = None) -> List[Dict[str, Any]]:
+    """Train or reuse every (rule, config, seed), score it, and return one row per (rule, config)."""
+    from ocrloc.engine.distributed import resolve_device
+
+    torch_device = resolve_device(device)
+    out_dir = Path(out_dir)
+    rows: List[Dict[str, Any]] = []
+    for rule in rules:
+        configs = [(Path(p).stem, p) for p in config_paths]
+        test: Optional[StudyTestSet] = None
+        for name, path in configs:
+            runs = []
+            for seed in seeds:
+                config: Config = load_config(path, [f"data.rule={rule}", f"train.seed={seed}", *overrides])
+                run_dir = out_dir / rule / name / f"seed{seed}"
+                state = train_or_reuse(config, run_dir, progress)
+                best = run_dir / "checkpoints" / "best.pt"
+                cached = run_dir / "study_scores.json"
+                key = {"checkpoint_mtime": best.stat().st_mtime, "test": f"{config.data.preset}/{rule}/test/seed{test_seed}/{test_count}"}
+                scores = None
+                if cached.is_file():
+                    saved = json.loads(cached.read_text())
+                    scores = saved["scores"] if saved.get("key") == key else None
+                model, postprocess, _, _ = model_from_checkpoint(best, map_location=torch_device)
+                if scores is None:
+                    if test is None:
+                        test = make_test_set(config.data.preset, rule, test_count, test_seed, config.data.data_root)
+                    scores = point_scores(model, postprocess, test, torch_device)
+                    write_json_atomic({"key": key, "scores": scores}, cached)
+                runs.append({"seed": seed, "wall_s": float(state.get("wall_s", 0.0)),
+                             "params": sum(p.numel() for p in model.parameters()), **scores})
+            rows.append(_aggregate(rule, name, runs))
+            if on_row is not None:
+                on_row(rows)
+    return rows
+
+
+def _mean_std(values: Sequence[float]) -> Dict[str, float]:
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return {"mean": mean, "std": std}
+
+
+def _aggregate(rule: str, name: str, runs: List[Dict[str, Any]]) -> Dict[str, Any]:
+    row: Dict[str, Any] = {"rule": rule, "config": name, "seeds": [r["seed"] for r in runs],
+                           "params": runs[0]["params"], "runs": runs}
+    for key in ("wall_s", "point_px", "median_px", "pck_0.5", "pck_1", "cls_acc"):
+        row[key] = _mean_std([r[key] for r in runs])
+    return row
+
+
+def experiment_table(rows: Sequence[Dict[str, Any]]) -> str:
+    """Markdown table of :func:`run_experiments` rows (mean +- std over seeds)."""
+
+    def ms(stat: Dict[str, float], digits: int) -> str:
+        return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+    lines = ["| " + " | ".join(STUDY_COLUMNS) + " |", "|" + "---|" * len(STUDY_COLUMNS)]
+    for r in rows:
+        lines.append("| " + " | ".join([
+            r["rule"], r["config"], str(len(r["seeds"])), f"{r['params'] / 1e3:.0f}k", f"{r['wall_s']['mean'] / 60:.1f}",
+            ms(r["point_px"], 2), ms(r["pck_0.5"], 3), ms(r["pck_1"], 3), ms(r["cls_acc"], 3)]) + " |")
+    return "\n".join(lines) + "\n"
+

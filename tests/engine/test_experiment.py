@@ -1,0 +1,62 @@
+"""tools/experiment.py's engine: scores, seeds, reuse, the mean ± std table."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+
+from ocrloc.engine.experiment import STUDY_COLUMNS, StudyTestSet, experiment_table, point_scores, run_experiments
+from ocrloc.models.study import StudyPostprocess
+
+
+class FixedOutputs(torch.nn.Module):
+    """Outputs row k for the canvas whose first pixel holds k (so batches can split anywhere)."""
+
+    def __init__(self, logits, points):
+        super().__init__()
+        self.logits, self.points = logits, points
+
+    def forward(self, images):
+        rows = images[:, 0, 0, 0].long()
+        return {"logits": self.logits[rows], "points": self.points[rows]}
+
+
+def test_point_scores_are_measured_at_the_predicted_class():
+    truth = torch.tensor([[10.0, 10.0], [10.0, 10.0], [10.0, 10.0], [10.0, 10.0]])
+    images = torch.zeros(4, 1, 32, 32)
+    images[:, 0, 0, 0] = torch.arange(4.0)
+    test = StudyTestSet(images, torch.tensor([1, 2, 3, 4]), truth, "hand-made")
+    logits = torch.full((4, 10), -5.0)
+    logits[torch.arange(4), torch.tensor([1, 2, 3, 5])] = 5.0  # the last canvas is misclassified as a 5
+    points = torch.zeros(4, 10, 2)
+    points[0, 1] = torch.tensor([10.0, 10.0])   # error 0
+    points[1, 2] = torch.tensor([10.4, 10.0])   # 0.4
+    points[2, 3] = torch.tensor([10.0, 10.8])   # 0.8
+    points[3, 5] = torch.tensor([13.0, 10.0])   # 3, read at the predicted class 5
+    points[3, 4] = torch.tensor([10.0, 10.0])   # exact at the true class: not what is scored
+    scores = point_scores(FixedOutputs(logits, points), StudyPostprocess(32), test, torch.device("cpu"), batch_size=3)
+    assert scores["point_px"] == pytest.approx((0 + 0.4 + 0.8 + 3) / 4, abs=1e-5)
+    assert scores["pck_0.5"] == 0.5 and scores["pck_1"] == 0.75 and scores["cls_acc"] == 0.75
+
+
+def test_experiments_run_every_seed_and_reuse_finished_runs(tmp_path, pools):
+    config = {"data": {"preset": "single", "val_count": 4, "num_workers": 0},
+              "model": {"type": "study", "study": {"head": "soft_argmax", "width": 8, "hidden": 16, "argmax_channels": 2}},
+              "train": {"batch_size": 4, "steps": 2, "val_every": 2, "log_every": 1}, "optim": {"warmup_steps": 1}}
+    path = tmp_path / "soft.yaml"
+    path.write_text(yaml.safe_dump(config))
+    rows = run_experiments([path], ["seed37"], [0, 1], tmp_path / "out", test_count=8, progress=False)
+    (row,) = rows
+    assert row["rule"] == "seed37" and row["config"] == "soft" and row["seeds"] == [0, 1]
+    assert [r["seed"] for r in row["runs"]] == [0, 1]
+    assert row["runs"][0]["point_px"] != row["runs"][1]["point_px"]  # different seeds, different models
+    assert row["cls_acc"]["std"] >= 0 and 0 <= row["pck_1"]["mean"] <= 1
+    assert (tmp_path / "out" / "seed37" / "soft" / "seed1" / "study_scores.json").is_file()
+    metrics = (tmp_path / "out" / "seed37" / "soft" / "seed0" / "metrics.csv").read_text()
+    again = run_experiments([path], ["seed37"], [0, 1], tmp_path / "out", test_count=8, progress=False)
+    assert (tmp_path / "out" / "seed37" / "soft" / "seed0" / "metrics.csv").read_text() == metrics  # not retrained
+    assert again[0]["point_px"] == row["point_px"]
+    table = experiment_table(rows).splitlines()
+    assert table[0] == "| " + " | ".join(STUDY_COLUMNS) + " |"
+    assert table[2].startswith("| seed37 | soft | 2 |") and " ± " in table[2]
