@@ -9,7 +9,6 @@ The model scored is ``best.pt``: the checkpoint its own validation chose (never 
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -23,7 +22,7 @@ from ocrloc.data.datasets import CocoKeypointDataset, collate_detection
 from ocrloc.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from ocrloc.engine.predict import detections_to_results
 from ocrloc.evaluation import evaluate
-from ocrloc.utils.io import write_json_atomic
+from ocrloc.utils.io import cached_json, write_json_atomic
 
 __all__ = ["TABLE_COLUMNS", "compare_configs", "comparison_table", "predict_dataset", "train_or_reuse"]
 
@@ -108,18 +107,14 @@ def compare_configs(config_paths: Sequence[str | os.PathLike], rule: str, steps:
         params = sum(p.numel() for p in model.parameters())
         key = {"test_split": str(gt_path.resolve()), "gt_mtime": gt_path.stat().st_mtime,
                "checkpoint_step": int(best_state["step"]), "checkpoint_mtime": best.stat().st_mtime}
-        cached = run_dir / "test_scores.json"
-        scores = None
-        if cached.is_file():
-            saved = json.loads(cached.read_text())
-            if saved.get("key") == key:
-                scores = saved["scores"]
-        if scores is None:
+
+        def score_on_test() -> Dict[str, Any]:
             results = predict_dataset(model, postprocess, CocoKeypointDataset(test_dir), torch_device,
                                       config.train.batch_size)
             write_json_atomic(results, run_dir / "test_results.json")
-            scores = evaluate(str(gt_path), results)
-            write_json_atomic({"key": key, "scores": scores}, cached)
+            return evaluate(str(gt_path), results)
+
+        scores = cached_json(run_dir / "test_scores.json", key, score_on_test)
         rows.append(_row(name, config, state, params, scores))
         if on_row is not None:
             on_row(rows)

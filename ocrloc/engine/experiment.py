@@ -8,7 +8,6 @@ point error in pixels (at the predicted class), PCK at 0.5 and 1 px, class accur
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -22,7 +21,7 @@ from ocrloc.data.datasets import SyntheticCanvasDataset, collate_detection
 from ocrloc.data.mnist import load_digit_pool
 from ocrloc.engine.checkpoint import model_from_checkpoint
 from ocrloc.engine.compare import train_or_reuse
-from ocrloc.utils.io import write_json_atomic
+from ocrloc.utils.io import cached_json
 
 __all__ = ["STUDY_COLUMNS", "StudyTestSet", "make_test_set", "point_scores", "run_experiments", "experiment_table"]
 
@@ -85,18 +84,16 @@ def run_experiments(config_paths: Sequence[str | os.PathLike], rules: Sequence[s
                 run_dir = out_dir / rule / name / f"seed{seed}"
                 state = train_or_reuse(config, run_dir, progress)
                 best = run_dir / "checkpoints" / "best.pt"
-                cached = run_dir / "study_scores.json"
                 key = {"checkpoint_mtime": best.stat().st_mtime, "test": f"{config.data.preset}/{rule}/test/seed{test_seed}/{test_count}"}
-                scores = None
-                if cached.is_file():
-                    saved = json.loads(cached.read_text())
-                    scores = saved["scores"] if saved.get("key") == key else None
                 model, postprocess, _, _ = model_from_checkpoint(best, map_location=torch_device)
-                if scores is None:
+
+                def score_on_test() -> Dict[str, float]:
+                    nonlocal test
                     if test is None:
                         test = make_test_set(config.data.preset, rule, test_count, test_seed, config.data.data_root)
-                    scores = point_scores(model, postprocess, test, torch_device)
-                    write_json_atomic({"key": key, "scores": scores}, cached)
+                    return point_scores(model, postprocess, test, torch_device)
+
+                scores = cached_json(run_dir / "study_scores.json", key, score_on_test)
                 runs.append({"seed": seed, "wall_s": float(state.get("wall_s", 0.0)),
                              "params": sum(p.numel() for p in model.parameters()), **scores})
             rows.append(_aggregate(rule, name, runs))

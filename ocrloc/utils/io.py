@@ -7,9 +7,9 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-__all__ = ["atomic_path", "write_json_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "cached_json", "write_json_atomic", "write_text_atomic"]
 
 
 @contextmanager
@@ -50,3 +50,16 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text)
+
+
+def cached_json(path: str | os.PathLike, key: Any, compute: Callable[[], Any]) -> Any:
+    """The value stored at ``path`` under ``key``; otherwise ``compute()``, stored there with ``key``
+    (written atomically). A stale or missing file is recomputed, never trusted."""
+    path = Path(path)
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("key") == key:
+            return saved["value"]
+    value = compute()
+    write_json_atomic({"key": key, "value": value}, path)
+    return value

@@ -42,7 +42,7 @@ def test_compare_trains_scores_and_reuses_each_run(tmp_path, pools):
         assert r["rule"] == "seed37" and r["steps"] == 2 and r["images"] == 4  # the same budget for every row
         assert r["params"] > 0 and r["wall_s"] > 0 and 0.0 <= r["kpt_AP"] <= 1.0
     scores = json.loads((tmp_path / "out" / "dense" / "test_scores.json").read_text())
-    assert scores["scores"]["num_images"] == 3
+    assert scores["value"]["num_images"] == 3
 
     # A second call reuses the finished runs and their scores: nothing is retrained.
     csv_before = (tmp_path / "out" / "dense" / "metrics.csv").read_text()
