@@ -57,8 +57,12 @@ def cached_json(path: str | os.PathLike, key: Any, compute: Callable[[], Any]) -
     (written atomically). A stale or missing file is recomputed, never trusted."""
     path = Path(path)
     if path.is_file():
-        saved = json.loads(path.read_text())
-        if saved.get("key") == key:
+        try:
+            saved = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            saved = None  # unreadable: recomputed and overwritten below
+        # An older layout (another field name) counts as stale too.
+        if isinstance(saved, dict) and saved.get("key") == key and "value" in saved:
             return saved["value"]
     value = compute()
     write_json_atomic({"key": key, "value": value}, path)
