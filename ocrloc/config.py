@@ -128,6 +128,9 @@ class ModelConfig:
         box_margin: ``argmax`` only: pixels around the box kept in the head's ink mask.
         argmax_channels: ``argmax`` only: channels whose soft-argmax the head adds as learned coordinates.
         box_jitter: ``argmax`` only: training boxes are shifted by up to this many pixels per edge.
+        point_init: ``argmax`` only: how the head's per-class linear map starts: ``zero`` (it
+            learns which coordinates to pick) or ``rule`` (the SPEC definition of each class's
+            point under ``data.rule``, so it learns only a correction).
         study: ``study`` only: the head-study model (:class:`StudyConfig`).
     """
 
@@ -144,6 +147,7 @@ class ModelConfig:
     box_margin: float = 1.0
     argmax_channels: int = 8
     box_jitter: float = 1.0
+    point_init: str = "zero"
     study: StudyConfig = field(default_factory=StudyConfig)
 
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import torch
 from torch.utils.data import DataLoader
 
-from ocrloc.config import Config, config_to_dict, load_config
+from ocrloc.config import Config, ConfigError, config_from_dict, config_to_dict, load_config
 from ocrloc.data.coco import ANNOTATIONS_FILE
 from ocrloc.data.datasets import CocoKeypointDataset, collate_detection
 from ocrloc.engine.checkpoint import load_checkpoint, model_from_checkpoint
@@ -24,7 +24,7 @@ from ocrloc.engine.predict import detections_to_results
 from ocrloc.evaluation import evaluate
 from ocrloc.utils.io import cached_json, write_json_atomic
 
-__all__ = ["TABLE_COLUMNS", "compare_configs", "comparison_table", "predict_dataset", "train_or_reuse"]
+__all__ = ["TABLE_COLUMNS", "compare_configs", "comparison_table", "predict_dataset", "same_config", "train_or_reuse"]
 
 TABLE_COLUMNS = ("model", "type", "backbone", "params (M)", "train canvases", "train min", "img/s", "kpt AP",
                  "AP50", "AP75", "box AP", "median px", "p95 px", "cls acc")
@@ -43,6 +43,16 @@ def predict_dataset(model: torch.nn.Module, postprocess: torch.nn.Module, datase
     return results
 
 
+def same_config(saved: Dict[str, Any], config: Config) -> bool:
+    """Whether a checkpoint's saved config is ``config``. The saved one is read through today's
+    dataclasses first, so a key added since (whose default keeps the old behaviour) does not
+    orphan old runs; a key since removed makes it another config."""
+    try:
+        return config_to_dict(config_from_dict(saved)) == config_to_dict(config)
+    except ConfigError:
+        return False
+
+
 def train_or_reuse(config: Config, run_dir: Path, progress: bool = True) -> Dict[str, Any]:
     """Make ``run_dir`` hold the finished run of ``config``: train it, resume it, or reuse it.
 
@@ -54,7 +64,7 @@ def train_or_reuse(config: Config, run_dir: Path, progress: bool = True) -> Dict
     last = run_dir / "checkpoints" / "last.pt"
     if last.is_file():
         state = load_checkpoint(last)
-        if state["config"] != config_to_dict(config):
+        if not same_config(state["config"], config):
             raise FileExistsError(f"{run_dir} holds a run of another config; remove it or choose another --out")
         if int(state["step"]) >= config.train.steps:
             return state

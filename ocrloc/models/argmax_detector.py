@@ -19,7 +19,7 @@ mode it returns final detections (decoding needs the head), as torchvision detec
 
 # No `from __future__ import annotations`: TorchScript reads these annotations.
 from collections import OrderedDict
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +31,24 @@ from ocrloc.models.centernet import NUM_CLASSES, CenterNetDetector
 from ocrloc.models.criterion import CenterNetCriterion
 from ocrloc.models.postprocess import CenterNetPostprocess
 
-__all__ = ["ArgmaxPointHead", "ArgmaxDetector", "ArgmaxInference", "ArgmaxCriterion", "DetectionsPassThrough"]
+__all__ = ["COORDINATE_FEATURES", "PRIOR_FEATURES", "ArgmaxPointHead", "ArgmaxDetector", "ArgmaxInference", "ArgmaxCriterion", "DetectionsPassThrough"]
+
+
+# The head's coordinate features, in order (then two soft-argmax coordinates per learned map):
+# the mask's extremes (ExtremePoints), the ink centroid, the box in crop pixels.
+COORDINATE_FEATURES = ("left", "top", "right", "bottom", "topmost_x", "bottommost_x", "leftmost_y",
+                       "rightmost_y", "centroid_x", "centroid_y", "box_x1", "box_y1", "box_x2", "box_y2")
+
+# SPEC section 3's points written on those features: (x combination, y combination).
+PRIOR_FEATURES: Dict[str, Tuple[Dict[str, float], Dict[str, float]]] = {
+    "topleft": ({"left": 1.0}, {"top": 1.0}),
+    "center": ({"left": 0.5, "right": 0.5}, {"top": 0.5, "bottom": 0.5}),
+    "centroid": ({"centroid_x": 1.0}, {"centroid_y": 1.0}),
+    "topmost": ({"topmost_x": 1.0}, {"top": 1.0}),
+    "bottommost": ({"bottommost_x": 1.0}, {"bottom": 1.0}),
+    "leftmost": ({"left": 1.0}, {"leftmost_y": 1.0}),
+    "rightmost": ({"right": 1.0}, {"rightmost_y": 1.0}),
+}
 
 
 class ArgmaxPointHead(nn.Module):
@@ -44,10 +61,15 @@ class ArgmaxPointHead(nn.Module):
         box_margin: pixels kept around the box in the canvas crop's mask.
         soft_channels: channels of the conv whose soft-argmax gives learned coordinates.
         num_classes: digit classes (one linear map each).
+        rule_prior: a ``class -> point name`` table (:mod:`ocrloc.data.rules`) or None. With a
+            table, each class's map starts as the SPEC definition of its point on the mask's
+            features (:data:`PRIOR_FEATURES`), so training learns only a correction; without
+            one, every map starts at zero and must learn which coordinates to pick.
     """
 
     def __init__(self, feature_channels: int, feature_stride: int = 4, crop_size: int = 48, box_margin: float = 1.0,
-                 soft_channels: int = 8, num_classes: int = NUM_CLASSES) -> None:
+                 soft_channels: int = 8, num_classes: int = NUM_CLASSES,
+                 rule_prior: Optional[Mapping[int, str]] = None) -> None:
         super().__init__()
         if crop_size % feature_stride:
             raise ValueError(f"crop_size {crop_size} must be a multiple of the feature stride {feature_stride}")
@@ -62,10 +84,25 @@ class ArgmaxPointHead(nn.Module):
             nn.Conv2d(feature_channels, soft_channels, 1))
         self.soft_argmax = SoftArgmax2d(beta=1.0)
         # 8 extremes + centroid (2) + box (4) + soft-argmax (2 per channel), all coordinates.
-        self.num_features = 14 + 2 * soft_channels
+        self.num_features = len(COORDINATE_FEATURES) + 2 * soft_channels
         self.point = nn.Linear(self.num_features, 2 * num_classes)
         nn.init.zeros_(self.point.weight)
         nn.init.zeros_(self.point.bias)
+        if rule_prior is not None:
+            self._init_from_rule(rule_prior)
+
+    @torch.no_grad()
+    def _init_from_rule(self, rule: Mapping[int, str]) -> None:
+        # Every prior is a convex combination of coordinates, so with zero bias it maps the
+        # normalised features (coords / s - 0.5) to point / s - 0.5 exactly.
+        for cls, name in rule.items():
+            if not 0 <= cls < self.num_classes:
+                raise ValueError(f"rule_prior: class {cls} outside 0..{self.num_classes - 1}")
+            if name not in PRIOR_FEATURES:
+                raise ValueError(f"rule_prior: class {cls} wants unknown point {name!r}")
+            for axis, combination in enumerate(PRIOR_FEATURES[name]):
+                for feature, weight in combination.items():
+                    self.point.weight[2 * cls + axis, COORDINATE_FEATURES.index(feature)] = weight
 
     def forward(self, images: Tensor, features: Tensor, boxes: List[Tensor], labels: Tensor) -> Tensor:
         """``images [B, 1, H, W]`` in [0, 1], ``features [B, C, H / s, W / s]``, per image boxes
@@ -116,7 +153,7 @@ class ArgmaxDetector(nn.Module):
 
     Args:
         backbone, fpn_channels, head_stride, head_channels, pretrained_path: the dense detector.
-        crop_size, box_margin, soft_channels: the argmax head.
+        crop_size, box_margin, soft_channels, rule_prior: the argmax head (:class:`ArgmaxPointHead`).
         postprocess: decodes the dense outputs into boxes and labels at inference.
         box_jitter: training only: ground-truth boxes are shifted by up to this many pixels per
             edge, so the head learns to work from imperfect detected boxes.
@@ -125,11 +162,12 @@ class ArgmaxDetector(nn.Module):
     def __init__(self, backbone: str = "resnet18", fpn_channels: int = 64, head_stride: int = 4,
                  head_channels: int = 64, pretrained_path: Optional[str] = None, crop_size: int = 48,
                  box_margin: float = 1.0, soft_channels: int = 8, postprocess: Optional[CenterNetPostprocess] = None,
-                 box_jitter: float = 1.0) -> None:
+                 box_jitter: float = 1.0, rule_prior: Optional[Mapping[int, str]] = None) -> None:
         super().__init__()
         self.dense = CenterNetDetector(backbone, fpn_channels, head_stride, head_channels, point_mode="offset",
                                        pretrained_path=pretrained_path)
-        self.head = ArgmaxPointHead(fpn_channels, head_stride, crop_size, box_margin, soft_channels)
+        self.head = ArgmaxPointHead(fpn_channels, head_stride, crop_size, box_margin, soft_channels,
+                                    rule_prior=rule_prior)
         self.decode = postprocess if postprocess is not None else CenterNetPostprocess(head_stride, point_mode="offset")
         self.box_jitter = box_jitter
 

@@ -9,6 +9,7 @@ from torch import nn
 
 from ocrloc.config import Config
 from ocrloc.data.canvas import get_preset
+from ocrloc.data.rules import get_rule
 from ocrloc.models.argmax_detector import ArgmaxCriterion, ArgmaxDetector, DetectionsPassThrough
 from ocrloc.models.baselines import BASELINE_TYPES, build_baseline
 from ocrloc.models.centernet import CenterNetDetector
@@ -41,10 +42,13 @@ def build(config: Config) -> Tuple[nn.Module, nn.Module, nn.Module]:
                          st.dummy, canvas_size=side, width=st.width)
         return model, StudyCriterion(config.loss.point), StudyPostprocess(side)
     if m.type == "argmax":
+        if m.point_init not in ("zero", "rule"):
+            raise ValueError(f"unknown model.point_init {m.point_init!r}; known: zero, rule")
         decode = _centernet_postprocess(config, point_mode="offset")
         model = ArgmaxDetector(m.backbone, m.fpn_channels, m.head_stride, m.head_channels, m.pretrained_path,
                                crop_size=m.crop_size, box_margin=m.box_margin, soft_channels=m.argmax_channels,
-                               postprocess=decode, box_jitter=m.box_jitter)
+                               postprocess=decode, box_jitter=m.box_jitter,
+                               rule_prior=get_rule(config.data.rule) if m.point_init == "rule" else None)
         dense = CenterNetCriterion(m.head_stride, weights, point_mode="offset")
         return model, ArgmaxCriterion(dense, config.loss.argmax_point), DetectionsPassThrough()
     model = CenterNetDetector(

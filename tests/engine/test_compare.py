@@ -7,10 +7,10 @@ import json
 import pytest
 import yaml
 
-from ocrloc.config import load_config
+from ocrloc.config import config_to_dict, load_config
 from ocrloc.data.canvas import CanvasGenerator
 from ocrloc.data.coco import write_split
-from ocrloc.engine.compare import TABLE_COLUMNS, compare_configs, comparison_table, train_or_reuse
+from ocrloc.engine.compare import TABLE_COLUMNS, compare_configs, comparison_table, same_config, train_or_reuse
 
 TINY = {
     "data": {"preset": "canvas128", "val_count": 2, "num_workers": 0},
@@ -68,3 +68,13 @@ def test_a_run_folder_of_another_config_is_not_reused(tmp_path, pools):
 def test_missing_test_split_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="test split not found: .*annotations.json"):
         compare_configs([], "all10", 1, tmp_path / "nowhere", tmp_path / "out")
+
+
+def test_a_saved_config_missing_a_newer_key_is_the_same_config():
+    config = load_config(None, ["model.head_channels=8"])
+    saved = config_to_dict(config)
+    del saved["model"]["box_margin"]  # a run saved before the key existed: its default applies
+    assert same_config(saved, config)
+    assert not same_config(saved, load_config(None, ["model.head_channels=8", "model.box_margin=3"]))
+    saved["model"]["retired_key"] = 1  # a key that no longer exists: another config
+    assert not same_config(saved, config)

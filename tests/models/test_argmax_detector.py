@@ -11,6 +11,7 @@ from ocrloc.config import load_config
 from ocrloc.data.canvas import CanvasGenerator
 from ocrloc.data.datasets import canvas_target
 from ocrloc.data.points import POINT_NAMES
+from ocrloc.data.rules import get_rule
 from ocrloc.models.argmax import EXTREME_FEATURES
 from ocrloc.models.argmax_detector import ArgmaxCriterion, ArgmaxDetector, ArgmaxPointHead
 from ocrloc.models.build import build
@@ -31,16 +32,43 @@ PICK = {
 
 
 def picking_head(point_per_class) -> ArgmaxPointHead:
-    """A head whose linear map picks, for each class, the features that are its SPEC point."""
-    head = ArgmaxPointHead(feature_channels=8, feature_stride=4, crop_size=48, soft_channels=2)
+    """A head whose linear map picks, for each class, the features that are its SPEC point
+    (the rule prior), with a near-hard cut-off at 0.5 (ink is >= 128 / 255)."""
+    head = ArgmaxPointHead(feature_channels=8, feature_stride=4, crop_size=48, soft_channels=2,
+                           rule_prior=point_per_class)
     with torch.no_grad():
-        head.threshold.log_tau.fill_(math.log(1e-4))  # a near-hard cut-off at 0.5 (ink is >= 128 / 255)
-        head.point.weight.zero_()
-        for cls, name in point_per_class.items():
-            for axis, columns in enumerate(PICK[name]):
-                for col in columns:
-                    head.point.weight[2 * cls + axis, COLUMN[col]] = 1.0 / len(columns)
+        head.threshold.log_tau.fill_(math.log(1e-4))
     return head
+
+
+def test_rule_prior_weights_pick_the_spec_features():
+    head = ArgmaxPointHead(feature_channels=8, soft_channels=2, rule_prior=get_rule("all10"))
+    expected = torch.zeros_like(head.point.weight)
+    for cls, name in get_rule("all10").items():
+        for axis, columns in enumerate(PICK[name]):
+            for col in columns:
+                expected[2 * cls + axis, COLUMN[col]] = 1.0 / len(columns)
+    assert torch.equal(head.point.weight, expected)
+    assert torch.equal(head.point.bias, torch.zeros(20))
+    # Without a prior the map starts at zero; classes a rule leaves out stay at zero.
+    assert not ArgmaxPointHead(8, soft_channels=2).point.weight.any()
+    seed37 = ArgmaxPointHead(8, soft_channels=2, rule_prior=get_rule("seed37")).point.weight
+    assert seed37[[6, 7, 14, 15]].any() and not seed37[[0, 1, 2, 3, 4, 5, 8, 9]].any()
+
+
+def test_rule_prior_errors_name_the_class_and_point():
+    with pytest.raises(ValueError, match="class 12 outside 0..9"):
+        ArgmaxPointHead(8, rule_prior={12: "center"})
+    with pytest.raises(ValueError, match="class 3 wants unknown point 'middle'"):
+        ArgmaxPointHead(8, rule_prior={3: "middle"})
+    with pytest.raises(ValueError, match="unknown model.point_init 'ones'"):
+        build(tiny_config("model.point_init=ones"))
+
+
+def test_point_init_rule_takes_the_configured_rule():
+    model, _, _ = build(tiny_config("model.point_init=rule", "data.rule=seed37"))
+    reference = ArgmaxPointHead(8, soft_channels=2, rule_prior=get_rule("seed37"))
+    assert torch.equal(model.head.point.weight, reference.point.weight)
 
 
 @pytest.mark.parametrize("point", POINT_NAMES)
