@@ -83,6 +83,27 @@ def build_val_data(config: Config) -> Tuple[Dataset, Dict[str, Any]]:
     return SyntheticCanvasDataset(generator, d.val_count), split_coco(generator, d.val_count, progress=False)
 
 
+class ThroughputMeter:
+    """Training images per second since the last :meth:`restart`.
+
+    The trainer restarts it after each logged row and after each validation: validation time
+    is not training time, and images counted before a validation must not be divided by the
+    time after it.
+    """
+
+    def __init__(self, now: float) -> None:
+        self.restart(now)
+
+    def restart(self, now: float) -> None:
+        self.start, self.images = now, 0
+
+    def add(self, images: int) -> None:
+        self.images += images
+
+    def rate(self, now: float) -> float:
+        return self.images / max(now - self.start, 1e-9)
+
+
 class MetricsLog:
     """Rows for ``metrics.csv`` and TensorBoard, buffered until the next checkpoint commits them."""
 
@@ -270,8 +291,8 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not self.progress,
                    dynamic_ncols=True)
         self.model.train()
-        window_start, window_images = time.perf_counter(), 0
         last_tick = time.perf_counter()
+        throughput = ThroughputMeter(last_tick)
         for images, targets in loader:
             images = images.to(self.device, non_blocking=True)
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=amp):
@@ -289,20 +310,20 @@ class Trainer:
             now = time.perf_counter()
             self.wall_s += now - last_tick
             last_tick = now
-            window_images += images.shape[0] * world
+            throughput.add(images.shape[0] * world)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                rate = window_images / max(now - window_start, 1e-9)
+                rate = throughput.rate(now)
                 self.log.add({"phase": "train", "step": self.step, "images": self.step * batch * world,
                               "wall_s": round(self.wall_s, 2), "lr": self.scheduler.get_last_lr()[0],
                               "img_per_s": round(rate, 2), "loss": loss.item(),
                               **{f"loss_{k}": v.item() for k, v in terms.items()}})
                 bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.1f}")
-                window_start, window_images = now, 0
+                throughput.restart(now)
             bar.update(1)
             if self.step % cfg.val_every == 0 or self.step == cfg.steps:
                 self._validate_and_checkpoint(val_loader, val_gt)
                 last_tick = time.perf_counter()  # validation time is not training time
-                window_start = last_tick
+                throughput.restart(last_tick)
         bar.close()
         self.log.close()
         return self.last_scores

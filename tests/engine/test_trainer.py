@@ -11,7 +11,7 @@ import torch
 from ocrloc.config import load_config
 from ocrloc.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from ocrloc.engine.sampler import StepSampler
-from ocrloc.engine.trainer import Trainer, lr_factor
+from ocrloc.engine.trainer import ThroughputMeter, Trainer, lr_factor
 
 TINY = [
     "data.preset=single", "data.rule=seed37", "data.val_count=4", "data.num_workers=0",
@@ -94,3 +94,15 @@ def test_learning_rate_warms_up_then_decays():
     assert lr_factor(9, 10, 100, 0.1) == pytest.approx(1.0)
     assert lr_factor(100, 10, 100, 0.1) == pytest.approx(0.1)
     assert lr_factor(55, 10, 100, 0.1) == pytest.approx(0.55)
+
+
+def test_throughput_counts_only_images_since_the_last_restart():
+    meter = ThroughputMeter(now=100.0)
+    meter.add(32)
+    meter.add(32)
+    assert meter.rate(now=102.0) == 32.0
+    # After a validation at t = 110 the rate is over the images trained since then only
+    # (the bug this guards against: 4x the true rate when val_every is not a multiple of log_every).
+    meter.restart(now=110.0)
+    meter.add(32)
+    assert meter.rate(now=111.0) == 32.0
