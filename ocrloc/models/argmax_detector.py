@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-from ocrloc.models.argmax import ExtremePoints, SoftArgmax2d, SoftThreshold, spatial_expectation
+from ocrloc.models.argmax import EXTREME_FEATURES, ExtremePoints, SoftArgmax2d, SoftThreshold, spatial_expectation
 from ocrloc.models.centernet import NUM_CLASSES, CenterNetDetector
 from ocrloc.models.criterion import CenterNetCriterion
 from ocrloc.models.postprocess import CenterNetPostprocess
@@ -36,8 +36,7 @@ __all__ = ["COORDINATE_FEATURES", "PRIOR_FEATURES", "ArgmaxPointHead", "ArgmaxDe
 
 # The head's coordinate features, in order (then two soft-argmax coordinates per learned map):
 # the mask's extremes (ExtremePoints), the ink centroid, the box in crop pixels.
-COORDINATE_FEATURES = ("left", "top", "right", "bottom", "topmost_x", "bottommost_x", "leftmost_y",
-                       "rightmost_y", "centroid_x", "centroid_y", "box_x1", "box_y1", "box_x2", "box_y2")
+COORDINATE_FEATURES = EXTREME_FEATURES + ("centroid_x", "centroid_y", "box_x1", "box_y1", "box_x2", "box_y2")
 
 # SPEC section 3's points written on those features: (x combination, y combination).
 PRIOR_FEATURES: Dict[str, Tuple[Dict[str, float], Dict[str, float]]] = {
