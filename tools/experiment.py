@@ -9,6 +9,10 @@ resumed, so the study can grow across sessions. Each run is scored on one fixed 
 test set per rule (``--test-count`` canvases of MNIST test digits, ``--test-seed``): point
 error at the predicted class, PCK at 0.5 and 1 px, class accuracy. The table is written to
 ``OUT/table.md`` (and ``--table``) after every row; the rows with every seed to ``OUT/rows.json``.
+
+``--fidelity PATH`` then writes a second table (also ``OUT/fidelity.md``): for the rows whose
+head reads coordinates, how exactly their learned features give the SPEC's named points, in
+pixels (``ocrloc.engine.experiment.fidelity_rows``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 
 from ocrloc.config import ConfigError
 from ocrloc.data.mnist import MnistNotFoundError
-from ocrloc.engine.experiment import experiment_table, run_experiments
+from ocrloc.engine.experiment import experiment_table, fidelity_rows, fidelity_table, run_experiments
 from ocrloc.utils.io import write_json_atomic, write_text_atomic
 
 
@@ -30,6 +34,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", required=True)
     p.add_argument("--table", default=None, help="also write the markdown table here")
+    p.add_argument("--fidelity", default=None, metavar="PATH",
+                   help="also write the feature-fidelity table of the coordinate heads here")
     p.add_argument("--test-count", type=int, default=2000)
     p.add_argument("--test-seed", type=int, default=1000)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -59,6 +65,16 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(title + "\n\n" + experiment_table(rows))
+    if args.fidelity:
+        fidelity = fidelity_rows(paths, args.rules, args.seeds, out, args.test_count, args.test_seed, args.overrides,
+                                 args.device)
+        text = (f"RMSE in canvas pixels, mean over seeds, on {args.test_count} test canvases (seed {args.test_seed}) "
+                f"per rule: the ink box's edges from the best single feature (affine fit), and each named point "
+                f"from all features (linear fit on half the canvases, measured on the other half)."
+                f"\n\n{fidelity_table(fidelity)}")
+        for path in (out / "fidelity.md", Path(args.fidelity)):
+            write_text_atomic(text, path)
+        print(text)
     return 0
 
 

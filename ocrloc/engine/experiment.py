@@ -4,6 +4,12 @@ Each (rule, config, seed) trains into ``OUT/<rule>/<config>/seed<k>`` (a finishe
 reused, a partial one resumed) with ``train.seed = k``, then its ``best.pt`` (chosen on val)
 is scored on one fixed test set per rule, generated in memory from MNIST's test digits:
 point error in pixels (at the predicted class), PCK at 0.5 and 1 px, class accuracy.
+
+:func:`fidelity_rows` asks a different question of the same runs: how exactly do the point
+head's learned coordinate features match the ink? Two errors, in pixels: the best single
+feature for each edge of the ink box (affine fit: does one feature *equal* an edge?), and all
+features together for each SPEC named point (linear, fitted on half of the test canvases and
+measured on the other half: is the point *in* the features?).
 """
 
 from __future__ import annotations
@@ -19,20 +25,30 @@ from ocrloc.config import Config, load_config
 from ocrloc.data.canvas import CanvasGenerator
 from ocrloc.data.datasets import SyntheticCanvasDataset, collate_detection
 from ocrloc.data.mnist import load_digit_pool
+from ocrloc.data.points import POINT_NAMES
 from ocrloc.engine.checkpoint import model_from_checkpoint
 from ocrloc.engine.compare import train_or_reuse
 from ocrloc.utils.io import cached_json
 
-__all__ = ["STUDY_COLUMNS", "StudyTestSet", "make_test_set", "point_scores", "run_experiments", "experiment_table"]
+__all__ = ["STUDY_COLUMNS", "FIDELITY_COLUMNS", "StudyTestSet", "make_test_set", "point_scores", "run_experiments",
+           "experiment_table", "fit_fidelity", "feature_fidelity", "fidelity_rows", "fidelity_table"]
 
 STUDY_COLUMNS = ("rule", "config", "seeds", "params", "train min", "point error px", "PCK@0.5px", "PCK@1px", "class acc")
+FIDELITY_COLUMNS = ("rule", "config", "seeds", "features", "ink box edges, one feature",
+                    *(f"{name}, linear" for name in POINT_NAMES))
+# (point, axis) of the ink box's left, top, right and bottom edges among the named points.
+_EDGES = ((POINT_NAMES.index("topleft"), 0), (POINT_NAMES.index("topleft"), 1),
+          (POINT_NAMES.index("rightmost"), 0), (POINT_NAMES.index("bottommost"), 1))
 
 
 class StudyTestSet:
-    """Images and the one digit's class and point per canvas, held in memory."""
+    """Images and the one digit's class and point per canvas, held in memory; ``named_points``
+    ``[N, 7, 2]`` holds all seven SPEC points (:data:`POINT_NAMES` order) when known."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, points: torch.Tensor, description: str) -> None:
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, points: torch.Tensor, description: str,
+                 named_points: Optional[torch.Tensor] = None) -> None:
         self.images, self.labels, self.points, self.description = images, labels, points, description
+        self.named_points = named_points
 
 
 def make_test_set(preset: str, rule: str, count: int, seed: int, data_root: Optional[str] = None) -> StudyTestSet:
@@ -41,7 +57,8 @@ def make_test_set(preset: str, rule: str, count: int, seed: int, data_root: Opti
     images, targets = collate_detection([SyntheticCanvasDataset(generator, count)[i] for i in range(count)])
     labels = torch.stack([t["labels"][0] for t in targets])
     points = torch.stack([t["keypoints"][0, 0, :2] for t in targets]).float()
-    return StudyTestSet(images, labels, points, f"{preset}/{rule}/test/seed{seed}/{count}")
+    named = torch.tensor([[generator(i).digits[0].points[name] for name in POINT_NAMES] for i in range(count)])
+    return StudyTestSet(images, labels, points, f"{preset}/{rule}/test/seed{seed}/{count}", named.float())
 
 
 @torch.no_grad()
@@ -129,3 +146,84 @@ def experiment_table(rows: Sequence[Dict[str, Any]]) -> str:
             ms(r["point_px"], 2), ms(r["pck_0.5"], 3), ms(r["pck_1"], 3), ms(r["cls_acc"], 3)]) + " |")
     return "\n".join(lines) + "\n"
 
+
+
+def fit_fidelity(features: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """How well features ``[N, D]`` give targets ``[N, K]``: per target, the RMSE of the best
+    single feature under an affine fit (``single``, in-sample: two parameters per fit) and of a
+    linear fit on all features, fitted on the first half of the rows and measured on the
+    second (``linear``). Both ``[K]``, in the targets' units."""
+    f = features.double()
+    t = targets.double()
+    n = f.shape[0]
+    if n < 4:
+        raise ValueError(f"fit_fidelity needs at least 4 rows, got {n}")
+    fc, tc = f - f.mean(dim=0), t - t.mean(dim=0)
+    cov = fc.T @ tc / n                                                    # [D, K]
+    var_f, var_t = (fc ** 2).mean(dim=0), (tc ** 2).mean(dim=0)
+    r2 = (cov ** 2 / (var_f[:, None] * var_t[None, :]).clamp_min(1e-18)).clamp(0, 1)
+    single = (var_t * (1 - r2.max(dim=0).values)).sqrt()
+    half = n // 2
+    design = torch.cat([f, torch.ones(n, 1, dtype=f.dtype)], dim=1)
+    weights = torch.linalg.lstsq(design[:half], t[:half], driver="gelsd").solution
+    linear = ((design[half:] @ weights - t[half:]) ** 2).mean(dim=0).sqrt()
+    return {"single": single.float(), "linear": linear.float()}
+
+
+@torch.no_grad()
+def feature_fidelity(model: torch.nn.Module, test: StudyTestSet, device: torch.device,
+                     batch_size: int = 256) -> Dict[str, float]:
+    """:func:`fit_fidelity` of a study model's point features against the SPEC's named points,
+    in canvas pixels: ``edges``, the mean single-feature error over the ink box's four edges;
+    per point name, the linear fit's error (mean of x and y)."""
+    if test.named_points is None:
+        raise ValueError(f"test set {test.description} holds no named points")
+    model.eval()
+    features = torch.cat([model.point_inputs(test.images[start:start + batch_size].to(device))[0].cpu()
+                          for start in range(0, len(test.labels), batch_size)])
+    fits = fit_fidelity(features, test.named_points.reshape(len(test.labels), -1))
+    single = fits["single"].view(len(POINT_NAMES), 2)
+    linear = fits["linear"].view(len(POINT_NAMES), 2).mean(dim=1)
+    return {"edges": float(sum(single[p, a] for p, a in _EDGES) / len(_EDGES)),
+            **{name: float(v) for name, v in zip(POINT_NAMES, linear)}, "features": int(features.shape[1])}
+
+
+def fidelity_rows(config_paths: Sequence[str | os.PathLike], rules: Sequence[str], seeds: Sequence[int],
+                  out_dir: str | os.PathLike, test_count: int = 2000, test_seed: int = 1000,
+                  overrides: Sequence[str] = (), device: str = "auto") -> List[Dict[str, Any]]:
+    """:func:`feature_fidelity` of every finished run of :func:`run_experiments` whose head reads
+    coordinates (soft / hard arg-max, extremes), mean over seeds per (rule, config)."""
+    from ocrloc.engine.distributed import resolve_device
+    from ocrloc.models.study import COORDINATE_HEADS
+
+    torch_device = resolve_device(device)
+    rows: List[Dict[str, Any]] = []
+    for rule in rules:
+        test: Optional[StudyTestSet] = None
+        for path in config_paths:
+            name = Path(path).stem
+            found = []
+            for seed in seeds:
+                config = load_config(path, [f"data.rule={rule}", f"train.seed={seed}", *overrides])
+                best = Path(out_dir) / rule / name / f"seed{seed}" / "checkpoints" / "best.pt"
+                if config.model.study.head not in COORDINATE_HEADS or not best.is_file():
+                    continue
+                if test is None:
+                    test = make_test_set(config.data.preset, rule, test_count, test_seed, config.data.data_root)
+                model, _, _, _ = model_from_checkpoint(best, map_location=torch_device)
+                found.append(feature_fidelity(model, test, torch_device))
+            if found:
+                row: Dict[str, Any] = {"rule": rule, "config": name, "seeds": len(found), "features": found[0]["features"]}
+                for key in ("edges", *POINT_NAMES):
+                    row[key] = sum(f[key] for f in found) / len(found)
+                rows.append(row)
+    return rows
+
+
+def fidelity_table(rows: Sequence[Dict[str, Any]]) -> str:
+    """Markdown table of :func:`fidelity_rows` (errors in pixels, mean over seeds)."""
+    lines = ["| " + " | ".join(FIDELITY_COLUMNS) + " |", "|" + "---|" * len(FIDELITY_COLUMNS)]
+    for r in rows:
+        lines.append("| " + " | ".join([r["rule"], r["config"], str(r["seeds"]), str(r["features"]),
+                                         *(f"{r[k]:.2f}" for k in ("edges", *POINT_NAMES))]) + " |")
+    return "\n".join(lines) + "\n"

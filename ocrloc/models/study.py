@@ -165,7 +165,9 @@ class StudyNet(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD), persistent=False)
 
-    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None) -> Dict[str, Tensor]:
+    def point_inputs(self, images: Tensor) -> Tuple[Tensor, Tensor]:
+        """The point head's features ``[B, D]`` (for the coordinate heads: coordinates in canvas
+        sides; dummies not included) and the pooled last stage ``[B, 4 * width]``."""
         x = (images - self.pixel_mean) / self.pixel_std
         stage1 = self.stage1(self.stem(x))
         stage2 = self.stage2(stage1)
@@ -174,8 +176,12 @@ class StudyNet(nn.Module):
         parts: List[Tensor] = []
         for features in self.point_features:
             parts.append(features(maps[features.source], side))
-        point_in = torch.cat(parts, dim=1)
         pooled = torch.cat([stage2.mean(dim=(-2, -1)), stage2.amax(dim=(-2, -1))], dim=1)
+        return torch.cat(parts, dim=1), pooled
+
+    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None) -> Dict[str, Tensor]:
+        point_in, pooled = self.point_inputs(images)
+        side = float(images.shape[-1])
         extra: List[Tensor] = [point_in]
         if self.dummy == "constant":
             extra.append(torch.ones(images.shape[0], self.dummy_dim, device=images.device, dtype=point_in.dtype))

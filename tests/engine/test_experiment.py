@@ -6,8 +6,12 @@ import pytest
 import torch
 import yaml
 
-from ocrloc.engine.experiment import STUDY_COLUMNS, StudyTestSet, experiment_table, point_scores, run_experiments
-from ocrloc.models.study import StudyPostprocess
+import math
+
+from ocrloc.data.points import POINT_NAMES
+from ocrloc.engine.experiment import (STUDY_COLUMNS, StudyTestSet, experiment_table, feature_fidelity, fidelity_rows,
+                                      fidelity_table, fit_fidelity, make_test_set, point_scores, run_experiments)
+from ocrloc.models.study import StudyNet, StudyPostprocess
 
 
 class FixedOutputs(torch.nn.Module):
@@ -60,3 +64,53 @@ def test_experiments_run_every_seed_and_reuse_finished_runs(tmp_path, pools):
     table = experiment_table(rows).splitlines()
     assert table[0] == "| " + " | ".join(STUDY_COLUMNS) + " |"
     assert table[2].startswith("| seed37 | soft | 2 |") and " ± " in table[2]
+
+
+def test_fit_fidelity_finds_the_feature_that_holds_a_target():
+    g = torch.Generator().manual_seed(0)
+    hidden, other = torch.rand(400, generator=g) * 20, torch.rand(400, generator=g) * 20
+    features = torch.stack([3.0 * hidden - 7.0, torch.randn(400, generator=g)], dim=1)  # an affine copy + noise
+    fits = fit_fidelity(features, torch.stack([hidden, other], dim=1))
+    assert fits["single"][0] < 1e-3 and fits["linear"][0] < 1e-3
+    spread = float(other.std())
+    assert fits["single"][1] == pytest.approx(spread, rel=0.1)   # nothing to explain it: its own spread
+    assert fits["linear"][1] == pytest.approx(spread, rel=0.15)
+    with pytest.raises(ValueError, match="at least 4 rows"):
+        fit_fidelity(features[:3], features[:3])
+
+
+def test_extreme_features_of_the_thresholded_canvas_are_the_spec_points(pools):
+    test = make_test_set("single", "all10", 64, 1000)
+    assert test.named_points.shape == (64, len(POINT_NAMES), 2)
+    exact = StudyNet(head="extremes", inputs=("canvas",), argmax_channels=1)
+    features = exact.point_features[0]
+    with torch.no_grad():  # the map is the canvas; cut between the SPEC's ink levels 127 and 128
+        features.conv.weight.fill_(1.0)
+        features.conv.bias.zero_()
+        features.threshold.threshold.fill_(127.5 / 255)
+        features.threshold.log_tau.fill_(math.log(1e-4))
+    fidelity = feature_fidelity(exact, test, torch.device("cpu"))
+    for name in ("edges", "topleft", "center", "topmost", "bottommost", "leftmost", "rightmost"):
+        assert fidelity[name] < 1e-3, name
+    assert fidelity["centroid"] < 0.2  # the mask's centroid, not the intensity-weighted one
+    assert fidelity["features"] == 10
+    # The same head on an untrained stride-4 map has no such features.
+    coarse = feature_fidelity(StudyNet(head="extremes", inputs=("stage2",), argmax_channels=1), test, torch.device("cpu"))
+    assert coarse["edges"] > 0.5
+
+
+def test_fidelity_rows_cover_coordinate_heads_only(tmp_path, pools):
+    rows = []
+    for head in ("extremes", "pool"):
+        config = {"data": {"preset": "single", "val_count": 4, "num_workers": 0},
+                  "model": {"type": "study", "study": {"head": head, "width": 8, "hidden": 16, "argmax_channels": 2}},
+                  "train": {"batch_size": 4, "steps": 1, "val_every": 1, "log_every": 1}, "optim": {"warmup_steps": 1}}
+        path = tmp_path / f"{head}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        rows.append(path)
+    run_experiments(rows, ["all10"], [0], tmp_path / "out", test_count=8, progress=False)
+    fidelity = fidelity_rows(rows, ["all10"], [0], tmp_path / "out", test_count=8)
+    assert [r["config"] for r in fidelity] == ["extremes"] and fidelity[0]["features"] == 20
+    table = fidelity_table(fidelity).splitlines()
+    assert table[0].startswith("| rule | config | seeds | features | ink box edges, one feature | topleft, linear")
+    assert len(table) == 3
