@@ -33,7 +33,9 @@ from ocrloc.utils.io import cached_json
 __all__ = ["STUDY_COLUMNS", "FIDELITY_COLUMNS", "StudyTestSet", "make_test_set", "point_scores", "run_experiments",
            "experiment_table", "fit_fidelity", "feature_fidelity", "fidelity_rows", "fidelity_table"]
 
-STUDY_COLUMNS = ("rule", "config", "seeds", "params", "train min", "point error px", "PCK@0.5px", "PCK@1px", "class acc")
+STUDY_COLUMNS = ("rule", "config", "seeds", "params", "train min", "class acc", "point error px", "PCK@0.5px", "PCK@1px",
+                 "true class: px", "true class: PCK@0.5px", "true class: PCK@1px")
+SCORES_VERSION = 2  # bump when point_scores changes: cached study_scores.json files are then recomputed
 FIDELITY_COLUMNS = ("rule", "config", "seeds", "features", "ink box edges, one feature",
                     *(f"{name}, linear" for name in POINT_NAMES))
 # (point, axis) of the ink box's left, top, right and bottom edges among the named points.
@@ -64,20 +66,30 @@ def make_test_set(preset: str, rule: str, count: int, seed: int, data_root: Opti
 @torch.no_grad()
 def point_scores(model: torch.nn.Module, postprocess: torch.nn.Module, test: StudyTestSet, device: torch.device,
                  batch_size: int = 256) -> Dict[str, float]:
-    """Point error (pixels, at the predicted class), PCK at 0.5 and 1 px, class accuracy."""
+    """Point error (pixels, at the predicted class), PCK at 0.5 and 1 px, class accuracy; and the
+    point error and PCK at the *true* class (``true_*``), which a wrong class cannot spoil: the
+    study's question is where the head puts the point, and a misclassified digit's point belongs
+    to another rule."""
     model.eval()
-    labels, points = [], []
+    labels, points, true_points = [], [], []
     for start in range(0, len(test.labels), batch_size):
-        detections = postprocess(model(test.images[start:start + batch_size].to(device)))
+        outputs = model(test.images[start:start + batch_size].to(device))
+        detections = postprocess(outputs)
         labels += [int(d["labels"][0]) for d in detections]
         points += [d["keypoints"][0, 0, :2].cpu() for d in detections]
+        true_points.append(outputs["points"].float().cpu()[torch.arange(len(detections)),
+                                                             test.labels[start:start + batch_size]])
     error = (torch.stack(points) - test.points).norm(dim=1)
+    true_error = (torch.cat(true_points) - test.points).norm(dim=1)
     return {
         "point_px": float(error.mean()),
         "median_px": float(error.median()),
         "pck_0.5": float((error <= 0.5).float().mean()),
         "pck_1": float((error <= 1.0).float().mean()),
         "cls_acc": float((torch.tensor(labels) == test.labels).float().mean()),
+        "true_px": float(true_error.mean()),
+        "true_pck_0.5": float((true_error <= 0.5).float().mean()),
+        "true_pck_1": float((true_error <= 1.0).float().mean()),
     }
 
 
@@ -101,7 +113,8 @@ def run_experiments(config_paths: Sequence[str | os.PathLike], rules: Sequence[s
                 run_dir = out_dir / rule / name / f"seed{seed}"
                 state = train_or_reuse(config, run_dir, progress)
                 best = run_dir / "checkpoints" / "best.pt"
-                key = {"checkpoint_mtime": best.stat().st_mtime, "test": f"{config.data.preset}/{rule}/test/seed{test_seed}/{test_count}"}
+                key = {"checkpoint_mtime": best.stat().st_mtime, "scores_version": SCORES_VERSION,
+                       "test": f"{config.data.preset}/{rule}/test/seed{test_seed}/{test_count}"}
                 model, postprocess, _, _ = model_from_checkpoint(best, map_location=torch_device)
 
                 def score_on_test() -> Dict[str, float]:
@@ -128,7 +141,7 @@ def _mean_std(values: Sequence[float]) -> Dict[str, float]:
 def _aggregate(rule: str, name: str, runs: List[Dict[str, Any]]) -> Dict[str, Any]:
     row: Dict[str, Any] = {"rule": rule, "config": name, "seeds": [r["seed"] for r in runs],
                            "params": runs[0]["params"], "runs": runs}
-    for key in ("wall_s", "point_px", "median_px", "pck_0.5", "pck_1", "cls_acc"):
+    for key in ("wall_s", "point_px", "median_px", "pck_0.5", "pck_1", "cls_acc", "true_px", "true_pck_0.5", "true_pck_1"):
         row[key] = _mean_std([r[key] for r in runs])
     return row
 
@@ -143,7 +156,8 @@ def experiment_table(rows: Sequence[Dict[str, Any]]) -> str:
     for r in rows:
         lines.append("| " + " | ".join([
             r["rule"], r["config"], str(len(r["seeds"])), f"{r['params'] / 1e3:.0f}k", f"{r['wall_s']['mean'] / 60:.1f}",
-            ms(r["point_px"], 2), ms(r["pck_0.5"], 3), ms(r["pck_1"], 3), ms(r["cls_acc"], 3)]) + " |")
+            ms(r["cls_acc"], 3), ms(r["point_px"], 2), ms(r["pck_0.5"], 3), ms(r["pck_1"], 3),
+            ms(r["true_px"], 2), ms(r["true_pck_0.5"], 3), ms(r["true_pck_1"], 3)]) + " |")
     return "\n".join(lines) + "\n"
 
 

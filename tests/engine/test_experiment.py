@@ -42,6 +42,9 @@ def test_point_scores_are_measured_at_the_predicted_class():
     scores = point_scores(FixedOutputs(logits, points), StudyPostprocess(32), test, torch.device("cpu"), batch_size=3)
     assert scores["point_px"] == pytest.approx((0 + 0.4 + 0.8 + 3) / 4, abs=1e-5)
     assert scores["pck_0.5"] == 0.5 and scores["pck_1"] == 0.75 and scores["cls_acc"] == 0.75
+    # At the true class the misclassified canvas is exact: (0 + 0.4 + 0.8 + 0) / 4.
+    assert scores["true_px"] == pytest.approx(0.3, abs=1e-5)
+    assert scores["true_pck_0.5"] == 0.75 and scores["true_pck_1"] == 1.0
 
 
 def test_experiments_run_every_seed_and_reuse_finished_runs(tmp_path, pools):
