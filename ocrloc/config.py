@@ -87,6 +87,9 @@ class StudyConfig:
         argmax_channels: maps per input of the coordinate heads.
         dummy: extra head inputs: ``none``, ``constant`` or ``random``.
         width: channels of the first stage.
+        point_init: ``default`` (PyTorch's initialisation) or ``rule``: the ``extremes`` head on
+            the ``canvas`` starts as the SPEC rule of ``data.rule`` on exact features (see
+            :class:`ocrloc.models.study.StudyNet`).
     """
 
     head: str = "pool"
@@ -97,6 +100,7 @@ class StudyConfig:
     argmax_channels: int = 8
     dummy: str = "none"
     width: int = 32
+    point_init: str = "default"
 
 
 @dataclass

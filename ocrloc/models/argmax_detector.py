@@ -31,7 +31,7 @@ from ocrloc.models.centernet import NUM_CLASSES, CenterNetDetector
 from ocrloc.models.criterion import CenterNetCriterion
 from ocrloc.models.postprocess import CenterNetPostprocess
 
-__all__ = ["COORDINATE_FEATURES", "PRIOR_FEATURES", "ArgmaxPointHead", "ArgmaxDetector", "ArgmaxInference", "ArgmaxCriterion", "DetectionsPassThrough"]
+__all__ = ["COORDINATE_FEATURES", "PRIOR_FEATURES", "rule_prior_weights", "ArgmaxPointHead", "ArgmaxDetector", "ArgmaxInference", "ArgmaxCriterion", "DetectionsPassThrough"]
 
 
 # The head's coordinate features, in order (then two soft-argmax coordinates per learned map):
@@ -48,6 +48,27 @@ PRIOR_FEATURES: Dict[str, Tuple[Dict[str, float], Dict[str, float]]] = {
     "leftmost": ({"left": 1.0}, {"leftmost_y": 1.0}),
     "rightmost": ({"right": 1.0}, {"rightmost_y": 1.0}),
 }
+
+
+def rule_prior_weights(rule: Mapping[int, str], feature_names: Tuple[str, ...],
+                       num_classes: int = NUM_CLASSES) -> List[Tuple[int, int, float]]:
+    """``(output row, feature column, weight)`` of a linear map from ``feature_names`` to one
+    (x, y) per class (rows ``2 * class + axis``) that gives each class its SPEC point under
+    ``rule`` (:data:`PRIOR_FEATURES`).
+
+    Raises:
+        ValueError: naming the class, when it is out of range or wants an unknown point.
+    """
+    entries: List[Tuple[int, int, float]] = []
+    for cls, name in rule.items():
+        if not 0 <= cls < num_classes:
+            raise ValueError(f"rule_prior: class {cls} outside 0..{num_classes - 1}")
+        if name not in PRIOR_FEATURES:
+            raise ValueError(f"rule_prior: class {cls} wants unknown point {name!r}")
+        for axis, combination in enumerate(PRIOR_FEATURES[name]):
+            for feature, weight in combination.items():
+                entries.append((2 * cls + axis, feature_names.index(feature), weight))
+    return entries
 
 
 class ArgmaxPointHead(nn.Module):
@@ -94,14 +115,8 @@ class ArgmaxPointHead(nn.Module):
     def _init_from_rule(self, rule: Mapping[int, str]) -> None:
         # Every prior is a convex combination of coordinates, so with zero bias it maps the
         # normalised features (coords / s - 0.5) to point / s - 0.5 exactly.
-        for cls, name in rule.items():
-            if not 0 <= cls < self.num_classes:
-                raise ValueError(f"rule_prior: class {cls} outside 0..{self.num_classes - 1}")
-            if name not in PRIOR_FEATURES:
-                raise ValueError(f"rule_prior: class {cls} wants unknown point {name!r}")
-            for axis, combination in enumerate(PRIOR_FEATURES[name]):
-                for feature, weight in combination.items():
-                    self.point.weight[2 * cls + axis, COORDINATE_FEATURES.index(feature)] = weight
+        for row, column, weight in rule_prior_weights(rule, COORDINATE_FEATURES, self.num_classes):
+            self.point.weight[row, column] = weight
 
     def forward(self, images: Tensor, features: Tensor, boxes: List[Tensor], labels: Tensor) -> Tensor:
         """``images [B, 1, H, W]`` in [0, 1], ``features [B, C, H / s, W / s]``, per image boxes

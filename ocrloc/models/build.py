@@ -38,8 +38,11 @@ def build(config: Config) -> Tuple[nn.Module, nn.Module, nn.Module]:
     if m.type == "study":
         side = get_preset(config.data.preset).width
         st = m.study
+        if st.point_init not in ("default", "rule"):
+            raise ValueError(f"unknown model.study.point_init {st.point_init!r}; known: default, rule")
         model = StudyNet(st.head, tuple(st.inputs), st.hidden_layers, st.hidden, st.stem_pool, st.argmax_channels,
-                         st.dummy, canvas_size=side, width=st.width)
+                         st.dummy, canvas_size=side, width=st.width,
+                         rule_prior=get_rule(config.data.rule) if st.point_init == "rule" else None)
         return model, StudyCriterion(config.loss.point), StudyPostprocess(side)
     if m.type == "argmax":
         if m.point_init not in ("zero", "rule"):

@@ -22,13 +22,16 @@ one per class); :class:`StudyPostprocess` reads the point at the predicted class
 """
 
 # No `from __future__ import annotations`: TorchScript reads these annotations.
-from typing import Dict, List, Optional, Tuple
+import math
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ocrloc.models.argmax import AddCoords, ExtremePoints, HardArgmax2d, SoftArgmax2d, SoftThreshold, spatial_expectation
+from ocrloc.models.argmax import (EXTREME_FEATURES, AddCoords, ExtremePoints, HardArgmax2d, SoftArgmax2d, SoftThreshold,
+                                  spatial_expectation)
+from ocrloc.models.argmax_detector import rule_prior_weights
 from ocrloc.models.centernet import NUM_CLASSES, PIXEL_MEAN, PIXEL_STD
 
 __all__ = ["STUDY_HEADS", "STUDY_INPUTS", "STEM_POOLS", "StudyNet", "StudyCriterion", "StudyPostprocess"]
@@ -38,6 +41,8 @@ STUDY_INPUTS = ("canvas", "stage1", "stage2")
 STEM_POOLS = ("avg", "max", "min")
 DUMMIES = ("none", "constant", "random")
 COORDINATE_HEADS = ("soft_argmax", "hard_argmax", "extremes")
+# The extremes head's features per map, in order.
+EXTREMES_HEAD_FEATURES = EXTREME_FEATURES + ("centroid_x", "centroid_y")
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -132,11 +137,18 @@ class StudyNet(nn.Module):
         dummy: ``none``, ``constant`` (ones) or ``random`` (N(0, 1) each call) extra inputs.
         canvas_size: side of the square canvases.
         width: channels of the first stage (the second has twice as many).
+        rule_prior: ``class -> point name`` (:mod:`ocrloc.data.rules`) or None. With a table
+            (``extremes`` head reading the ``canvas`` only), the head starts as the SPEC rule on
+            exact features: its first map is the canvas itself, thresholded between the SPEC's
+            ink levels, the linear path picks each class's point from that map's extremes
+            (:data:`~ocrloc.models.argmax_detector.PRIOR_FEATURES`) and the MLP starts at zero,
+            so training learns only a correction. None keeps PyTorch's default initialisation.
     """
 
     def __init__(self, head: str = "pool", inputs: Tuple[str, ...] = ("stage2",), hidden_layers: int = 1,
                  hidden: int = 256, stem_pool: str = "max", argmax_channels: int = 8, dummy: str = "none",
-                 canvas_size: int = 32, width: int = 32, num_classes: int = NUM_CLASSES) -> None:
+                 canvas_size: int = 32, width: int = 32, num_classes: int = NUM_CLASSES,
+                 rule_prior: Optional[Mapping[int, str]] = None) -> None:
         super().__init__()
         if head not in STUDY_HEADS:
             raise ValueError(f"unknown study head {head!r}; expected one of {', '.join(STUDY_HEADS)}")
@@ -164,6 +176,33 @@ class StudyNet(nn.Module):
         self.num_classes = num_classes
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD), persistent=False)
+        if rule_prior is not None:
+            if head != "extremes" or list(inputs) != ["canvas"]:
+                raise ValueError(f"rule_prior needs the extremes head on the canvas alone, got head {head!r} "
+                                 f"and inputs {list(inputs)}")
+            self._init_from_rule(rule_prior)
+
+    @torch.no_grad()
+    def _init_from_rule(self, rule: Mapping[int, str]) -> None:
+        # Map 0 is the canvas itself, cut between the SPEC's ink levels 127 and 128 (of 255) with
+        # tau 0.01: pixels 10 levels or more from the cut are ink or not to within 2%, and the
+        # cut keeps a gradient. The other maps keep their random start (and get no weight).
+        features = self.point_features[0]
+        features.conv.weight[0].zero_()
+        features.conv.weight[0, 0] = 1.0
+        features.conv.bias[0] = 0.0
+        features.threshold.threshold[0] = 127.5 / 255
+        features.threshold.log_tau[0] = math.log(0.01)
+        path = self.linear_path
+        assert path is not None
+        path.weight.zero_()
+        path.bias.fill_(-0.5)  # features are coordinates / side; outputs are point / side - 0.5
+        for row, column, weight in rule_prior_weights(rule, EXTREMES_HEAD_FEATURES, self.num_classes):
+            path.weight[row, column] = weight
+        last = self.point_mlp[-1]
+        assert isinstance(last, nn.Linear)
+        last.weight.zero_()
+        last.bias.zero_()
 
     def point_inputs(self, images: Tensor) -> Tuple[Tensor, Tensor]:
         """The point head's features ``[B, D]`` (for the coordinate heads: coordinates in canvas

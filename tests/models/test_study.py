@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from ocrloc.config import load_config
+from ocrloc.data.rules import get_rule
+from ocrloc.engine.experiment import make_test_set
 from ocrloc.models.build import build
 from ocrloc.models.study import STUDY_HEADS, StemPool, StudyCriterion, StudyNet, StudyPostprocess
 
@@ -74,3 +76,29 @@ def test_build_reads_the_study_section():
     model, criterion, postprocess = build(config)
     assert isinstance(model, StudyNet) and model.head == "soft_argmax" and model.inputs == ["canvas"]
     assert isinstance(criterion, StudyCriterion) and postprocess.canvas_size == 32
+
+
+@pytest.mark.parametrize("rule", ["all10", "seed37"])
+def test_rule_prior_start_gives_the_spec_points_before_any_training(rule, pools):
+    test = make_test_set("single", rule, 200, 1000)
+    torch.manual_seed(0)
+    model = StudyNet("extremes", inputs=("canvas",), width=8, hidden=16, rule_prior=get_rule(rule)).eval()
+    with torch.no_grad():
+        points = model(test.images)["points"]
+    error = (points[torch.arange(200), test.labels] - test.points).norm(dim=1)
+    # Exact but for a soft cut at faint edge pixels and the mask's (not the intensity's) centroid.
+    assert error.median() < 0.01 and (error < 0.5).float().mean() >= 0.95
+    scripted = torch.jit.script(model)
+    assert torch.allclose(scripted(test.images[:4])["points"], points[:4], atol=1e-4)
+
+
+def test_rule_prior_needs_the_extremes_head_on_the_canvas():
+    with pytest.raises(ValueError, match=r"rule_prior needs the extremes head on the canvas alone, got head 'pool'"):
+        StudyNet("pool", inputs=("canvas",), rule_prior=get_rule("all10"))
+    with pytest.raises(ValueError, match=r"inputs \['canvas', 'stage2'\]"):
+        StudyNet("extremes", inputs=("canvas", "stage2"), rule_prior=get_rule("all10"))
+    with pytest.raises(ValueError, match="rule_prior: class 10 outside 0..9"):
+        StudyNet("extremes", inputs=("canvas",), rule_prior={10: "center"})
+    config = load_config(None, ["model.type=study", "data.preset=single", "model.study.point_init=spec"])
+    with pytest.raises(ValueError, match="unknown model.study.point_init 'spec'; known: default, rule"):
+        build(config)
