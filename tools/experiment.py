@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     if args.fidelity:
         fidelity = fidelity_rows(paths, args.rules, args.seeds, out, args.test_count, args.test_seed, args.overrides,
                                  args.device)
-        text = (f"RMSE in canvas pixels, mean over seeds, on {args.test_count} test canvases (seed {args.test_seed}) "
+        text = (f"Median absolute error in canvas pixels, mean over seeds, on {args.test_count} test canvases (seed {args.test_seed}) "
                 f"per rule: the ink box's edges from the best single feature (affine fit), and each named point "
                 f"from all features (linear fit on half the canvases, measured on the other half)."
                 f"\n\n{fidelity_table(fidelity)}")

@@ -163,10 +163,12 @@ def experiment_table(rows: Sequence[Dict[str, Any]]) -> str:
 
 
 def fit_fidelity(features: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
-    """How well features ``[N, D]`` give targets ``[N, K]``: per target, the RMSE of the best
-    single feature under an affine fit (``single``, in-sample: two parameters per fit) and of a
-    linear fit on all features, fitted on the first half of the rows and measured on the
-    second (``linear``). Both ``[K]``, in the targets' units."""
+    """How well features ``[N, D]`` give targets ``[N, K]``: per target, the median absolute
+    error of the best single feature under an affine least-squares fit (``single``, in-sample:
+    two parameters per fit) and of a linear least-squares fit on all features, fitted on the
+    first half of the rows and measured on the second (``linear``). Both ``[K]``, in the
+    targets' units. Medians, because a few canvases on which an unused feature jumps would
+    otherwise stand for all of them."""
     f = features.double()
     t = targets.double()
     n = f.shape[0]
@@ -175,12 +177,15 @@ def fit_fidelity(features: torch.Tensor, targets: torch.Tensor) -> Dict[str, tor
     fc, tc = f - f.mean(dim=0), t - t.mean(dim=0)
     cov = fc.T @ tc / n                                                    # [D, K]
     var_f, var_t = (fc ** 2).mean(dim=0), (tc ** 2).mean(dim=0)
-    r2 = (cov ** 2 / (var_f[:, None] * var_t[None, :]).clamp_min(1e-18)).clamp(0, 1)
-    single = (var_t * (1 - r2.max(dim=0).values)).sqrt()
+    r2 = cov ** 2 / (var_f[:, None] * var_t[None, :]).clamp_min(1e-18)
+    best = r2.argmax(dim=0)                                                # [K]
+    columns = torch.arange(t.shape[1])
+    slope = cov[best, columns] / var_f[best].clamp_min(1e-18)
+    single = (tc - fc[:, best] * slope).abs().median(dim=0).values
     half = n // 2
     design = torch.cat([f, torch.ones(n, 1, dtype=f.dtype)], dim=1)
     weights = torch.linalg.lstsq(design[:half], t[:half], driver="gelsd").solution
-    linear = ((design[half:] @ weights - t[half:]) ** 2).mean(dim=0).sqrt()
+    linear = (design[half:] @ weights - t[half:]).abs().median(dim=0).values
     return {"single": single.float(), "linear": linear.float()}
 
 
