@@ -161,7 +161,6 @@ def experiment_table(rows: Sequence[Dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-
 def fit_fidelity(features: torch.Tensor, targets: torch.Tensor) -> Dict[str, torch.Tensor]:
     """How well features ``[N, D]`` give targets ``[N, K]``: per target, the median absolute
     error of the best single feature under an affine least-squares fit (``single``, in-sample:
