@@ -23,7 +23,7 @@ from ocrloc.data.canvas import Canvas, CanvasGenerator
 from ocrloc.data.coco import ANNOTATIONS_FILE, load_coco, read_grey_image
 from ocrloc.data.rules import get_rule
 
-__all__ = ["Target", "detection_target", "canvas_target", "CocoKeypointDataset", "SyntheticCanvasDataset", "collate_detection"]
+__all__ = ["Target", "detection_target", "canvas_target", "image_tensor", "CocoKeypointDataset", "SyntheticCanvasDataset", "collate_detection"]
 
 Target = Dict[str, Any]
 
@@ -61,7 +61,8 @@ def detection_target(
     }
 
 
-def _image_tensor(image: np.ndarray) -> torch.Tensor:
+def image_tensor(image: np.ndarray) -> torch.Tensor:
+    """A uint8 ``[H, W]`` grey image -> FloatTensor ``[1, H, W]`` in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(image)).unsqueeze(0).float().div_(255.0)
 
 
@@ -99,7 +100,7 @@ class CocoKeypointDataset(Dataset):
             iscrowd=[a.get("iscrowd", 0) for a in anns],
             area=[a.get("area", a["bbox"][2] * a["bbox"][3]) for a in anns],
         )
-        return _image_tensor(image), target
+        return image_tensor(image), target
 
 
 def canvas_target(canvas: Canvas, rule: str, image_id: int) -> Target:
@@ -145,7 +146,7 @@ class SyntheticCanvasDataset(Dataset):
             raise IndexError(f"index {index} out of range for {self.length} canvases")
         canvas_index = index + (self.epoch * self.length if self.resample_each_epoch else 0)
         canvas = self.generator(canvas_index)
-        return _image_tensor(canvas.image), canvas_target(canvas, self.generator.rule, canvas_index + 1)
+        return image_tensor(canvas.image), canvas_target(canvas, self.generator.rule, canvas_index + 1)
 
 
 def collate_detection(batch: Sequence[Tuple[torch.Tensor, Target]]) -> Tuple[torch.Tensor | List[torch.Tensor], List[Target]]:

@@ -23,7 +23,7 @@ import torch
 
 from ocrloc.config import Config, load_config
 from ocrloc.data.canvas import CanvasGenerator
-from ocrloc.data.datasets import SyntheticCanvasDataset, collate_detection
+from ocrloc.data.datasets import image_tensor
 from ocrloc.data.mnist import load_digit_pool
 from ocrloc.data.points import POINT_NAMES
 from ocrloc.engine.checkpoint import model_from_checkpoint
@@ -56,11 +56,13 @@ class StudyTestSet:
 def make_test_set(preset: str, rule: str, count: int, seed: int, data_root: Optional[str] = None) -> StudyTestSet:
     """``count`` test canvases of ``preset`` / ``rule`` (one digit each; the first digit otherwise)."""
     generator = CanvasGenerator(preset, rule, "test", seed, load_digit_pool("test", data_root))
-    images, targets = collate_detection([SyntheticCanvasDataset(generator, count)[i] for i in range(count)])
-    labels = torch.stack([t["labels"][0] for t in targets])
-    points = torch.stack([t["keypoints"][0, 0, :2] for t in targets]).float()
-    named = torch.tensor([[generator(i).digits[0].points[name] for name in POINT_NAMES] for i in range(count)])
-    return StudyTestSet(images, labels, points, f"{preset}/{rule}/test/seed{seed}/{count}", named.float())
+    canvases = [generator(i) for i in range(count)]  # each generated once: images, labels and points
+    digits = [c.digits[0] for c in canvases]
+    images = torch.stack([image_tensor(c.image) for c in canvases])
+    labels = torch.tensor([d.label for d in digits], dtype=torch.int64)
+    points = torch.tensor([d.point(rule) for d in digits], dtype=torch.float32)
+    named = torch.tensor([[d.points[name] for name in POINT_NAMES] for d in digits], dtype=torch.float32)
+    return StudyTestSet(images, labels, points, f"{preset}/{rule}/test/seed{seed}/{count}", named)
 
 
 @torch.no_grad()
