@@ -87,9 +87,13 @@ class StudyConfig:
         argmax_channels: maps per input of the coordinate heads.
         dummy: extra head inputs: ``none``, ``constant`` or ``random``.
         width: channels of the first stage.
-        point_init: ``default`` (PyTorch's initialisation) or ``rule``: the ``extremes`` head on
-            the ``canvas`` starts as the SPEC rule of ``data.rule`` on exact features (see
-            :class:`ocrloc.models.study.StudyNet`).
+        point_fit: the coordinate heads' linear path: ``gradient`` (trained with the rest) or
+            ``ridge`` (fitted in closed form on the training batches, :class:`ocrloc.models.readout.RidgeReadout`).
+        canvas_maps: the coordinate heads' maps of the ``canvas``: ``conv`` (a randomly started
+            1 x 1 conv) or ``identity`` (each map starts as the canvas, cut at mid-grey).
+        point_init: ``default`` (PyTorch's initialisation) or ``rule``, an *oracle* ablation
+            ("oracle: rule told"): the ``extremes`` head on the ``canvas`` starts as the SPEC rule
+            of ``data.rule`` on exact features (:func:`ocrloc.models.oracle.tell_study_net`).
     """
 
     head: str = "pool"
@@ -100,6 +104,8 @@ class StudyConfig:
     argmax_channels: int = 8
     dummy: str = "none"
     width: int = 32
+    point_fit: str = "gradient"
+    canvas_maps: str = "conv"
     point_init: str = "default"
 
 
@@ -132,9 +138,16 @@ class ModelConfig:
         box_margin: ``argmax`` only: pixels around the box kept in the head's ink mask.
         argmax_channels: ``argmax`` only: channels whose soft-argmax the head adds as learned coordinates.
         box_jitter: ``argmax`` only: training boxes are shifted by up to this many pixels per edge.
-        point_init: ``argmax`` only: how the head's per-class linear map starts: ``zero`` (it
-            learns which coordinates to pick) or ``rule`` (the SPEC definition of each class's
-            point under ``data.rule``, so it learns only a correction).
+        point_fit: ``argmax`` only: how the head learns each class's map from coordinates to
+            point: ``ridge`` (closed-form ridge least squares on the training batches' coordinates
+            and annotated points, plus a gradient-trained correction) or ``gradient`` (a map
+            started at zero and trained by gradient alone). See ``docs/model.md``.
+        crop_classifier: ``argmax`` only: name each detection with a small CNN on its
+            size-normalised canvas crop (the dense heatmap only finds it).
+        point_init: ``argmax`` only, with ``point_fit: gradient``: ``zero``, or ``rule``, an
+            *oracle* ablation ("oracle: rule told"): the map starts as the SPEC definition of
+            each class's point under ``data.rule`` (:mod:`ocrloc.models.oracle`), so training
+            learns only a correction. Never a default; every result of it is labelled so.
         study: ``study`` only: the head-study model (:class:`StudyConfig`).
     """
 
@@ -151,6 +164,8 @@ class ModelConfig:
     box_margin: float = 1.0
     argmax_channels: int = 8
     box_jitter: float = 1.0
+    point_fit: str = "ridge"
+    crop_classifier: bool = True
     point_init: str = "zero"
     study: StudyConfig = field(default_factory=StudyConfig)
 
@@ -166,6 +181,7 @@ class LossConfig:
     point_heatmap: float = 1.0
     giou: float = 0.0
     argmax_point: float = 1.0
+    crop_class: float = 1.0
 
 
 @dataclass

@@ -15,14 +15,16 @@ from ocrloc.data.augment import CanvasAugmentConfig, DigitAugmentConfig
 from ocrloc.data.canvas import PRESETS, CanvasGenerator
 from ocrloc.data.coco import write_split
 from ocrloc.data.mnist import SPLITS, MnistNotFoundError, load_digit_pool
-from ocrloc.data.rules import RULES
+from ocrloc.data.rules import RULES, get_rule
 from ocrloc.visualize import save_canvas_preview
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="canvas128", choices=sorted(PRESETS))
-    p.add_argument("--rule", default="all10", choices=sorted(RULES))
+    p.add_argument("--rule", default="all10",
+                   help=f"a SPEC rule ({', '.join(sorted(RULES))}) or a YAML / JSON rule file mapping classes to "
+                        "point names (docs/data.md, 'Rules')")
     p.add_argument("--split", default="test", choices=list(SPLITS))
     p.add_argument("--count", type=int, required=True, help="number of canvases")
     p.add_argument("--seed", type=int, default=0, help="split seed; canvas i depends only on (preset, rule, split, seed, i)")
@@ -41,6 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
+        get_rule(args.rule)  # an unknown rule or a bad rule file fails before any MNIST is read
         pool = load_digit_pool(args.split, args.data_root)
         generator = CanvasGenerator(
             args.preset, args.rule, args.split, args.seed, pool,
@@ -50,7 +53,7 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         coco = write_split(generator, args.count, args.out, write_images=not args.no_images, overwrite=args.overwrite)
         elapsed = time.perf_counter() - start
-    except (MnistNotFoundError, FileExistsError, ValueError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {len(coco['images'])} canvases, {len(coco['annotations'])} digits to {args.out} "

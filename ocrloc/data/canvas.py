@@ -21,7 +21,7 @@ import numpy as np
 
 from ocrloc.data.augment import CanvasAugment, CanvasAugmentConfig, DigitAugment, DigitAugmentConfig
 from ocrloc.data.mnist import SPLITS, DigitPool
-from ocrloc.data.points import POINT_NAMES, ink_box, named_points
+from ocrloc.data.points import POINT_NAMES, box_points, ink_box, named_points
 from ocrloc.data.rules import get_rule, rule_classes
 
 __all__ = ["CanvasPreset", "PRESETS", "get_preset", "DigitInstance", "Canvas", "CanvasGenerator", "INK_THRESHOLD"]
@@ -74,7 +74,8 @@ class DigitInstance:
     Attributes:
         label: digit class 0-9.
         bbox: ink box, COCO ``[x, y, w, h]`` in canvas pixels (integers).
-        points: all seven named points ``{name: (x, y)}`` in canvas pixels.
+        points: the seven SPEC points and the further box points (:data:`~ocrloc.data.points.BOX_POINT_NAMES`)
+            ``{name: (x, y)}`` in canvas pixels.
         source_index: index of the digit in its MNIST file.
         size: s, the side of the resized digit.
         origin: (x0, y0), where the resized digit's top-left pixel was pasted.
@@ -208,6 +209,7 @@ class CanvasGenerator:
                     # ink, so the points are computed on the digit's own arrays, then shifted.
                     local = named_points(ink, digit)
                     points = {name: (x + x0, y + y0) for name, (x, y) in local.items()}
+                    points.update(box_points(box))
                     return DigitInstance(
                         label=int(self.pool.labels[pool_pos]),
                         bbox=box,

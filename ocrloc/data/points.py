@@ -10,7 +10,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-__all__ = ["POINT_NAMES", "ink_box", "named_points"]
+__all__ = ["POINT_NAMES", "BOX_POINT_NAMES", "ink_box", "named_points", "box_points"]
 
 POINT_NAMES: Tuple[str, ...] = (
     "topleft",
@@ -20,6 +20,18 @@ POINT_NAMES: Tuple[str, ...] = (
     "bottommost",
     "leftmost",
     "rightmost",
+)
+
+# Further points of the ink box a rule file may ask for (the SPEC's seven above already hold
+# its top-left corner and its center): the other corners and the middles of the four edges.
+BOX_POINT_NAMES: Tuple[str, ...] = (
+    "topright",
+    "bottomleft",
+    "bottomright",
+    "top_middle",
+    "bottom_middle",
+    "left_middle",
+    "right_middle",
 )
 
 
@@ -74,4 +86,19 @@ def named_points(ink: np.ndarray, intensity: np.ndarray) -> Dict[str, Tuple[floa
         "bottommost": (float(np.median(centers_x[rows == r_max])), float(r_max + 1)),
         "leftmost": (float(c_min), float(np.median(centers_y[cols == c_min]))),
         "rightmost": (float(c_max + 1), float(np.median(centers_y[cols == c_max]))),
+    }
+
+
+def box_points(bbox: Tuple[float, float, float, float]) -> Dict[str, Tuple[float, float]]:
+    """The :data:`BOX_POINT_NAMES` points of a COCO box ``[x, y, w, h]`` (edges at ``x`` and
+    ``x + w``: the ink box's ``c_min`` and ``c_max + 1``)."""
+    x, y, w, h = (float(v) for v in bbox)
+    return {
+        "topright": (x + w, y),
+        "bottomleft": (x, y + h),
+        "bottomright": (x + w, y + h),
+        "top_middle": (x + w / 2.0, y),
+        "bottom_middle": (x + w / 2.0, y + h),
+        "left_middle": (x, y + h / 2.0),
+        "right_middle": (x + w, y + h / 2.0),
     }

@@ -1,17 +1,25 @@
 """Rules: which named point each digit class wants (SPEC section 4).
 
 A rule is a plain mapping ``class -> point name``; the classes it maps are the only
-classes drawn on its canvases. New rules may be added here; the two SPEC names never
-change meaning.
+classes drawn on its canvases. The two SPEC names (``all10``, ``seed37``) never change
+meaning. Any other rule is data: a YAML or JSON file mapping classes to point names
+(``{0: topright, 3: leftmost, ...}``), given wherever a rule name is taken
+(``tools/make_dataset.py --rule FILE``, ``data.rule: FILE``). Its points are the SPEC's seven
+(:data:`~ocrloc.data.points.POINT_NAMES`) or further points of the ink box
+(:data:`~ocrloc.data.points.BOX_POINT_NAMES`). A rule is how data is *made*: no model reads it.
 """
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Dict, Mapping, Tuple
 
-from ocrloc.data.points import POINT_NAMES
+import yaml
 
-__all__ = ["RULES", "get_rule", "rule_classes"]
+from ocrloc.data.points import BOX_POINT_NAMES, POINT_NAMES
+
+__all__ = ["RULES", "RULE_POINT_NAMES", "RULE_FILE_SUFFIXES", "get_rule", "rule_classes", "load_rule_file"]
 
 RULES: Dict[str, Mapping[int, str]] = {
     "seed37": {3: "topleft", 7: "center"},
@@ -29,22 +37,65 @@ RULES: Dict[str, Mapping[int, str]] = {
     },
 }
 
+RULE_POINT_NAMES: Tuple[str, ...] = POINT_NAMES + BOX_POINT_NAMES
+RULE_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+
 # A typo in a future rule should fail on import, not as a KeyError deep in a DataLoader worker.
 for _name, _table in RULES.items():
     for _cls, _point in _table.items():
         assert _point in POINT_NAMES, f"rule {_name!r}: class {_cls} wants unknown point {_point!r}"
 
 
-def get_rule(name: str) -> Mapping[int, str]:
-    """The ``class -> point name`` table of rule ``name``.
+@functools.lru_cache(maxsize=32)
+def _load_rule_file(path: str, mtime_ns: int) -> Mapping[int, str]:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"rule file {path}: cannot read it ({type(err).__name__}: {err})") from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"rule file {path}: expected a mapping of classes to point names, got {data!r}")
+    table: Dict[int, str] = {}
+    for key, point in data.items():
+        try:
+            cls = int(key)
+        except (TypeError, ValueError):
+            raise ValueError(f"rule file {path}: class {key!r} is not an integer") from None
+        if not 0 <= cls <= 9:
+            raise ValueError(f"rule file {path}: class {cls} outside 0..9")
+        if point not in RULE_POINT_NAMES:
+            raise ValueError(f"rule file {path}: class {cls} wants unknown point {point!r}; "
+                             f"known points: {', '.join(RULE_POINT_NAMES)}")
+        table[cls] = point
+    return table
+
+
+def load_rule_file(path: str | Path) -> Mapping[int, str]:
+    """The ``class -> point name`` table of a YAML / JSON rule file (read once per version of the file).
 
     Raises:
-        ValueError: naming the unknown rule and the known ones.
+        FileNotFoundError: naming the file.
+        ValueError: naming the file and the class, for anything but a mapping of classes 0-9 to
+            :data:`RULE_POINT_NAMES`.
     """
-    try:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"rule file not found: {path}")
+    return _load_rule_file(str(path.resolve()), path.stat().st_mtime_ns)
+
+
+def get_rule(name: str) -> Mapping[int, str]:
+    """The ``class -> point name`` table of rule ``name``: a SPEC rule, or a rule file's path.
+
+    Raises:
+        ValueError: naming the unknown rule and the known ones, or what is wrong in a rule file.
+        FileNotFoundError: for a rule file that does not exist.
+    """
+    if name in RULES:
         return RULES[name]
-    except KeyError:
-        raise ValueError(f"unknown rule {name!r}; known rules: {', '.join(sorted(RULES))}") from None
+    if Path(name).suffix.lower() in RULE_FILE_SUFFIXES:
+        return load_rule_file(name)
+    raise ValueError(f"unknown rule {name!r}; known rules: {', '.join(sorted(RULES))}, "
+                     f"or a rule file ({', '.join(RULE_FILE_SUFFIXES)})")
 
 
 def rule_classes(name: str) -> Tuple[int, ...]:

@@ -41,8 +41,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
 
-from ocrloc.data.points import POINT_NAMES
-from ocrloc.data.rules import get_rule
+from ocrloc.data.rules import RULE_POINT_NAMES, get_rule
 from ocrloc.models.backbone import TimmBackbone
 from ocrloc.models.centernet import NUM_CLASSES, PIXEL_MEAN, PIXEL_STD
 
@@ -92,8 +91,16 @@ BOX_POINT_COEFFICIENTS: Dict[str, Tuple[float, float, float, float]] = {
     "bottommost": (0.5, 0.5, 0.0, 1.0),
     "leftmost": (1.0, 0.0, 0.5, 0.5),
     "rightmost": (0.0, 1.0, 0.5, 0.5),
+    # The further box points a rule file may ask for are box geometry already.
+    "topright": (0.0, 1.0, 1.0, 0.0),
+    "bottomleft": (1.0, 0.0, 0.0, 1.0),
+    "bottomright": (0.0, 1.0, 0.0, 1.0),
+    "top_middle": (0.5, 0.5, 1.0, 0.0),
+    "bottom_middle": (0.5, 0.5, 0.0, 1.0),
+    "left_middle": (1.0, 0.0, 0.5, 0.5),
+    "right_middle": (0.0, 1.0, 0.5, 0.5),
 }
-assert set(BOX_POINT_COEFFICIENTS) == set(POINT_NAMES), "every SPEC point needs a box rule"
+assert set(BOX_POINT_COEFFICIENTS) == set(RULE_POINT_NAMES), "every point a rule may ask for needs a box rule"
 
 
 class TimmFPN(nn.Module):

@@ -10,10 +10,11 @@ from torch import nn
 from ocrloc.config import Config
 from ocrloc.data.canvas import get_preset
 from ocrloc.data.rules import get_rule
-from ocrloc.models.argmax_detector import ArgmaxCriterion, ArgmaxDetector, DetectionsPassThrough
+from ocrloc.models.argmax_detector import POINT_FITS, ArgmaxCriterion, ArgmaxDetector, DetectionsPassThrough
 from ocrloc.models.baselines import BASELINE_TYPES, build_baseline
 from ocrloc.models.centernet import CenterNetDetector
 from ocrloc.models.criterion import CenterNetCriterion
+from ocrloc.models.oracle import tell_argmax_head, tell_study_net
 from ocrloc.models.postprocess import CenterNetPostprocess
 from ocrloc.models.study import StudyCriterion, StudyNet, StudyPostprocess
 
@@ -41,19 +42,28 @@ def build(config: Config) -> Tuple[nn.Module, nn.Module, nn.Module]:
         if st.point_init not in ("default", "rule"):
             raise ValueError(f"unknown model.study.point_init {st.point_init!r}; known: default, rule")
         model = StudyNet(st.head, tuple(st.inputs), st.hidden_layers, st.hidden, st.stem_pool, st.argmax_channels,
-                         st.dummy, canvas_size=side, width=st.width,
-                         rule_prior=get_rule(config.data.rule) if st.point_init == "rule" else None)
+                         st.dummy, canvas_size=side, width=st.width, point_fit=st.point_fit,
+                         canvas_maps=st.canvas_maps)
+        if st.point_init == "rule":  # oracle ablation: the rule told (ocrloc/models/oracle.py)
+            tell_study_net(model, get_rule(config.data.rule))
         return model, StudyCriterion(config.loss.point), StudyPostprocess(side)
     if m.type == "argmax":
         if m.point_init not in ("zero", "rule"):
             raise ValueError(f"unknown model.point_init {m.point_init!r}; known: zero, rule")
+        if m.point_fit not in POINT_FITS:
+            raise ValueError(f"unknown model.point_fit {m.point_fit!r}; known: {', '.join(POINT_FITS)}")
+        if m.point_init == "rule" and m.point_fit != "gradient":
+            raise ValueError("model.point_init=rule (the rule oracle) needs model.point_fit=gradient")
         decode = _centernet_postprocess(config, point_mode="offset")
         model = ArgmaxDetector(m.backbone, m.fpn_channels, m.head_stride, m.head_channels, m.pretrained_path,
                                crop_size=m.crop_size, box_margin=m.box_margin, soft_channels=m.argmax_channels,
-                               postprocess=decode, box_jitter=m.box_jitter,
-                               rule_prior=get_rule(config.data.rule) if m.point_init == "rule" else None)
+                               postprocess=decode, box_jitter=m.box_jitter, point_fit=m.point_fit,
+                               crop_classifier=m.crop_classifier)
+        if m.point_init == "rule":  # oracle ablation: the rule told (ocrloc/models/oracle.py)
+            tell_argmax_head(model.head, get_rule(config.data.rule))
         dense = CenterNetCriterion(m.head_stride, weights, point_mode="offset")
-        return model, ArgmaxCriterion(dense, config.loss.argmax_point), DetectionsPassThrough()
+        criterion = ArgmaxCriterion(dense, config.loss.argmax_point, config.loss.crop_class)
+        return model, criterion, DetectionsPassThrough()
     model = CenterNetDetector(
         backbone=m.backbone,
         fpn_channels=m.fpn_channels,

@@ -23,7 +23,7 @@ one per class); :class:`StudyPostprocess` reads the point at the predicted class
 
 # No `from __future__ import annotations`: TorchScript reads these annotations.
 import math
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -31,8 +31,8 @@ from torch import Tensor, nn
 
 from ocrloc.models.argmax import (EXTREME_FEATURES, AddCoords, ExtremePoints, HardArgmax2d, SoftArgmax2d, SoftThreshold,
                                   spatial_expectation)
-from ocrloc.models.argmax_detector import rule_prior_weights
 from ocrloc.models.centernet import NUM_CLASSES, PIXEL_MEAN, PIXEL_STD
+from ocrloc.models.readout import RidgeReadout
 
 __all__ = ["STUDY_HEADS", "STUDY_INPUTS", "STEM_POOLS", "StudyNet", "StudyCriterion", "StudyPostprocess"]
 
@@ -40,6 +40,8 @@ STUDY_HEADS = ("flatten", "pool", "coordconv", "soft_argmax", "hard_argmax", "ex
 STUDY_INPUTS = ("canvas", "stage1", "stage2")
 STEM_POOLS = ("avg", "max", "min")
 DUMMIES = ("none", "constant", "random")
+POINT_FITS = ("gradient", "ridge")
+CANVAS_MAPS = ("conv", "identity")
 COORDINATE_HEADS = ("soft_argmax", "hard_argmax", "extremes")
 # The extremes head's features per map, in order.
 EXTREMES_HEAD_FEATURES = EXTREME_FEATURES + ("centroid_x", "centroid_y")
@@ -80,7 +82,8 @@ class PointFeatures(nn.Module):
     """One input map ``[B, C, h, w]`` -> the head's feature vector (coordinates in canvas
     pixels / canvas side, so every map's coordinates share one scale)."""
 
-    def __init__(self, source: str, head: str, channels: int, size: int, argmax_channels: int) -> None:
+    def __init__(self, source: str, head: str, channels: int, size: int, argmax_channels: int,
+                 identity_start: bool = False) -> None:
         super().__init__()
         self.source = source
         self.head = head
@@ -93,6 +96,16 @@ class PointFeatures(nn.Module):
         self.hard = HardArgmax2d(beta=1.0)
         self.threshold = SoftThreshold(k, threshold=0.5, tau=0.1)
         self.extremes = ExtremePoints()
+        if identity_start:
+            if head not in COORDINATE_HEADS or channels != 1:
+                raise ValueError(f"identity-started maps need a coordinate head on a one-channel input, got head "
+                                 f"{head!r} on {source!r} ({channels} channels)")
+            # Every map starts as the input itself, cut at mid-grey with a near-hard cut-off: the
+            # coordinates are then the input's own ink geometry from the first step (all learned on).
+            with torch.no_grad():
+                self.conv.weight.fill_(1.0)
+                self.conv.bias.zero_()
+                self.threshold.log_tau.fill_(math.log(0.002))
         if head == "flatten":
             self.dim = channels * size * size
         elif head in ("pool", "coordconv"):
@@ -137,18 +150,19 @@ class StudyNet(nn.Module):
         dummy: ``none``, ``constant`` (ones) or ``random`` (N(0, 1) each call) extra inputs.
         canvas_size: side of the square canvases.
         width: channels of the first stage (the second has twice as many).
-        rule_prior: ``class -> point name`` (:mod:`ocrloc.data.rules`) or None. With a table
-            (``extremes`` head reading the ``canvas`` only), the head starts as the SPEC rule on
-            exact features: its first map is the canvas itself, thresholded between the SPEC's
-            ink levels, the linear path picks each class's point from that map's extremes
-            (:data:`~ocrloc.models.argmax_detector.PRIOR_FEATURES`) and the MLP starts at zero,
-            so training learns only a correction. None keeps PyTorch's default initialisation.
+        point_fit: how the coordinate heads' linear path is learned: ``gradient`` (a linear layer
+            trained with the rest) or ``ridge`` (each class's map fitted in closed form on the
+            training batches' features and points, :class:`~ocrloc.models.readout.RidgeReadout`;
+            the MLP's last layer then starts at zero, a correction that starts as none).
+        canvas_maps: ``conv`` (the coordinate heads' 1 x 1 conv on the canvas starts at PyTorch's
+            random init) or ``identity`` (every map starts as the canvas itself, cut at mid-grey
+            with a near-hard cut-off; learned on from there).
     """
 
     def __init__(self, head: str = "pool", inputs: Tuple[str, ...] = ("stage2",), hidden_layers: int = 1,
                  hidden: int = 256, stem_pool: str = "max", argmax_channels: int = 8, dummy: str = "none",
-                 canvas_size: int = 32, width: int = 32, num_classes: int = NUM_CLASSES,
-                 rule_prior: Optional[Mapping[int, str]] = None) -> None:
+                 canvas_size: int = 32, width: int = 32, num_classes: int = NUM_CLASSES, point_fit: str = "gradient",
+                 canvas_maps: str = "conv") -> None:
         super().__init__()
         if head not in STUDY_HEADS:
             raise ValueError(f"unknown study head {head!r}; expected one of {', '.join(STUDY_HEADS)}")
@@ -157,52 +171,40 @@ class StudyNet(nn.Module):
             raise ValueError(f"study inputs must be a non-empty subset of {', '.join(STUDY_INPUTS)}, got {list(inputs)}")
         if dummy not in DUMMIES:
             raise ValueError(f"unknown dummy {dummy!r}; expected one of {', '.join(DUMMIES)}")
+        if point_fit not in POINT_FITS:
+            raise ValueError(f"unknown point_fit {point_fit!r}; expected one of {', '.join(POINT_FITS)}")
+        if point_fit == "ridge" and head not in COORDINATE_HEADS:
+            raise ValueError(f"point_fit 'ridge' fits the linear path of a coordinate head "
+                             f"({', '.join(COORDINATE_HEADS)}), not of {head!r}")
+        if canvas_maps not in CANVAS_MAPS:
+            raise ValueError(f"unknown canvas_maps {canvas_maps!r}; expected one of {', '.join(CANVAS_MAPS)}")
         self.stem = nn.Sequential(_conv(1, width), StemPool(stem_pool))     # stride 2
         self.stage1 = _conv(width, width)                                    # stride 2
         self.stage2 = _conv(width, 2 * width, stride=2)                      # stride 4
         self.inputs: List[str] = list(inputs)
         channels = {"canvas": 1, "stage1": width, "stage2": 2 * width}
         sizes = {"canvas": canvas_size, "stage1": canvas_size // 2, "stage2": canvas_size // 4}
-        self.point_features = nn.ModuleList([PointFeatures(i, head, channels[i], sizes[i], argmax_channels) for i in inputs])
+        self.point_features = nn.ModuleList([
+            PointFeatures(i, head, channels[i], sizes[i], argmax_channels,
+                          identity_start=canvas_maps == "identity" and i == "canvas") for i in inputs])
         dim = sum(p.dim for p in self.point_features)
         self.dummy = dummy
         self.dummy_dim = dim if dummy != "none" else 0
         class_dim = 4 * width
         self.classifier = _mlp(class_dim, hidden, 1, num_classes)
         self.point_mlp = _mlp(dim + self.dummy_dim + class_dim, hidden, hidden_layers, 2 * num_classes)
-        self.linear_path = nn.Linear(dim, 2 * num_classes) if head in COORDINATE_HEADS else None
+        self.linear_path = nn.Linear(dim, 2 * num_classes) if head in COORDINATE_HEADS and point_fit == "gradient" else None
+        self.readout = RidgeReadout(dim, 2, num_classes) if point_fit == "ridge" else None
+        if self.readout is not None:
+            last = self.point_mlp[-1]
+            assert isinstance(last, nn.Linear)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
         self.head = head
         self.canvas_size = canvas_size
         self.num_classes = num_classes
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD), persistent=False)
-        if rule_prior is not None:
-            if head != "extremes" or list(inputs) != ["canvas"]:
-                raise ValueError(f"rule_prior needs the extremes head on the canvas alone, got head {head!r} "
-                                 f"and inputs {list(inputs)}")
-            self._init_from_rule(rule_prior)
-
-    @torch.no_grad()
-    def _init_from_rule(self, rule: Mapping[int, str]) -> None:
-        # Map 0 is the canvas itself, cut between the SPEC's ink levels 127 and 128 (of 255) with
-        # tau 0.01: pixels 10 levels or more from the cut are ink or not to within 2%, and the
-        # cut keeps a gradient. The other maps keep their random start (and get no weight).
-        features = self.point_features[0]
-        features.conv.weight[0].zero_()
-        features.conv.weight[0, 0] = 1.0
-        features.conv.bias[0] = 0.0
-        features.threshold.threshold[0] = 127.5 / 255
-        features.threshold.log_tau[0] = math.log(0.01)
-        path = self.linear_path
-        assert path is not None
-        path.weight.zero_()
-        path.bias.fill_(-0.5)  # features are coordinates / side; outputs are point / side - 0.5
-        for row, column, weight in rule_prior_weights(rule, EXTREMES_HEAD_FEATURES, self.num_classes):
-            path.weight[row, column] = weight
-        last = self.point_mlp[-1]
-        assert isinstance(last, nn.Linear)
-        last.weight.zero_()
-        last.bias.zero_()
 
     def point_inputs(self, images: Tensor) -> Tuple[Tensor, Tensor]:
         """The point head's features ``[B, D]`` (for the coordinate heads: coordinates in canvas
@@ -227,12 +229,25 @@ class StudyNet(nn.Module):
         elif self.dummy == "random":
             extra.append(torch.randn(images.shape[0], self.dummy_dim, device=images.device, dtype=point_in.dtype))
         extra.append(pooled)
-        out = self.point_mlp(torch.cat(extra, dim=1))
+        out = self.point_mlp(torch.cat(extra, dim=1)).view(-1, self.num_classes, 2)
         if self.linear_path is not None:
-            out = out + self.linear_path(point_in)
+            out = out + self.linear_path(point_in).view(-1, self.num_classes, 2)
+        if self.readout is not None:
+            if self.training and targets is not None:
+                self._fit(point_in, targets, side)
+            out = out + self.readout(point_in)
         # Normalised outputs around the canvas center -> canvas pixels.
-        points = (out.view(-1, self.num_classes, 2) + 0.5) * side
+        points = (out + 0.5) * side
         return {"logits": self.classifier(pooled), "points": points}
+
+
+    @torch.jit.unused  # training only
+    def _fit(self, point_in: Tensor, targets: List[Dict[str, Tensor]], side: float) -> None:
+        """Stream the batch's features and true points (normalised as the outputs are) into the readout."""
+        assert self.readout is not None
+        labels = torch.stack([t["labels"][0] for t in targets]).to(point_in.device).long()
+        truth = torch.stack([t["keypoints"][0, 0, :2] for t in targets]).to(point_in.device).float()
+        self.readout.update(point_in.detach(), labels, truth / side - 0.5)
 
 
 class StudyCriterion(nn.Module):

@@ -15,6 +15,7 @@ from ocrloc.data.rules import get_rule
 from ocrloc.models.argmax import EXTREME_FEATURES
 from ocrloc.models.argmax_detector import ArgmaxCriterion, ArgmaxDetector, ArgmaxPointHead
 from ocrloc.models.build import build
+from ocrloc.models.oracle import tell_argmax_head
 
 # Head feature columns: the 8 extremes, the ink centroid (x, y), the box (x1, y1, x2, y2), soft-argmax.
 COLUMN = {name: i for i, name in enumerate(EXTREME_FEATURES)}
@@ -33,16 +34,17 @@ PICK = {
 
 def picking_head(point_per_class) -> ArgmaxPointHead:
     """A head whose linear map picks, for each class, the features that are its SPEC point
-    (the rule prior), with a near-hard cut-off at 0.5 (ink is >= 128 / 255)."""
-    head = ArgmaxPointHead(feature_channels=8, feature_stride=4, crop_size=48, soft_channels=2,
-                           rule_prior=point_per_class)
+    (the rule oracle), with a near-hard cut-off at 0.5 (ink is >= 128 / 255)."""
+    head = ArgmaxPointHead(feature_channels=8, feature_stride=4, crop_size=48, soft_channels=2, point_fit="gradient")
+    tell_argmax_head(head, point_per_class)
     with torch.no_grad():
         head.threshold.log_tau.fill_(math.log(1e-4))
     return head
 
 
-def test_rule_prior_weights_pick_the_spec_features():
-    head = ArgmaxPointHead(feature_channels=8, soft_channels=2, rule_prior=get_rule("all10"))
+def test_rule_oracle_weights_pick_the_spec_features():
+    head = ArgmaxPointHead(feature_channels=8, soft_channels=2, point_fit="gradient")
+    tell_argmax_head(head, get_rule("all10"))
     expected = torch.zeros_like(head.point.weight)
     for cls, name in get_rule("all10").items():
         for axis, columns in enumerate(PICK[name]):
@@ -50,24 +52,40 @@ def test_rule_prior_weights_pick_the_spec_features():
                 expected[2 * cls + axis, COLUMN[col]] = 1.0 / len(columns)
     assert torch.equal(head.point.weight, expected)
     assert torch.equal(head.point.bias, torch.zeros(20))
-    # Without a prior the map starts at zero; classes a rule leaves out stay at zero.
+    # Without the oracle the map starts at zero; classes a rule leaves out stay at zero.
     assert not ArgmaxPointHead(8, soft_channels=2).point.weight.any()
-    seed37 = ArgmaxPointHead(8, soft_channels=2, rule_prior=get_rule("seed37")).point.weight
-    assert seed37[[6, 7, 14, 15]].any() and not seed37[[0, 1, 2, 3, 4, 5, 8, 9]].any()
+    seed37 = ArgmaxPointHead(8, soft_channels=2, point_fit="gradient")
+    tell_argmax_head(seed37, get_rule("seed37"))
+    assert seed37.point.weight[[6, 7, 14, 15]].any() and not seed37.point.weight[[0, 1, 2, 3, 4, 5, 8, 9]].any()
 
 
-def test_rule_prior_errors_name_the_class_and_point():
+def test_rule_oracle_errors_name_the_class_point_and_setting():
+    gradient_head = ArgmaxPointHead(8, point_fit="gradient")
     with pytest.raises(ValueError, match="class 12 outside 0..9"):
-        ArgmaxPointHead(8, rule_prior={12: "center"})
+        tell_argmax_head(gradient_head, {12: "center"})
     with pytest.raises(ValueError, match="class 3 wants unknown point 'middle'"):
-        ArgmaxPointHead(8, rule_prior={3: "middle"})
+        tell_argmax_head(gradient_head, {3: "middle"})
+    with pytest.raises(ValueError, match="needs point_fit 'gradient'"):
+        tell_argmax_head(ArgmaxPointHead(8), get_rule("all10"))
     with pytest.raises(ValueError, match="unknown model.point_init 'ones'"):
         build(tiny_config("model.point_init=ones"))
+    with pytest.raises(ValueError, match="model.point_init=rule .* needs model.point_fit=gradient"):
+        build(tiny_config("model.point_init=rule"))
+    with pytest.raises(ValueError, match="unknown model.point_fit 'lasso'"):
+        build(tiny_config("model.point_fit=lasso"))
+
+
+def test_default_head_learns_and_is_told_nothing():
+    model, _, _ = build(tiny_config())
+    head = model.head
+    assert head.point_fit == "ridge" and head.readout is not None
+    assert not head.point.weight.any() and not head.readout.weight.any()
 
 
 def test_point_init_rule_takes_the_configured_rule():
-    model, _, _ = build(tiny_config("model.point_init=rule", "data.rule=seed37"))
-    reference = ArgmaxPointHead(8, soft_channels=2, rule_prior=get_rule("seed37"))
+    model, _, _ = build(tiny_config("model.point_fit=gradient", "model.point_init=rule", "data.rule=seed37"))
+    reference = ArgmaxPointHead(8, soft_channels=2, point_fit="gradient")
+    tell_argmax_head(reference, get_rule("seed37"))
     assert torch.equal(model.head.point.weight, reference.point.weight)
 
 
@@ -115,12 +133,20 @@ def test_train_mode_gives_head_points_for_every_target_and_a_finite_loss(pools):
     targets = [canvas_target(c, "all10", i + 1) for i, c in enumerate(canvases)]
     outputs = model.train()(images, targets)
     n = sum(len(t["labels"]) for t in targets)
-    assert outputs["argmax_points"].shape == (n, 2)
+    assert outputs["argmax_points"].shape == (n, 2) and outputs["crop_logits"].shape == (n, 10)
+    # The closed-form fit saw this batch's classes (and only those) during the forward pass.
+    seen = torch.cat([t["labels"] for t in targets]).unique()
+    fitted = model.head.readout.weight.flatten(1).abs().sum(dim=1) > 0
+    assert fitted[seen].all() and fitted.sum() == len(seen)
     loss, terms = criterion(outputs, targets)
     assert set(terms) == set(ArgmaxCriterion.loss_terms) and torch.isfinite(loss)
+    assert terms["crop_class"] > 0
     loss.backward()
-    assert model.head.point.weight.grad.abs().sum() > 0
-    assert model.head.threshold.threshold.grad is not None
+    # Two canvases hold fewer digits per class than the map has features, so the closed-form fit
+    # interpolates them and the L1 correction gets no gradient yet; the parameters are in the graph.
+    assert model.head.point.weight.grad is not None and model.head.threshold.threshold.grad is not None
+    assert model.classifier.classifier.weight.grad.abs().sum() > 0
+    assert "head.readout.weight" in model.state_dict()
     with torch.no_grad():
         (det,) = postprocess(model.eval()(images[:1]))
     assert det["keypoints"].shape == (det["boxes"].shape[0], 1, 3)

@@ -6,9 +6,12 @@ import pytest
 import torch
 
 from ocrloc.config import load_config
+from ocrloc.data.canvas import CanvasGenerator
+from ocrloc.data.datasets import SyntheticCanvasDataset, collate_detection
 from ocrloc.data.rules import get_rule
 from ocrloc.engine.experiment import make_test_set
 from ocrloc.models.build import build
+from ocrloc.models.oracle import tell_study_net
 from ocrloc.models.study import STUDY_HEADS, StemPool, StudyCriterion, StudyNet, StudyPostprocess
 
 
@@ -79,10 +82,12 @@ def test_build_reads_the_study_section():
 
 
 @pytest.mark.parametrize("rule", ["all10", "seed37"])
-def test_rule_prior_start_gives_the_spec_points_before_any_training(rule, pools):
+def test_rule_oracle_start_gives_the_spec_points_before_any_training(rule, pools):
     test = make_test_set("single", rule, 200, 1000)
     torch.manual_seed(0)
-    model = StudyNet("extremes", inputs=("canvas",), width=8, hidden=16, rule_prior=get_rule(rule)).eval()
+    model = StudyNet("extremes", inputs=("canvas",), width=8, hidden=16)
+    tell_study_net(model, get_rule(rule))
+    model.eval()
     with torch.no_grad():
         points = model(test.images)["points"]
     error = (points[torch.arange(200), test.labels] - test.points).norm(dim=1)
@@ -92,13 +97,59 @@ def test_rule_prior_start_gives_the_spec_points_before_any_training(rule, pools)
     assert torch.allclose(scripted(test.images[:4])["points"], points[:4], atol=1e-4)
 
 
-def test_rule_prior_needs_the_extremes_head_on_the_canvas():
+def test_rule_oracle_needs_the_extremes_head_on_the_canvas_with_a_gradient_path():
     with pytest.raises(ValueError, match=r"rule_prior needs the extremes head on the canvas alone, got head 'pool'"):
-        StudyNet("pool", inputs=("canvas",), rule_prior=get_rule("all10"))
+        tell_study_net(StudyNet("pool", inputs=("canvas",)), get_rule("all10"))
     with pytest.raises(ValueError, match=r"inputs \['canvas', 'stage2'\]"):
-        StudyNet("extremes", inputs=("canvas", "stage2"), rule_prior=get_rule("all10"))
+        tell_study_net(StudyNet("extremes", inputs=("canvas", "stage2")), get_rule("all10"))
     with pytest.raises(ValueError, match="rule_prior: class 10 outside 0..9"):
-        StudyNet("extremes", inputs=("canvas",), rule_prior={10: "center"})
+        tell_study_net(StudyNet("extremes", inputs=("canvas",)), {10: "center"})
+    with pytest.raises(ValueError, match="needs model.study.point_fit 'gradient'"):
+        tell_study_net(StudyNet("extremes", inputs=("canvas",), point_fit="ridge"), get_rule("all10"))
     config = load_config(None, ["model.type=study", "data.preset=single", "model.study.point_init=spec"])
     with pytest.raises(ValueError, match="unknown model.study.point_init 'spec'; known: default, rule"):
         build(config)
+
+
+def canvas_batches(rule, count, batch, pools):
+    generator = CanvasGenerator("single", rule, "train", 0, pools["train"])
+    dataset = SyntheticCanvasDataset(generator, count)
+    for start in range(0, count, batch):
+        yield collate_detection([dataset[i] for i in range(start, start + batch)])
+
+
+@pytest.mark.parametrize("rule", ["all10", "seed37"])
+def test_ridge_head_learns_the_rule_from_annotations_without_a_gradient_step(rule, pools):
+    """Identity-started canvas maps give the ink's geometry; the closed-form fit reads which
+    coordinates each class's annotated point is, from 1,280 canvases, with no optimiser at all."""
+    torch.manual_seed(0)
+    model = StudyNet("extremes", inputs=("canvas",), width=8, hidden=16, point_fit="ridge", canvas_maps="identity")
+    assert model.linear_path is None and not model.point_mlp[-1].weight.any()
+    model.train()
+    with torch.no_grad():
+        for images, targets in canvas_batches(rule, 1280, 64, pools):
+            model(images, targets)
+    test = make_test_set("single", rule, 300, 1000)
+    model.eval()
+    with torch.no_grad():
+        points = model(test.images)["points"]
+    error = (points[torch.arange(300), test.labels] - test.points).norm(dim=1)
+    assert error.median() < 0.02 and (error < 0.5).float().mean() >= 0.98
+    scripted = torch.jit.script(model)
+    assert torch.allclose(scripted(test.images[:4])["points"], points[:4], atol=1e-4)
+
+
+def test_ridge_and_identity_settings_name_the_problem():
+    with pytest.raises(ValueError, match="point_fit 'ridge' fits the linear path of a coordinate head"):
+        StudyNet("pool", point_fit="ridge")
+    with pytest.raises(ValueError, match="unknown point_fit 'lasso'"):
+        StudyNet("extremes", point_fit="lasso")
+    with pytest.raises(ValueError, match="unknown canvas_maps 'ones'"):
+        StudyNet("extremes", canvas_maps="ones")
+    with pytest.raises(ValueError, match="identity-started maps need a coordinate head on a one-channel input"):
+        StudyNet("pool", inputs=("canvas",), canvas_maps="identity")
+    config = load_config(None, ["model.type=study", "data.preset=single", "model.study.head=extremes",
+                                "model.study.inputs=[canvas]", "model.study.point_fit=ridge",
+                                "model.study.canvas_maps=identity", "model.study.width=8"])
+    model, _, _ = build(config)
+    assert model.readout is not None and model.point_features[0].conv.weight.eq(1).all()
