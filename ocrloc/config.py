@@ -136,6 +136,9 @@ class ModelConfig:
         crop_size: ``argmax`` only: side in pixels of the canvas window the point head reads
             around each detection (must hold the largest digit and be a multiple of head_stride).
         box_margin: ``argmax`` only: pixels around the box kept in the head's ink mask.
+        ink_reach: ``argmax`` only: the head's mask also keeps the ink connected to the box's own
+            ink up to this many pixels beyond the box, so a detected box that cut its digit still
+            gives the digit's extremes; 0 keeps the box plus ``box_margin`` only.
         argmax_channels: ``argmax`` only: channels whose soft-argmax the head adds as learned coordinates.
         box_jitter: ``argmax`` only: training boxes are shifted by up to this many pixels per edge.
         point_fit: ``argmax`` only: how the head learns each class's map from coordinates to
@@ -162,6 +165,7 @@ class ModelConfig:
     aspect_ratios: Optional[List[float]] = None
     crop_size: int = 48
     box_margin: float = 1.0
+    ink_reach: float = 6.0
     argmax_channels: int = 8
     box_jitter: float = 1.0
     point_fit: str = "ridge"

@@ -32,6 +32,7 @@ needs the heads), as torchvision detectors do.
 """
 
 # No `from __future__ import annotations`: TorchScript reads these annotations.
+import math
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
@@ -71,12 +72,15 @@ class ArgmaxPointHead(nn.Module):
         point_fit: ``ridge`` (closed-form fit + a gradient-trained correction) or ``gradient``
             (a gradient-trained map alone); see the module docstring.
         ridge_decay, ridge: the closed-form fit's memory and penalty (:class:`RidgeReadout`).
-        threshold_tau: initial temperature of the ink cut-off (learned).
+        threshold_tau: initial temperature of the ink cut-off (learned). 0.002 makes the cut
+            near-hard, so the extremes are the ink's own (0.05 left them a few tenths of a pixel soft).
+        reach: pixels beyond the box to which the mask follows the ink connected to the box's own
+            (:meth:`_connected_ink`); 0 keeps the box plus ``box_margin`` only.
     """
 
     def __init__(self, feature_channels: int, feature_stride: int = 4, crop_size: int = 48, box_margin: float = 1.0,
                  soft_channels: int = 8, num_classes: int = NUM_CLASSES, point_fit: str = "ridge",
-                 ridge_decay: float = 0.99, ridge: float = 1e-3, threshold_tau: float = 0.002) -> None:
+                 ridge_decay: float = 0.99, ridge: float = 1e-3, threshold_tau: float = 0.002, reach: float = 0.0) -> None:
         super().__init__()
         if crop_size % feature_stride:
             raise ValueError(f"crop_size {crop_size} must be a multiple of the feature stride {feature_stride}")
@@ -85,6 +89,8 @@ class ArgmaxPointHead(nn.Module):
         self.crop_size = crop_size
         self.feature_stride = feature_stride
         self.box_margin = box_margin
+        self.reach = float(reach)
+        self.grow_steps = 2 * int(math.ceil(reach)) + 2  # enough to follow a stroke around a bend
         self.num_classes = num_classes
         self.point_fit = point_fit
         # A cut-off at mid-grey, then learned: the middle of the [0, 1] range, not a rule.
@@ -123,9 +129,9 @@ class ArgmaxPointHead(nn.Module):
         local = box - origin.repeat(1, 2)
         xs = torch.arange(self.crop_size, device=images.device, dtype=images.dtype).view(1, 1, 1, -1) + 0.5
         ys = xs.view(1, 1, -1, 1)
-        m = self.box_margin
-        inside = ((xs > local[:, 0].view(-1, 1, 1, 1) - m) & (xs < local[:, 2].view(-1, 1, 1, 1) + m)
-                  & (ys > local[:, 1].view(-1, 1, 1, 1) - m) & (ys < local[:, 3].view(-1, 1, 1, 1) + m))
+        inside = self._within(local, xs, ys, self.box_margin)
+        if self.reach > 0:  # a box that is too small gets back the ink of its digit beyond it
+            inside = inside | self._connected_ink(crop, local, xs, ys)
         # roi_align repeats the edge pixel one pixel beyond the canvas: keep the canvas only.
         canvas_x = xs + origin[:, 0].view(-1, 1, 1, 1)
         canvas_y = ys + origin[:, 1].view(-1, 1, 1, 1)
@@ -141,6 +147,23 @@ class ArgmaxPointHead(nn.Module):
         soft = soft.reshape(n, -1) * float(self.feature_stride)
         coords = torch.cat([extremes, centroid, local, soft], dim=1)
         return coords / s - 0.5, origin  # crop coordinates -> [-0.5, 0.5]
+
+    def _connected_ink(self, crop: Tensor, local: Tensor, xs: Tensor, ys: Tensor) -> Tensor:
+        """``[N, 1, S, S]``: the ink connected (8-neighbours) to the ink well inside the box (1 px
+        in from its edges), followed up to ``reach`` pixels beyond the box: the parts of a digit
+        that a detected box cut off. Digits are at least 2 px apart, so a neighbour's ink is
+        never connected to it."""
+        ink = (crop > self.threshold.threshold.detach().view(1, -1, 1, 1)).to(crop.dtype)
+        allowed = ink * self._within(local, xs, ys, self.reach).to(crop.dtype)
+        grown = allowed * self._within(local, xs, ys, -1.0).to(crop.dtype)
+        for _ in range(self.grow_steps):
+            grown = F.max_pool2d(grown, 3, stride=1, padding=1) * allowed
+        return grown > 0
+
+    def _within(self, local: Tensor, xs: Tensor, ys: Tensor, margin: float) -> Tensor:
+        """``[N, 1, S, S]``: crop pixel centers inside each box (crop coordinates) grown by ``margin``."""
+        return ((xs > local[:, 0].view(-1, 1, 1, 1) - margin) & (xs < local[:, 2].view(-1, 1, 1, 1) + margin)
+                & (ys > local[:, 1].view(-1, 1, 1, 1) - margin) & (ys < local[:, 3].view(-1, 1, 1, 1) + margin))
 
     def read(self, coords: Tensor, labels: Tensor, origin: Tensor) -> Tensor:
         """Normalised coordinates ``[N, D]`` of boxes of classes ``labels [N]`` -> points ``[N, 2]`` in canvas pixels."""
@@ -173,7 +196,8 @@ class ArgmaxDetector(nn.Module):
 
     Args:
         backbone, fpn_channels, head_stride, head_channels, pretrained_path: the dense detector.
-        crop_size, box_margin, soft_channels, point_fit: the argmax head (:class:`ArgmaxPointHead`).
+        crop_size, box_margin, soft_channels, point_fit: the argmax head (:class:`ArgmaxPointHead`);
+            ``ink_reach`` is its ``reach``.
         postprocess: decodes the dense outputs into boxes and labels at inference.
         box_jitter: training only: ground-truth boxes are shifted by up to this many pixels per
             edge, so the heads learn to work from imperfect detected boxes.
@@ -186,12 +210,12 @@ class ArgmaxDetector(nn.Module):
                  head_channels: int = 64, pretrained_path: Optional[str] = None, crop_size: int = 48,
                  box_margin: float = 1.0, soft_channels: int = 8, postprocess: Optional[CenterNetPostprocess] = None,
                  box_jitter: float = 1.0, point_fit: str = "ridge", crop_classifier: bool = True,
-                 num_classes: int = NUM_CLASSES) -> None:
+                 ink_reach: float = 6.0, num_classes: int = NUM_CLASSES) -> None:
         super().__init__()
         self.dense = CenterNetDetector(backbone, fpn_channels, head_stride, head_channels, point_mode="offset",
                                        pretrained_path=pretrained_path, num_classes=num_classes)
         self.head = ArgmaxPointHead(fpn_channels, head_stride, crop_size, box_margin, soft_channels,
-                                    num_classes=num_classes, point_fit=point_fit)
+                                    num_classes=num_classes, point_fit=point_fit, reach=ink_reach)
         self.classifier = CropClassifier(num_classes) if crop_classifier else None
         self.decode = postprocess if postprocess is not None else CenterNetPostprocess(head_stride, point_mode="offset")
         self.box_jitter = box_jitter

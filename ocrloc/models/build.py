@@ -58,7 +58,7 @@ def build(config: Config) -> Tuple[nn.Module, nn.Module, nn.Module]:
         model = ArgmaxDetector(m.backbone, m.fpn_channels, m.head_stride, m.head_channels, m.pretrained_path,
                                crop_size=m.crop_size, box_margin=m.box_margin, soft_channels=m.argmax_channels,
                                postprocess=decode, box_jitter=m.box_jitter, point_fit=m.point_fit,
-                               crop_classifier=m.crop_classifier)
+                               crop_classifier=m.crop_classifier, ink_reach=m.ink_reach)
         if m.point_init == "rule":  # oracle ablation: the rule told (ocrloc/models/oracle.py)
             tell_argmax_head(model.head, get_rule(config.data.rule))
         dense = CenterNetCriterion(m.head_stride, weights, point_mode="offset")

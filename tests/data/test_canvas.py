@@ -11,7 +11,7 @@ import albumentations as A
 from ocrloc.data.augment import CanvasAugment, CanvasAugmentConfig, DigitAugmentConfig
 from ocrloc.data.canvas import INK_THRESHOLD, PRESETS, CanvasGenerator, boxes_gap
 from ocrloc.data.mnist import SPLITS
-from ocrloc.data.points import named_points
+from ocrloc.data.points import box_points, ink_box, named_points
 from ocrloc.data.rules import RULES, rule_classes
 
 from tests.data.test_points import brute_force_points
@@ -79,6 +79,12 @@ def test_annotated_points_and_boxes_match_the_final_ink(pools):
             crop[y:y + h, x:x + w] = intensity[y:y + h, x:x + w]
             assert (crop >= 0.5).sum() == (canvas.image[y:y + h, x:x + w] >= INK_THRESHOLD).sum()
             want = brute_force_points(crop)
+            left, top = want["topleft"]
+            right, bottom = 2 * want["center"][0] - left, 2 * want["center"][1] - top
+            want.update(topright=(right, top), bottomleft=(left, bottom), bottomright=(right, bottom),
+                        top_middle=((left + right) / 2, top), bottom_middle=((left + right) / 2, bottom),
+                        left_middle=(left, (top + bottom) / 2), right_middle=(right, (top + bottom) / 2))
+            assert set(digit.points) == set(want)
             for name, point in digit.points.items():
                 assert point == pytest.approx(want[name], abs=1e-9), (i, name)
 
@@ -136,7 +142,8 @@ def test_digit_augmentation_is_seeded_and_points_follow_the_ink(pools):
         x, y, w, h = digit.bbox
         ink = np.zeros((128, 128), bool)
         ink[y:y + h, x:x + w] = gen(4).image[y:y + h, x:x + w] >= INK_THRESHOLD
-        recomputed = named_points(ink, gen(4).image)
+        recomputed = {**named_points(ink, gen(4).image), **box_points(ink_box(ink))}
+        assert set(recomputed) == set(digit.points)
         for name, point in digit.points.items():
             assert recomputed[name] == pytest.approx(point, abs=1e-9), name
 
