@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from ocrloc.engine.checkpoint import load_checkpoint
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -30,3 +34,22 @@ def test_torchrun_two_processes_train_with_rank0_logging(tmp_path, pools):
     assert rows[1]["images"] == str(2 * 2 * 2)  # 2 steps x batch 2 x 2 ranks
     assert (out / "checkpoints" / "last.pt").is_file()
     assert run.stdout.count("final validation scores") == 1  # rank 0 alone reports
+
+
+def test_torchrun_ranks_share_one_closed_form_fit(tmp_path, pools):
+    """The argmax head's ridge statistics are summed over the ranks: the fit saw every digit."""
+    out = tmp_path / "ddp_argmax"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
+         str(REPO / "tools" / "train.py"), "--out", str(out), "--no-progress",
+         "--set", "model.type=argmax", "--set", "data.preset=single", "--set", "data.val_count=4",
+         "--set", "data.num_workers=0", "--set", "model.backbone=test_resnet", "--set", "model.fpn_channels=8",
+         "--set", "model.head_channels=8", "--set", "model.argmax_channels=2", "--set", "train.batch_size=2",
+         "--set", "train.steps=2", "--set", "train.val_every=2", "--set", "train.log_every=1"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    gram = load_checkpoint(out / "checkpoints" / "last.pt")["model"]["head.readout.gram"]
+    # One digit per canvas, 2 canvases per rank and step, 2 ranks, 2 steps, decay 0.99 per step.
+    assert float(gram[:, -1, -1].sum()) == pytest.approx(0.99 * 4 + 4)

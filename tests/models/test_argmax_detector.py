@@ -32,10 +32,12 @@ PICK = {
 }
 
 
-def picking_head(point_per_class) -> ArgmaxPointHead:
+def picking_head(point_per_class, reach=0.0) -> ArgmaxPointHead:
     """A head whose linear map picks, for each class, the features that are its SPEC point
-    (the rule oracle), with a near-hard cut-off at 0.5 (ink is >= 128 / 255)."""
-    head = ArgmaxPointHead(feature_channels=8, feature_stride=4, crop_size=48, soft_channels=2, point_fit="gradient")
+    (the rule oracle, used here as a probe of the features), with a near-hard cut-off at 0.5
+    (ink is >= 128 / 255)."""
+    head = ArgmaxPointHead(feature_channels=8, feature_stride=4, crop_size=48, soft_channels=2, point_fit="gradient",
+                           reach=reach)
     tell_argmax_head(head, point_per_class)
     with torch.no_grad():
         head.threshold.log_tau.fill_(math.log(1e-4))
@@ -116,6 +118,28 @@ def test_neighbouring_ink_outside_the_box_margin_is_ignored():
     with torch.no_grad():
         points = head(image, torch.zeros(1, 8, 16, 16), [box], torch.tensor([0, 1]))
     assert points.tolist() == [[20.0, 20.0], [26.0, 25.0]]
+
+
+def test_ink_reach_gives_back_a_digit_cut_by_its_box_and_never_a_neighbour():
+    image = torch.zeros(1, 1, 64, 64)
+    image[0, 0, 20:30, 20:22] = 1.0  # the digit: an L, box (20, 20, 30, 30)
+    image[0, 0, 28:30, 20:30] = 1.0
+    image[0, 0, 10:40, 32:34] = 1.0  # a neighbour 2 px to the right of the foot, taller than the digit
+    # A detected box that lost the foot's last 3 px; 6 px beyond it the neighbour's ink lies in
+    # reach, but it is not connected to the digit's.
+    cut = torch.tensor([[20.0, 20.0, 27.0, 30.0]] * 2)
+    classes = torch.tensor([0, 1])
+    features = torch.zeros(1, 8, 16, 16)
+    with torch.no_grad():
+        without = picking_head({0: "topleft", 1: "rightmost"}, reach=0.0)(image, features, [cut], classes)
+        reach = picking_head({0: "topleft", 1: "rightmost"}, reach=6.0)(image, features, [cut], classes)
+    assert without[1].tolist() == [28.0, 29.0]  # the mask stops 1 px past the cut
+    assert reach.tolist() == [[20.0, 20.0], [30.0, 29.0]]  # the foot is back, the neighbour is not
+    # A box that is right is unchanged by the reach.
+    exact = torch.tensor([[20.0, 20.0, 30.0, 30.0]] * 2)
+    with torch.no_grad():
+        assert torch.equal(picking_head({0: "topleft", 1: "rightmost"}, reach=6.0)(image, features, [exact], classes),
+                           picking_head({0: "topleft", 1: "rightmost"}, reach=0.0)(image, features, [exact], classes))
 
 
 def tiny_config(*extra):
