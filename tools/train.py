@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ocrloc.config import ConfigError, load_config
 from ocrloc.data.mnist import MnistNotFoundError
+from ocrloc.data.rules import get_rule
 from ocrloc.engine.trainer import Trainer
 from ocrloc.evaluation import format_table
 
@@ -37,6 +38,11 @@ def main(argv=None) -> int:
         overrides.append(f"data.data_root={args.data_root}")
     try:
         config = load_config(args.config, overrides)
+        get_rule(config.data.rule)  # an unknown rule or a bad rule file fails here, in one line
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
         out = Path(args.out or Path("runs") / (Path(args.config).stem if args.config else "default"))
         trainer = Trainer(config, out, resume=args.resume, progress=not args.no_progress)
         scores = trainer.fit()
@@ -47,10 +53,12 @@ def main(argv=None) -> int:
         print(f"\nfinal validation scores (step {trainer.step}, {trainer.wall_s / 60:.1f} min of training):")
         print(format_table(scores))
         best = out / "checkpoints" / "best.pt"
+        d = config.data
+        test = f"data/test_{Path(d.rule).stem}"
         print(f"\nrun folder: {out}\nnext:\n"
-              f"  python tools/make_dataset.py --split test --count 1000 --seed 1000 --out data/test_{config.data.rule}\n"
-              f"  python tools/predict.py --checkpoint {best} --images data/test_{config.data.rule}/images --out {out}/test_results.json\n"
-              f"  python tools/evaluate.py --gt data/test_{config.data.rule}/annotations.json --results {out}/test_results.json\n"
+              f"  python tools/make_dataset.py --preset {d.preset} --rule {d.rule} --split test --count 1000 --seed 1000 --out {test}\n"
+              f"  python tools/predict.py --checkpoint {best} --images {test}/images --out {out}/test_results.json\n"
+              f"  python tools/evaluate.py --gt {test}/annotations.json --results {out}/test_results.json\n"
               f"  python tools/export.py --checkpoint {best} --out {out}/model.pt")
     return 0
 

@@ -90,3 +90,14 @@ def test_make_dataset_writes_a_rule_file_s_points_and_refuses_a_bad_one(tmp_path
     assert run.returncode == 2 and not (tmp_path / "bad").exists()
     assert run.stderr.strip().splitlines() == [f"error: rule file {rule}: class 3 wants unknown point 'nowhere'; "
                                                f"known points: {', '.join(RULE_POINT_NAMES)}"]
+
+
+def test_train_refuses_a_bad_rule_file_in_one_line_before_writing_anything(tmp_path):
+    rule = tmp_path / "bad.json"
+    rule.write_text('{"4": "northmost"}')
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, str(REPO / "tools" / "train.py"), "--out", str(tmp_path / "run"),
+                          "--set", f"data.rule={rule}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and not (tmp_path / "run").exists()
+    assert run.stderr.strip().splitlines() == [f"error: rule file {rule}: class 4 wants unknown point 'northmost'; "
+                                               f"known points: {', '.join(RULE_POINT_NAMES)}"]
