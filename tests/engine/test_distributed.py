@@ -15,18 +15,25 @@ from ocrloc.engine.checkpoint import load_checkpoint
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_torchrun_two_processes_train_with_rank0_logging(tmp_path, pools):
-    out = tmp_path / "ddp"
+# The tiny model both tests train: one digit per 32 x 32 canvas, a test backbone, 2 steps of 2.
+TINY = ["data.preset=single", "data.val_count=4", "data.num_workers=0", "model.backbone=test_resnet",
+        "model.fpn_channels=8", "model.head_channels=8", "train.batch_size=2", "train.steps=2", "train.val_every=2",
+        "train.log_every=1"]
+
+
+def torchrun_train(out: Path, port: int, overrides) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-         str(REPO / "tools" / "train.py"), "--out", str(out), "--no-progress",
-         "--set", "data.preset=single", "--set", "data.rule=seed37", "--set", "data.val_count=4",
-         "--set", "data.num_workers=0", "--set", "model.backbone=test_resnet", "--set", "model.fpn_channels=8",
-         "--set", "model.head_channels=8", "--set", "train.batch_size=2", "--set", "train.steps=2",
-         "--set", "train.val_every=2", "--set", "train.log_every=1"],
+    sets = [arg for key in TINY + list(overrides) for arg in ("--set", key)]
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+         str(REPO / "tools" / "train.py"), "--out", str(out), "--no-progress", *sets],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
     )
+
+
+def test_torchrun_two_processes_train_with_rank0_logging(tmp_path, pools):
+    out = tmp_path / "ddp"
+    run = torchrun_train(out, 29517, ["data.rule=seed37"])
     assert run.returncode == 0, run.stderr[-3000:]
     with open(out / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -39,16 +46,7 @@ def test_torchrun_two_processes_train_with_rank0_logging(tmp_path, pools):
 def test_torchrun_ranks_share_one_closed_form_fit(tmp_path, pools):
     """The argmax head's ridge statistics are summed over the ranks: the fit saw every digit."""
     out = tmp_path / "ddp_argmax"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
-         str(REPO / "tools" / "train.py"), "--out", str(out), "--no-progress",
-         "--set", "model.type=argmax", "--set", "data.preset=single", "--set", "data.val_count=4",
-         "--set", "data.num_workers=0", "--set", "model.backbone=test_resnet", "--set", "model.fpn_channels=8",
-         "--set", "model.head_channels=8", "--set", "model.argmax_channels=2", "--set", "train.batch_size=2",
-         "--set", "train.steps=2", "--set", "train.val_every=2", "--set", "train.log_every=1"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
-    )
+    run = torchrun_train(out, 29518, ["model.type=argmax", "model.argmax_channels=2"])
     assert run.returncode == 0, run.stderr[-3000:]
     gram = load_checkpoint(out / "checkpoints" / "last.pt")["model"]["head.readout.gram"]
     # One digit per canvas, 2 canvases per rank and step, 2 ranks, 2 steps, decay 0.99 per step.
