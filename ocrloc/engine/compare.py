@@ -23,6 +23,7 @@ from ocrloc.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from ocrloc.engine.predict import detections_to_results
 from ocrloc.evaluation import evaluate
 from ocrloc.utils.io import cached_json, write_json_atomic
+from ocrloc.models.oracle import labelled
 
 __all__ = ["TABLE_COLUMNS", "compare_configs", "comparison_table", "predict_dataset", "same_config", "train_or_reuse"]
 
@@ -76,7 +77,7 @@ def _row(name: str, config: Config, state: Dict[str, Any], params: int, scores: 
     images = int(state["step"]) * config.train.batch_size
     wall_s = float(state.get("wall_s", 0.0))
     return {
-        "model": name, "type": config.model.type, "backbone": config.model.backbone, "params": params,
+        "model": labelled(name, config), "type": config.model.type, "backbone": config.model.backbone, "params": params,
         "rule": config.data.rule, "steps": int(state["step"]), "images": images, "wall_s": wall_s,
         "img_per_s": images / wall_s if wall_s > 0 else None, **scores,
     }

@@ -28,6 +28,7 @@ from ocrloc.data.mnist import load_digit_pool
 from ocrloc.data.points import POINT_NAMES
 from ocrloc.engine.checkpoint import model_from_checkpoint
 from ocrloc.engine.compare import train_or_reuse
+from ocrloc.models.oracle import labelled
 from ocrloc.utils.io import cached_json
 
 __all__ = ["STUDY_COLUMNS", "FIDELITY_COLUMNS", "StudyTestSet", "make_test_set", "point_scores", "run_experiments",
@@ -128,7 +129,7 @@ def run_experiments(config_paths: Sequence[str | os.PathLike], rules: Sequence[s
                 scores = cached_json(run_dir / "study_scores.json", key, score_on_test)
                 runs.append({"seed": seed, "wall_s": float(state.get("wall_s", 0.0)),
                              "params": sum(p.numel() for p in model.parameters()), **scores})
-            rows.append(_aggregate(rule, name, runs))
+            rows.append(_aggregate(rule, labelled(name, config), runs))
             if on_row is not None:
                 on_row(rows)
     return rows
@@ -233,7 +234,8 @@ def fidelity_rows(config_paths: Sequence[str | os.PathLike], rules: Sequence[str
                 model, _, _, _ = model_from_checkpoint(best, map_location=torch_device)
                 found.append(feature_fidelity(model, test, torch_device))
             if found:
-                row: Dict[str, Any] = {"rule": rule, "config": name, "seeds": len(found), "features": found[0]["features"]}
+                row: Dict[str, Any] = {"rule": rule, "config": labelled(name, config), "seeds": len(found),
+                                       "features": found[0]["features"]}
                 for key in ("edges", *POINT_NAMES):
                     row[key] = sum(f[key] for f in found) / len(found)
                 rows.append(row)

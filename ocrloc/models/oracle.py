@@ -15,7 +15,10 @@ from typing import Dict, List, Mapping, Tuple
 import torch
 from torch import nn
 
-__all__ = ["PRIOR_FEATURES", "rule_prior_weights", "tell_argmax_head", "tell_study_net"]
+__all__ = ["ORACLE_LABEL", "PRIOR_FEATURES", "is_told", "labelled", "rule_prior_weights", "tell_argmax_head",
+           "tell_study_net"]
+
+ORACLE_LABEL = "oracle: rule told"
 
 # SPEC section 3's points written on the coordinate features: (x combination, y combination).
 PRIOR_FEATURES: Dict[str, Tuple[Dict[str, float], Dict[str, float]]] = {
@@ -27,6 +30,16 @@ PRIOR_FEATURES: Dict[str, Tuple[Dict[str, float], Dict[str, float]]] = {
     "leftmost": ({"left": 1.0}, {"leftmost_y": 1.0}),
     "rightmost": ({"right": 1.0}, {"rightmost_y": 1.0}),
 }
+
+
+def is_told(config) -> bool:
+    """Whether a :class:`~ocrloc.config.Config` asks for the rule to be written into its model."""
+    return config.model.point_init == "rule" or config.model.study.point_init == "rule"
+
+
+def labelled(name: str, config) -> str:
+    """``name`` as a table shows it: with ``(oracle: rule told)`` when ``config`` is told the rule."""
+    return f"{name} ({ORACLE_LABEL})" if is_told(config) else name
 
 
 def rule_prior_weights(rule: Mapping[int, str], feature_names: Tuple[str, ...],

@@ -15,7 +15,7 @@ from ocrloc.data.rules import get_rule
 from ocrloc.models.argmax import EXTREME_FEATURES
 from ocrloc.models.argmax_detector import ArgmaxCriterion, ArgmaxDetector, ArgmaxPointHead
 from ocrloc.models.build import build
-from ocrloc.models.oracle import tell_argmax_head
+from ocrloc.models.oracle import labelled, tell_argmax_head
 
 # Head feature columns: the 8 extremes, the ink centroid (x, y), the box (x1, y1, x2, y2), soft-argmax.
 COLUMN = {name: i for i, name in enumerate(EXTREME_FEATURES)}
@@ -75,6 +75,14 @@ def test_rule_oracle_errors_name_the_class_point_and_setting():
         build(tiny_config("model.point_init=rule"))
     with pytest.raises(ValueError, match="unknown model.point_fit 'lasso'"):
         build(tiny_config("model.point_fit=lasso"))
+
+
+def test_tables_label_every_told_config_as_the_oracle():
+    assert labelled("argmax", tiny_config()) == "argmax"
+    told = tiny_config("model.point_fit=gradient", "model.point_init=rule")
+    assert labelled("argmax_rule_told", told) == "argmax_rule_told (oracle: rule told)"
+    study = load_config(None, ["model.type=study", "model.study.head=extremes", "model.study.point_init=rule"])
+    assert labelled("14_extremes_canvas_rule_init", study) == "14_extremes_canvas_rule_init (oracle: rule told)"
 
 
 def test_default_head_learns_and_is_told_nothing():
