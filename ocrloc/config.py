@@ -216,6 +216,9 @@ class TrainConfig:
         batch_size: canvases per step (per process under torchrun).
         val_every: validate every this many steps (and at the end).
         log_every: append a row to ``metrics.csv`` every this many steps.
+        checkpoint_every: also write ``last.pt`` (and commit ``metrics.csv``) every this many
+            steps without validating, so a run that validates rarely can still resume after a
+            crash; 0: only when validating.
         device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:1``.
         threads: CPU threads for torch; 0 gives one per core (shared among local processes).
         seed: seed of model initialisation and data order.
@@ -226,6 +229,7 @@ class TrainConfig:
     batch_size: int = 32
     val_every: int = 500
     log_every: int = 20
+    checkpoint_every: int = 0
     device: str = "auto"
     threads: int = 0
     seed: int = 0

@@ -324,6 +324,10 @@ class Trainer:
                 self._validate_and_checkpoint(val_loader, val_gt)
                 last_tick = time.perf_counter()  # validation time is not training time
                 throughput.restart(last_tick)
+            elif cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0:
+                self._checkpoint({})  # resumable without the cost of a validation
+                last_tick = time.perf_counter()
+                throughput.restart(last_tick)
         bar.close()
         self.log.close()
         return self.last_scores

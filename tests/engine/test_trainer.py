@@ -59,6 +59,25 @@ def test_resume_restores_rows_lost_in_a_crash_between_checkpoint_and_log(tmp_pat
     assert [(r["phase"], r["step"]) for r in rows(run)] == [("train", "1"), ("train", "2"), ("train", "3"), ("val", "3")]
 
 
+def test_checkpoint_every_makes_a_rarely_validated_run_resumable(tmp_path, pools, monkeypatch):
+    run = tmp_path / "run"
+
+    def crash(self, loader, gt):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(Trainer, "_validate_and_checkpoint", crash)  # dies at its only validation, step 3
+    with pytest.raises(RuntimeError, match="killed"):
+        Trainer(load_config(None, TINY + ["train.steps=3", "train.checkpoint_every=2"]), run, progress=False).fit()
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 2
+    assert [(r["phase"], r["step"]) for r in rows(run)] == [("train", "1"), ("train", "2")]
+    monkeypatch.undo()
+    resumed = Trainer(load_config(None, TINY + ["train.steps=3", "train.checkpoint_every=2"]), run, resume=True,
+                      progress=False)
+    assert resumed.step == 2
+    resumed.fit()
+    assert [(r["phase"], r["step"]) for r in rows(run)] == [("train", "1"), ("train", "2"), ("train", "3"), ("val", "3")]
+
+
 def test_resume_without_a_checkpoint_is_an_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint to resume"):
         Trainer(load_config(None, TINY), tmp_path / "empty", resume=True, progress=False)
