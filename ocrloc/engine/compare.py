@@ -22,8 +22,8 @@ from ocrloc.data.datasets import CocoKeypointDataset, collate_detection
 from ocrloc.engine.checkpoint import load_checkpoint, model_from_checkpoint
 from ocrloc.engine.predict import detections_to_results
 from ocrloc.evaluation import evaluate
-from ocrloc.utils.io import cached_json, write_json_atomic
 from ocrloc.models.oracle import labelled
+from ocrloc.utils.io import cached_json, write_json_atomic
 
 __all__ = ["TABLE_COLUMNS", "compare_configs", "comparison_table", "predict_dataset", "same_config", "train_or_reuse"]
 

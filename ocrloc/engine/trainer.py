@@ -320,13 +320,13 @@ class Trainer:
                 bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.1f}")
                 throughput.restart(now)
             bar.update(1)
-            if self.step % cfg.val_every == 0 or self.step == cfg.steps:
-                self._validate_and_checkpoint(val_loader, val_gt)
-                last_tick = time.perf_counter()  # validation time is not training time
-                throughput.restart(last_tick)
-            elif cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0:
-                self._checkpoint({})  # resumable without the cost of a validation
-                last_tick = time.perf_counter()
+            validate = self.step % cfg.val_every == 0 or self.step == cfg.steps
+            if validate or (cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0):
+                if validate:
+                    self._validate_and_checkpoint(val_loader, val_gt)
+                else:
+                    self._checkpoint({})  # resumable without the cost of a validation
+                last_tick = time.perf_counter()  # validating and saving are not training time
                 throughput.restart(last_tick)
         bar.close()
         self.log.close()
