@@ -1,28 +1,43 @@
 """Typed configuration: dataclass defaults, one YAML file of overrides, ``--set a.b=value``.
 
-No inheritance chains and no silent merges: every key in a YAML file must name a field of
-the dataclasses below, with a value of the field's type, or loading fails with an error
-naming the key and the file. The resolved config is saved with every run.
+No inheritance chains, no silent merges and nothing silently ignored: every key in a YAML file
+must name a field of the dataclasses below, with a value of the field's type (one of its
+choices, for a ``Literal`` field), and a key that ``model.type`` does not read must keep its
+default (:data:`APPLIES_TO`, :func:`check_config`); otherwise loading fails with an error
+naming the key and the file (or the ``--set`` item). The fields every detector shares are flat
+under ``model``; each family's own fields are in its section (``model.centernet``,
+``model.argmax``, ``model.baseline``, ``model.study``). The resolved config is saved with
+every run, and saved configs of the older flat layout still load (:func:`config_from_dict`).
+
+The shipped configs are package data under ``ocrloc/configs`` and load by name
+(``load_config("quickstart")``, ``compare/argmax``; :func:`list_config_names`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import difflib
 import os
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Sequence, Tuple, Union
 
 import yaml
 
-from ocrloc.data.augment import CanvasAugmentConfig, DigitAugmentConfig
+# The augmentation dataclasses live apart from the pipelines: importing ocrloc.data.augment
+# would pull in albumentations (seconds) for every tool that only reads a config.
+from ocrloc.data.augment_config import CanvasAugmentConfig, DigitAugmentConfig
 from ocrloc.utils.io import atomic_path
 
 __all__ = [
     "DataConfig",
     "ModelConfig",
+    "CenterNetConfig",
+    "ArgmaxConfig",
+    "BaselineConfig",
     "StudyConfig",
     "LossConfig",
     "OptimConfig",
@@ -30,16 +45,80 @@ __all__ = [
     "PostprocessConfig",
     "Config",
     "ConfigError",
+    "MODEL_TYPES",
+    "PRESET_NAMES",
+    "APPLIES_TO",
+    "MOVED_KEYS",
+    "CONFIGS_DIR",
     "load_config",
     "apply_overrides",
+    "check_config",
     "config_to_dict",
     "save_config",
     "config_from_dict",
+    "migrate_config_dict",
+    "config_path",
+    "list_config_names",
 ]
+
+ModelType = Literal["centernet", "argmax", "study", "retinanet", "ssd", "fcos", "keypointrcnn"]
+MODEL_TYPES: Tuple[str, ...] = typing.get_args(ModelType)
+
+# The names of ocrloc.data.canvas.PRESETS, spelt out because that module imports cv2 and
+# albumentations; tests/test_config.py checks that the two agree.
+PresetName = Literal["canvas128", "single"]
+PRESET_NAMES: Tuple[str, ...] = typing.get_args(PresetName)
+
+_DENSE = ("centernet", "argmax")
+_BASELINES = ("retinanet", "ssd", "fcos", "keypointrcnn")
+
+# Which model.type reads each key (a section: every key in it); a key not named here is read
+# by every type. A value other than the default in a key the chosen type does not read is a
+# ConfigError (check_config): it would otherwise change nothing and look as if it had.
+APPLIES_TO: Dict[str, Tuple[str, ...]] = {
+    "model.centernet": ("centernet",),
+    "model.argmax": ("argmax",),
+    "model.baseline": _BASELINES,
+    "model.study": ("study",),
+    "loss.heatmap": _DENSE,
+    "loss.size": _DENSE,
+    "loss.offset": _DENSE,
+    "loss.point": _DENSE + ("study",),
+    "loss.point_heatmap": _DENSE,
+    "loss.giou": _DENSE,
+    "loss.argmax_point": ("argmax",),
+    "loss.crop_class": ("argmax",),
+    "postprocess.nms_kernel": _DENSE,
+}
+
+# A zero here would divide by zero or never run.
+POSITIVE_KEYS = ("train.steps", "train.batch_size", "train.val_every", "train.log_every", "data.val_count")
+NON_NEGATIVE_KEYS = ("train.checkpoint_every", "train.threads", "data.num_workers", "data.train_canvases")
+
+# The flat model keys of configs saved before the family sections, and where each went.
+MOVED_KEYS: Dict[str, str] = {
+    "model.point_mode": "model.centernet.point_mode",
+    **{f"model.{name}": f"model.argmax.{name}" for name in (
+        "crop_size", "box_margin", "ink_reach", "argmax_channels", "box_jitter", "point_fit", "crop_classifier",
+        "point_init")},
+    "model.anchor_sizes": "model.baseline.anchor_sizes",
+    "model.aspect_ratios": "model.baseline.aspect_ratios",
+}
+
+# Choices renamed with the family sections: (key, old value) -> new value.
+RENAMED_VALUES: Dict[Tuple[str, str], str] = {
+    ("model.argmax.point_init", "zero"): "learned",
+    ("model.study.point_init", "default"): "learned",
+}
+
+CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+# Folders of CONFIGS_DIR whose YAML files are not run configs (rule tables for data.rule).
+_NOT_RUN_CONFIGS = ("rules",)
 
 
 class ConfigError(ValueError):
-    """A config file or override names an unknown key or gives a value of the wrong type."""
+    """A config file or override names an unknown key, gives a value of the wrong type or
+    outside the field's choices, or sets a key that its ``model.type`` does not read."""
 
 
 @dataclass
@@ -47,7 +126,7 @@ class DataConfig:
     """Where the training and validation canvases come from.
 
     Attributes:
-        preset: canvas preset (``canvas128``, ``single``).
+        preset: canvas preset (``canvas128``, ``single``: :data:`ocrloc.data.canvas.PRESETS`).
         rule: point rule (``all10``, ``seed37``).
         data_root: folder holding ``MNIST/raw``; None searches ``$OCRLOC_DATA``, ``./data``, ``../shared/data``.
         train_seed: seed of the on-the-fly training canvases.
@@ -60,7 +139,7 @@ class DataConfig:
         digit_augment, canvas_augment: training augmentation (see ``docs/data.md``).
     """
 
-    preset: str = "canvas128"
+    preset: PresetName = "canvas128"
     rule: str = "all10"
     data_root: Optional[str] = None
     train_seed: int = 0
@@ -75,8 +154,75 @@ class DataConfig:
 
 
 @dataclass
+class CenterNetConfig:
+    """``model.type: centernet`` only: ocrloc's dense point detector (:mod:`ocrloc.models.centernet`).
+
+    Attributes:
+        point_mode: how the class-dependent point is predicted: ``heatmap`` (a heatmap per class
+            peaking at the point, read inside the detection's box, plus a sub-cell offset) or
+            ``offset`` (a vector from the peak cell, per class). ``heatmap`` is the default because
+            it measured better on all10 at the quickstart budget (README, "Results").
+    """
+
+    point_mode: Literal["heatmap", "offset"] = "heatmap"
+
+
+@dataclass
+class ArgmaxConfig:
+    """``model.type: argmax`` only: the dense detector + an argmax-feature point head
+    (:mod:`ocrloc.models.argmax_detector`).
+
+    Attributes:
+        crop_size: side in pixels of the canvas window the point head reads around each
+            detection (must hold the largest digit and be a multiple of ``model.head_stride``).
+        box_margin: pixels around the box kept in the head's ink mask.
+        ink_reach: the head's mask also keeps the ink connected to the box's own ink up to this
+            many pixels beyond the box, so a detected box that cut its digit still gives the
+            digit's extremes; 0 keeps the box plus ``box_margin`` only.
+        argmax_channels: channels whose soft-argmax the head adds as learned coordinates.
+        box_jitter: training boxes are shifted by up to this many pixels per edge.
+        point_fit: how the head learns each class's map from coordinates to point: ``ridge``
+            (closed-form ridge least squares on the training batches' coordinates and annotated
+            points, plus a gradient-trained correction) or ``gradient`` (a map started at zero and
+            trained by gradient alone). See ``docs/model.md``.
+        crop_classifier: name each detection with a small CNN on its size-normalised canvas crop
+            (the dense heatmap only finds it).
+        point_init: ``learned`` (the map is learned from the annotations alone), or ``rule``, an
+            *oracle* ablation ("oracle: rule told"), with ``point_fit: gradient``: the map starts
+            as the SPEC definition of each class's point under ``data.rule``
+            (:mod:`ocrloc.models.oracle`), so training learns only a correction. Never a default;
+            every result of it is labelled so.
+    """
+
+    crop_size: int = 48
+    box_margin: float = 1.0
+    ink_reach: float = 6.0
+    argmax_channels: int = 8
+    box_jitter: float = 1.0
+    point_fit: Literal["ridge", "gradient"] = "ridge"
+    crop_classifier: bool = True
+    point_init: Literal["learned", "rule"] = "learned"
+
+
+@dataclass
+class BaselineConfig:
+    """The torchvision baselines only (``model.type``: ``retinanet``, ``ssd``, ``fcos``,
+    ``keypointrcnn``; :mod:`ocrloc.models.baselines`).
+
+    Attributes:
+        anchor_sizes: anchor sizes in pixels, one list per FPN level (for SSD one list of
+            default-box scales as fractions of the canvas, levels + 1 of them); None takes the
+            defaults of ``ocrloc.models.baselines.DEFAULT_ANCHORS``.
+        aspect_ratios: anchor aspect ratios (h / w; for SSD the extra ratios).
+    """
+
+    anchor_sizes: Optional[List[List[float]]] = None
+    aspect_ratios: Optional[List[float]] = None
+
+
+@dataclass
 class StudyConfig:
-    """The head-study model (``model.type: study``, :mod:`ocrloc.models.study`).
+    """``model.type: study`` only: the head-study model (:mod:`ocrloc.models.study`).
 
     Attributes:
         head: point head: ``flatten``, ``pool``, ``coordconv``, ``soft_argmax``, ``hard_argmax``, ``extremes``.
@@ -91,27 +237,29 @@ class StudyConfig:
             ``ridge`` (fitted in closed form on the training batches, :class:`ocrloc.models.readout.RidgeReadout`).
         canvas_maps: the coordinate heads' maps of the ``canvas``: ``conv`` (a randomly started
             1 x 1 conv) or ``identity`` (each map starts as the canvas, cut at mid-grey).
-        point_init: ``default`` (PyTorch's initialisation) or ``rule``, an *oracle* ablation
-            ("oracle: rule told"): the ``extremes`` head on the ``canvas`` starts as the SPEC rule
-            of ``data.rule`` on exact features (:func:`ocrloc.models.oracle.tell_study_net`).
+        point_init: ``learned`` (PyTorch's initialisation, then training) or ``rule``, an *oracle*
+            ablation ("oracle: rule told"): the ``extremes`` head on the ``canvas`` starts as the
+            SPEC rule of ``data.rule`` on exact features (:func:`ocrloc.models.oracle.tell_study_net`).
     """
 
-    head: str = "pool"
-    inputs: List[str] = field(default_factory=lambda: ["stage2"])
+    head: Literal["flatten", "pool", "coordconv", "soft_argmax", "hard_argmax", "extremes"] = "pool"
+    inputs: List[Literal["canvas", "stage1", "stage2"]] = field(default_factory=lambda: ["stage2"])
     hidden_layers: int = 1
     hidden: int = 256
-    stem_pool: str = "max"
+    stem_pool: Literal["avg", "max", "min"] = "max"
     argmax_channels: int = 8
-    dummy: str = "none"
+    dummy: Literal["none", "constant", "random"] = "none"
     width: int = 32
-    point_fit: str = "gradient"
-    canvas_maps: str = "conv"
-    point_init: str = "default"
+    point_fit: Literal["gradient", "ridge"] = "gradient"
+    canvas_maps: Literal["conv", "identity"] = "conv"
+    point_init: Literal["learned", "rule"] = "learned"
 
 
 @dataclass
 class ModelConfig:
-    """The detector.
+    """The detector: the fields every family shares, then one section per family.
+
+    A family section other than ``type``'s must keep its defaults (:func:`check_config`).
 
     Attributes:
         type: detector family: ``centernet`` (ocrloc's dense point detector), ``argmax`` (the
@@ -125,58 +273,32 @@ class ModelConfig:
         head_stride: stride of the feature level the heads read (4 or 8); for the baselines, the
             finest FPN level (8: levels p3-p5).
         head_channels: hidden channels of each head.
-        point_mode: how the class-dependent point is predicted: ``heatmap`` (a heatmap per class
-            peaking at the point, read inside the detection's box, plus a sub-cell offset) or
-            ``offset`` (a vector from the peak cell, per class). ``heatmap`` is the default because
-            it measured better on all10 at the quickstart budget (README, "Results").
-        anchor_sizes: baselines only: anchor sizes in pixels, one list per FPN level (for SSD one
-            list of default-box scales as fractions of the canvas, levels + 1 of them); None
-            takes the defaults of ``ocrloc.models.baselines.DEFAULT_ANCHORS``.
-        aspect_ratios: baselines only: anchor aspect ratios (h / w; for SSD the extra ratios).
-        crop_size: ``argmax`` only: side in pixels of the canvas window the point head reads
-            around each detection (must hold the largest digit and be a multiple of head_stride).
-        box_margin: ``argmax`` only: pixels around the box kept in the head's ink mask.
-        ink_reach: ``argmax`` only: the head's mask also keeps the ink connected to the box's own
-            ink up to this many pixels beyond the box, so a detected box that cut its digit still
-            gives the digit's extremes; 0 keeps the box plus ``box_margin`` only.
-        argmax_channels: ``argmax`` only: channels whose soft-argmax the head adds as learned coordinates.
-        box_jitter: ``argmax`` only: training boxes are shifted by up to this many pixels per edge.
-        point_fit: ``argmax`` only: how the head learns each class's map from coordinates to
-            point: ``ridge`` (closed-form ridge least squares on the training batches' coordinates
-            and annotated points, plus a gradient-trained correction) or ``gradient`` (a map
-            started at zero and trained by gradient alone). See ``docs/model.md``.
-        crop_classifier: ``argmax`` only: name each detection with a small CNN on its
-            size-normalised canvas crop (the dense heatmap only finds it).
-        point_init: ``argmax`` only, with ``point_fit: gradient``: ``zero``, or ``rule``, an
-            *oracle* ablation ("oracle: rule told"): the map starts as the SPEC definition of
-            each class's point under ``data.rule`` (:mod:`ocrloc.models.oracle`), so training
-            learns only a correction. Never a default; every result of it is labelled so.
-        study: ``study`` only: the head-study model (:class:`StudyConfig`).
+        centernet: ``centernet`` only (:class:`CenterNetConfig`).
+        argmax: ``argmax`` only (:class:`ArgmaxConfig`).
+        baseline: ``retinanet``, ``ssd``, ``fcos``, ``keypointrcnn`` only (:class:`BaselineConfig`).
+        study: ``study`` only (:class:`StudyConfig`).
     """
 
-    type: str = "centernet"
+    type: ModelType = "centernet"
     backbone: str = "resnet18"
     pretrained_path: Optional[str] = None
     fpn_channels: int = 64
     head_stride: int = 4
     head_channels: int = 64
-    point_mode: str = "heatmap"
-    anchor_sizes: Optional[List[List[float]]] = None
-    aspect_ratios: Optional[List[float]] = None
-    crop_size: int = 48
-    box_margin: float = 1.0
-    ink_reach: float = 6.0
-    argmax_channels: int = 8
-    box_jitter: float = 1.0
-    point_fit: str = "ridge"
-    crop_classifier: bool = True
-    point_init: str = "zero"
+    centernet: CenterNetConfig = field(default_factory=CenterNetConfig)
+    argmax: ArgmaxConfig = field(default_factory=ArgmaxConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
 
 
 @dataclass
 class LossConfig:
-    """Weights of the loss terms (see :mod:`ocrloc.models.criterion`)."""
+    """Weights of the loss terms (see :mod:`ocrloc.models.centernet_loss`).
+
+    Which ``model.type`` reads each weight is :data:`APPLIES_TO`: the dense terms (``heatmap``
+    to ``giou``) serve ``centernet`` and ``argmax``, ``point`` also ``study``, ``argmax_point``
+    and ``crop_class`` ``argmax`` alone; the baselines weigh torchvision's own losses and read none.
+    """
 
     heatmap: float = 1.0
     size: float = 0.1
@@ -273,6 +395,14 @@ def _type_name(tp: Any) -> str:
 def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
     origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        # `type(...) is` as well as `==`: True == 1, and a YAML `yes` must not pass for a choice.
+        if not any(type(value) is type(c) and value == c for c in choices):
+            renamed = RENAMED_VALUES.get((key, value)) if isinstance(value, str) else None
+            hint = f" ({value!r} is now {renamed!r})" if renamed else ""
+            raise ConfigError(f"{source}: {key} = {value!r} is not one of {', '.join(map(str, choices))}{hint}")
+        return value
     if origin in (Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
@@ -310,8 +440,10 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     return value
 
 
-def _apply(obj: Any, overrides: Dict[str, Any], source: str, prefix: str = "") -> Any:
-    """A copy of dataclass ``obj`` with ``overrides`` (nested dicts) applied and type-checked."""
+def _apply(obj: Any, overrides: Dict[str, Any], source: str, prefix: str = "",
+           origins: Optional[Dict[str, str]] = None) -> Any:
+    """A copy of dataclass ``obj`` with ``overrides`` (nested dicts) applied and type-checked;
+    ``origins`` records the source of each key set."""
     if not isinstance(overrides, dict):
         raise ConfigError(f"{source}: {prefix.rstrip('.') or 'the top level'} must be a mapping, got {overrides!r}")
     hints = typing.get_type_hints(type(obj))
@@ -320,17 +452,76 @@ def _apply(obj: Any, overrides: Dict[str, Any], source: str, prefix: str = "") -
     for key, value in overrides.items():
         path = f"{prefix}{key}"
         if key not in names:
+            if path in MOVED_KEYS:
+                raise ConfigError(f"{source}: unknown key {path!r}; it moved to {MOVED_KEYS[path]}")
             raise ConfigError(f"{source}: unknown key {path!r}; valid keys here: {', '.join(sorted(names))}")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
-            changes[key] = _apply(current, value, source, prefix=f"{path}.")
+            changes[key] = _apply(current, value, source, prefix=f"{path}.", origins=origins)
         else:
             changes[key] = _coerce(value, hints[key], path, source)
+            if origins is not None:
+                origins[path] = source
     return dataclasses.replace(obj, **changes)
 
 
-def apply_overrides(config: Config, assignments: Sequence[str]) -> Config:
-    """Apply command-line overrides ``["a.b=value", ...]``; values are parsed as YAML (``1e-3``, ``true``, ``[1, 2]``)."""
+def _get(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _changed(value: Any, default: Any, key: str) -> Iterator[str]:
+    """The dotted keys under ``key`` whose value differs from the default."""
+    if dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            yield from _changed(getattr(value, f.name), getattr(default, f.name), f"{key}.{f.name}")
+    elif value != default:
+        yield key
+
+
+def check_config(config: Config, source: str = "config", origins: Optional[Mapping[str, str]] = None) -> Config:
+    """Refuse what type-checking key by key cannot see: a setting that ``config.model.type``
+    does not read (:data:`APPLIES_TO`) and a count that must be positive.
+
+    Args:
+        config: the config to check.
+        source: where it came from, named in the error.
+        origins: where each dotted key was set (a file, a ``--set`` item), named instead of
+            ``source`` when known.
+
+    Returns:
+        ``config``, unchanged.
+
+    Raises:
+        ConfigError: naming the key, e.g. ``--set model.argmax.crop_size=32:
+        model.argmax.crop_size applies to model.type argmax, not centernet``.
+    """
+    origins = origins or {}
+
+    def where(key: str) -> str:
+        # A key that was not set itself was made wrong by whatever set model.type.
+        return origins.get(key) or origins.get("model.type") or source
+
+    kind = config.model.type
+    defaults = Config()
+    for key, kinds in APPLIES_TO.items():
+        if kind in kinds:
+            continue
+        for changed in _changed(_get(config, key), _get(defaults, key), key):
+            by = origins.get("model.type")
+            by = f" (model.type from {by})" if by and by != where(changed) else ""
+            raise ConfigError(f"{where(changed)}: {changed} applies to model.type {', '.join(kinds)}, not {kind}{by}")
+    for key in POSITIVE_KEYS:
+        if _get(config, key) <= 0:
+            raise ConfigError(f"{where(key)}: {key} = {_get(config, key)!r} must be > 0")
+    for key in NON_NEGATIVE_KEYS:
+        if _get(config, key) < 0:
+            raise ConfigError(f"{where(key)}: {key} = {_get(config, key)!r} must be >= 0")
+    return config
+
+
+def _apply_overrides(config: Config, assignments: Sequence[str], origins: Dict[str, str]) -> Config:
     for item in assignments:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.steps=100")
@@ -341,28 +532,75 @@ def apply_overrides(config: Config, assignments: Sequence[str]) -> Config:
         for part in parts[:-1]:
             cursor = cursor.setdefault(part, {})
         cursor[parts[-1]] = yaml.safe_load(raw)
-        config = _apply(config, nested, f"--set {item}")
+        config = _apply(config, nested, f"--set {item}", origins=origins)
     return config
 
 
+def apply_overrides(config: Config, assignments: Sequence[str]) -> Config:
+    """Apply command-line overrides ``["a.b=value", ...]``, then :func:`check_config` the result;
+    values are parsed as YAML (``1e-3``, ``true``, ``[1, 2]``)."""
+    origins: Dict[str, str] = {}
+    config = _apply_overrides(config, assignments, origins)
+    return check_config(config, "--set " + " ".join(assignments) if assignments else "config", origins)
+
+
+def list_config_names() -> List[str]:
+    """Names of the shipped configs, sorted: paths under ``ocrloc/configs`` without ``.yaml``
+    (``quickstart``, ``compare/argmax``, ``experiments/head_study/07_hard_argmax``)."""
+    names = []
+    for path in CONFIGS_DIR.rglob("*.yaml"):
+        relative = path.relative_to(CONFIGS_DIR)
+        if relative.parts[0] not in _NOT_RUN_CONFIGS:
+            names.append(relative.with_suffix("").as_posix())
+    return sorted(names)
+
+
+def config_path(name_or_path: str | os.PathLike) -> Path:
+    """The YAML file of ``name_or_path``: an existing file, else a shipped config's name
+    (see :func:`list_config_names`).
+
+    Raises:
+        FileNotFoundError: naming a few of the shipped configs (the closest first).
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = path.as_posix()
+    names = list_config_names()
+    if name in names:
+        return CONFIGS_DIR / f"{name}.yaml"
+    # An old path such as configs/compare/argmax.yaml should point at its name.
+    stem = name.removesuffix(".yaml").removesuffix(".yml")
+    for prefix in ("ocrloc/configs/", "configs/"):
+        stem = stem.removeprefix(prefix)
+    close = difflib.get_close_matches(stem, names, n=3, cutoff=0.6)
+    shown = close + [n for n in names if n not in close][:max(0, 6 - len(close))]
+    more = f", ... ({len(names)} in all)" if len(names) > len(shown) else ""
+    raise FileNotFoundError(f"config not found: {name!r} is neither a file nor the name of a config in "
+                            f"{CONFIGS_DIR}; names: {', '.join(shown)}{more}")
+
+
 def load_config(path: Optional[str | os.PathLike] = None, overrides: Sequence[str] = ()) -> Config:
-    """Defaults, then the YAML file at ``path`` (if any), then ``overrides``.
+    """Defaults, then the YAML file ``path`` (a file or a shipped config's name, e.g.
+    ``quickstart``), then ``overrides``, then :func:`check_config`.
 
     Raises:
         ConfigError: naming the key and the file (or the ``--set`` item).
-        FileNotFoundError: when ``path`` does not exist.
+        FileNotFoundError: when ``path`` is neither a file nor a config name.
     """
     config = Config()
+    origins: Dict[str, str] = {}
+    source = "defaults"
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
+        path = config_path(path)
+        source = str(path)
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: invalid YAML ({err})") from None
-        config = _apply(config, data, str(path))
-    return apply_overrides(config, overrides)
+        config = _apply(config, data, source, origins=origins)
+    config = _apply_overrides(config, overrides, origins)
+    return check_config(config, source, origins)
 
 
 def config_to_dict(config: Any) -> Dict[str, Any]:
@@ -378,9 +616,53 @@ def config_to_dict(config: Any) -> Dict[str, Any]:
     return plain(dataclasses.asdict(config))
 
 
+def migrate_config_dict(data: Dict[str, Any], source: str = "checkpoint") -> Dict[str, Any]:
+    """A copy of a saved config dict in today's layout: the flat ``model`` keys of configs saved
+    before the family sections moved into them (:data:`MOVED_KEYS`), renamed choices renamed
+    (``point_init: zero`` / ``default`` -> ``learned``). Today's layout comes back unchanged.
+
+    Raises:
+        ConfigError: when a dict gives a key both at its old and at its new place.
+    """
+    data = copy.deepcopy(data)
+    model = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(model, dict):
+        return data
+    moved = False
+    for old, new in MOVED_KEYS.items():
+        old_name = old.split(".")[1]
+        if old_name not in model:
+            continue
+        _, section, name = new.split(".")
+        target = model.setdefault(section, {})
+        if not isinstance(target, dict):
+            continue  # _apply names the malformed section
+        if name in target:
+            raise ConfigError(f"{source}: both {old} and {new} are given; keep {new}")
+        target[name] = model.pop(old_name)
+        moved = True
+    for (key, old_value), new_value in RENAMED_VALUES.items():
+        _, section, name = key.split(".")
+        if isinstance(model.get(section), dict) and model[section].get(name) == old_value:
+            model[section][name] = new_value
+    if moved:
+        # The flat layout saved every field, whichever family read it, at the defaults of its
+        # day: the sections of other families held values that no model read. Dropping them
+        # keeps such a run loadable even where a default has changed since.
+        kind = model.get("type", ModelConfig.type)
+        for key, kinds in APPLIES_TO.items():
+            parts = key.split(".")
+            if parts[0] == "model" and kind not in kinds:
+                model.pop(parts[1], None)
+    return data
+
+
 def config_from_dict(data: Dict[str, Any], source: str = "checkpoint") -> Config:
-    """Rebuild a :class:`Config` from :func:`config_to_dict` output, with the same checks as a file."""
-    return _apply(Config(), data, source)
+    """Rebuild a :class:`Config` from :func:`config_to_dict` output (today's or the older flat
+    layout, :func:`migrate_config_dict`), with the same checks as a file."""
+    origins: Dict[str, str] = {}
+    config = _apply(Config(), migrate_config_dict(data, source), source, origins=origins)
+    return check_config(config, source, origins)
 
 
 def save_config(config: Config, path: str | os.PathLike) -> None:

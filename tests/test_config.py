@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from ocrloc.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict, load_config, save_config
+from ocrloc.config import (PRESET_NAMES, Config, ConfigError, apply_overrides, config_from_dict, config_path,
+                           config_to_dict, list_config_names, load_config, save_config)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,6 +64,120 @@ def test_saved_config_round_trips(tmp_path):
     assert config_from_dict(config_to_dict(config)) == config
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
+def test_config_names_resolve_to_the_package_configs():
+    assert load_config("quickstart") == load_config(REPO / "ocrloc" / "configs" / "quickstart.yaml")
+    assert config_path("compare/argmax") == REPO / "ocrloc" / "configs" / "compare" / "argmax.yaml"
+    names = list_config_names()
+    assert names == sorted(names) and {"quickstart", "compare/argmax", "experiments/head_study/07_hard_argmax"} <= set(names)
+    assert "rules/drawn" not in names  # a rule table for data.rule, not a run config
+    with pytest.raises(FileNotFoundError, match="'configs/quickstart.yaml' is neither a file nor .*names: quickstart"):
+        load_config("configs/quickstart.yaml")
+
+
+@pytest.mark.parametrize("name", list_config_names())
 def test_shipped_configs_load(name):
-    load_config(REPO / "configs" / name)
+    load_config(name)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model:\n  type: centernt\n",
+     "model.type = 'centernt' is not one of centernet, argmax, study, retinanet, ssd, fcos, keypointrcnn"),
+    ("data:\n  preset: canvas64\n", "data.preset = 'canvas64' is not one of canvas128, single"),
+    ("model:\n  type: study\n  study:\n    inputs: [canvas, stage3]\n",
+     "model.study.inputs[1] = 'stage3' is not one of canvas, stage1, stage2"),
+    ("model:\n  type: argmax\n  argmax:\n    point_init: zero\n",
+     "model.argmax.point_init = 'zero' is not one of learned, rule ('zero' is now 'learned')"),
+    ("model:\n  crop_size: 32\n", "unknown key 'model.crop_size'; it moved to model.argmax.crop_size"),
+    ("model:\n  point_mode: offset\n", "unknown key 'model.point_mode'; it moved to model.centernet.point_mode"),
+    ("model:\n  argmax:\n    crop_size: 32\n", "model.argmax.crop_size applies to model.type argmax, not centernet"),
+    ("model:\n  type: fcos\n  centernet:\n    point_mode: offset\n",
+     "model.centernet.point_mode applies to model.type centernet, not fcos"),
+    ("model:\n  type: argmax\n  baseline:\n    aspect_ratios: [1]\n",
+     "model.baseline.aspect_ratios applies to model.type retinanet, ssd, fcos, keypointrcnn, not argmax"),
+    ("model:\n  type: retinanet\nloss:\n  heatmap: 2\n", "loss.heatmap applies to model.type centernet, argmax, not retinanet"),
+    ("model:\n  type: study\nloss:\n  crop_class: 0\n", "loss.crop_class applies to model.type argmax, not study"),
+    ("model:\n  type: study\npostprocess:\n  nms_kernel: 5\n",
+     "postprocess.nms_kernel applies to model.type centernet, argmax, not study"),
+    ("train:\n  val_every: 0\n", "train.val_every = 0 must be > 0"),
+])
+def test_choices_and_keys_of_other_families_fail_at_load_time(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: {message}"
+
+
+def test_set_errors_name_the_set_item():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["model.argmax.crop_size=32"])
+    assert str(info.value) == ("--set model.argmax.crop_size=32: model.argmax.crop_size applies to model.type "
+                               "argmax, not centernet")
+    with pytest.raises(ConfigError, match=r"^--set model\.study\.head=mlp: model\.study\.head = 'mlp' is not one of "):
+        load_config(None, ["model.type=study", "model.study.head=mlp"])
+    with pytest.raises(ConfigError, match="^--set model.box_margin=2: unknown key 'model.box_margin'; it moved to "
+                                          "model.argmax.box_margin$"):
+        apply_overrides(Config(), ["model.box_margin=2"])
+    # The key is set in the file, for the file's type; a --set changed the type: both are named.
+    with pytest.raises(ConfigError) as info:
+        load_config("ablations/argmax_rule_told", ["model.type=centernet"])
+    assert str(info.value) == (f"{config_path('ablations/argmax_rule_told')}: model.argmax.point_fit applies to "
+                               "model.type argmax, not centernet (model.type from --set model.type=centernet)")
+
+
+def test_defaults_of_other_families_are_allowed():
+    config = load_config(None, ["model.type=fcos", "model.argmax.crop_size=48", "loss.heatmap=1.0"])
+    assert config.model.type == "fcos"
+
+
+def test_old_flat_saved_config_migrates():
+    # A centernet run saved before the family sections: every field flat under model, the argmax
+    # ones at the defaults of their day, whatever the type.
+    old = {
+        "data": {"preset": "canvas128", "rule": "seed37"},
+        "model": {"type": "centernet", "backbone": "resnet18", "pretrained_path": None, "fpn_channels": 64,
+                  "head_stride": 4, "head_channels": 64, "point_mode": "offset", "anchor_sizes": None,
+                  "aspect_ratios": None, "crop_size": 48, "box_margin": 1.0, "ink_reach": 6.0,
+                  "argmax_channels": 8, "box_jitter": 1.0, "point_fit": "gradient", "crop_classifier": True,
+                  "point_init": "zero",
+                  "study": {"head": "pool", "inputs": ["stage2"], "hidden_layers": 1, "hidden": 256,
+                            "stem_pool": "max", "argmax_channels": 8, "dummy": "none", "width": 32,
+                            "point_init": "default"}},
+        "loss": {"heatmap": 1.0, "argmax_point": 1.0},
+    }
+    config = config_from_dict(old)
+    assert config == load_config(None, ["data.rule=seed37", "model.centernet.point_mode=offset"])
+
+    old["model"].update(type="argmax", point_init="rule", box_margin=2.0)
+    config = config_from_dict(old)
+    assert config.model.argmax.point_init == "rule" and config.model.argmax.box_margin == 2.0
+    assert config.model.argmax.point_fit == "gradient" and config.model.centernet.point_mode == "heatmap"
+    assert config.model.study.point_init == "learned"
+
+    old["model"].update(type="argmax", point_init="zero")
+    assert config_from_dict(old).model.argmax.point_init == "learned"
+
+    # Today's layout is checked as strictly as a file.
+    today = config_to_dict(Config())
+    today["model"]["argmax"]["crop_size"] = 32
+    with pytest.raises(ConfigError, match="^run/config.yaml: model.argmax.crop_size applies to model.type argmax"):
+        config_from_dict(today, "run/config.yaml")
+
+
+def test_preset_names_match_the_canvas_presets():
+    from ocrloc.data.canvas import PRESETS
+
+    assert set(PRESET_NAMES) == set(PRESETS)
+
+
+def test_model_types_match_build():
+    from ocrloc.config import MODEL_TYPES
+    from ocrloc.models.build import MODEL_TYPES as BUILT
+
+    assert set(MODEL_TYPES) == set(BUILT)
+
+
+def test_reading_a_config_imports_neither_torch_nor_albumentations():
+    code = "import sys, ocrloc.config; print(sorted({'torch', 'albumentations', 'cv2'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
