@@ -23,7 +23,8 @@ from ocrloc.data.canvas import Canvas, CanvasGenerator
 from ocrloc.data.coco import ANNOTATIONS_FILE, load_coco, read_grey_image
 from ocrloc.data.rules import get_rule
 
-__all__ = ["Target", "detection_target", "canvas_target", "image_tensor", "CocoKeypointDataset", "SyntheticCanvasDataset", "collate_detection"]
+__all__ = ["Target", "detection_target", "canvas_target", "image_tensor", "CocoKeypointDataset", "InMemoryCocoDataset",
+           "SyntheticCanvasDataset", "collate_detection"]
 
 Target = Dict[str, Any]
 
@@ -101,6 +102,38 @@ class CocoKeypointDataset(Dataset):
             area=[a.get("area", a["bbox"][2] * a["bbox"][3]) for a in anns],
         )
         return image_tensor(image), target
+
+
+class InMemoryCocoDataset(Dataset):
+    """A COCO keypoints dict and its images held in memory (``file_name`` -> uint8 ``[H, W]``):
+    a generated validation split made once, whose targets are exactly the ground truth it is
+    scored against.
+
+    Args:
+        coco: COCO keypoints dict (``images``, ``annotations``).
+        images: the image of every ``file_name``.
+    """
+
+    def __init__(self, coco: Dict[str, Any], images: Dict[str, np.ndarray]) -> None:
+        self.infos = sorted(coco["images"], key=lambda im: im["id"])
+        missing = [im["file_name"] for im in self.infos if im["file_name"] not in images]
+        if missing:
+            raise ValueError(f"no image for {missing[0]} (and {len(missing) - 1} more)")
+        self.images = images
+        self.annotations: Dict[int, List[Dict[str, Any]]] = {im["id"]: [] for im in self.infos}
+        for ann in coco["annotations"]:
+            self.annotations[ann["image_id"]].append(ann)
+
+    def __len__(self) -> int:
+        return len(self.infos)
+
+    def __getitem__(self, index: int) -> Tuple[torch.Tensor, Target]:
+        info = self.infos[index]
+        anns = self.annotations[info["id"]]
+        target = detection_target([a["bbox"] for a in anns], [a["category_id"] for a in anns],
+                                  [a["keypoints"] for a in anns], info["id"],
+                                  iscrowd=[a.get("iscrowd", 0) for a in anns], area=[a["area"] for a in anns])
+        return image_tensor(self.images[info["file_name"]]), target
 
 
 def canvas_target(canvas: Canvas, rule: str, image_id: int) -> Target:

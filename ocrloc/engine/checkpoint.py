@@ -5,15 +5,17 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Tuple
 
 import torch
-from torch import nn
 
 from ocrloc.config import Config, config_from_dict
 from ocrloc.utils.io import atomic_path
 
-__all__ = ["save_checkpoint", "load_checkpoint", "model_from_checkpoint"]
+if TYPE_CHECKING:
+    from ocrloc.models.family import Detector
+
+__all__ = ["save_checkpoint", "load_checkpoint", "detector_from_checkpoint"]
 
 
 def save_checkpoint(state: Dict[str, Any], path: str | os.PathLike) -> None:
@@ -38,16 +40,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return state
 
 
-def model_from_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
-                          ) -> Tuple[nn.Module, nn.Module, Config, Dict[str, Any]]:
-    """Rebuild ``(model, postprocess, config, state)`` from a checkpoint, model in eval mode."""
+def detector_from_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu"
+                             ) -> Tuple["Detector", Config, Dict[str, Any]]:
+    """Rebuild ``(detector, config, state)`` from a checkpoint: the
+    :class:`~ocrloc.models.family.Detector` with the checkpoint's weights, on ``map_location``,
+    in eval mode (``detector.predictor(images)`` gives detections)."""
     from ocrloc.models.build import build
 
     state = load_checkpoint(path, map_location)
     config = config_from_dict(state["config"], source=str(path))
     # The weights come from the checkpoint; a backbone file named at training time need not exist here.
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, pretrained_path=None))
-    model, _, postprocess = build(config)
-    model.load_state_dict(state["model"])
-    model.to(map_location).eval()
-    return model, postprocess, config, state
+    detector = build(config)
+    detector.model.load_state_dict(state["model"])
+    detector.to(map_location).eval()
+    return detector, config, state

@@ -13,64 +13,22 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-import torch
 from torch.utils.data import DataLoader
 
-from ocrloc.config import Config, ConfigError, config_from_dict, config_to_dict, load_config
+from ocrloc.config import Config, load_config
 from ocrloc.data.coco import ANNOTATIONS_FILE
 from ocrloc.data.datasets import CocoKeypointDataset, collate_detection
-from ocrloc.engine.checkpoint import load_checkpoint, model_from_checkpoint
-from ocrloc.engine.predict import detections_to_results
+from ocrloc.engine.checkpoint import detector_from_checkpoint
+from ocrloc.engine.inference import predict_results
+from ocrloc.engine.runs import train_or_reuse
 from ocrloc.evaluation import evaluate
 from ocrloc.models.oracle import labelled
 from ocrloc.utils.io import cached_json, write_json_atomic
 
-__all__ = ["TABLE_COLUMNS", "compare_configs", "comparison_table", "predict_dataset", "same_config", "train_or_reuse"]
+__all__ = ["TABLE_COLUMNS", "compare_configs", "comparison_table"]
 
 TABLE_COLUMNS = ("model", "type", "backbone", "params (M)", "train canvases", "train min", "img/s", "kpt AP",
                  "AP50", "AP75", "box AP", "median px", "p95 px", "cls acc")
-
-
-@torch.no_grad()
-def predict_dataset(model: torch.nn.Module, postprocess: torch.nn.Module, dataset: CocoKeypointDataset,
-                    device: torch.device, batch_size: int = 32) -> List[Dict[str, Any]]:
-    """COCO results of ``model`` on every image of ``dataset`` (images of one size per batch)."""
-    model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_detection)
-    results: List[Dict[str, Any]] = []
-    for images, targets in loader:
-        detections = postprocess(model(images.to(device)))
-        results += detections_to_results(detections, [t["image_id"] for t in targets])
-    return results
-
-
-def same_config(saved: Dict[str, Any], config: Config) -> bool:
-    """Whether a checkpoint's saved config is ``config``. The saved one is read through today's
-    dataclasses first, so a key added since (whose default keeps the old behaviour) does not
-    orphan old runs; a key since removed makes it another config."""
-    try:
-        return config_to_dict(config_from_dict(saved)) == config_to_dict(config)
-    except ConfigError:
-        return False
-
-
-def train_or_reuse(config: Config, run_dir: Path, progress: bool = True) -> Dict[str, Any]:
-    """Make ``run_dir`` hold the finished run of ``config``: train it, resume it, or reuse it.
-
-    Raises:
-        FileExistsError: when ``run_dir`` holds a run of another config.
-    """
-    from ocrloc.engine.trainer import Trainer
-
-    last = run_dir / "checkpoints" / "last.pt"
-    if last.is_file():
-        state = load_checkpoint(last)
-        if not same_config(state["config"], config):
-            raise FileExistsError(f"{run_dir} holds a run of another config; remove it or choose another --out")
-        if int(state["step"]) >= config.train.steps:
-            return state
-    Trainer(config, run_dir, resume=last.is_file(), progress=progress).fit()
-    return load_checkpoint(last)
 
 
 def _row(name: str, config: Config, state: Dict[str, Any], params: int, scores: Dict[str, Any]) -> Dict[str, Any]:
@@ -114,14 +72,15 @@ def compare_configs(config_paths: Sequence[str | os.PathLike], rule: str, steps:
         run_dir = out_dir / name
         state = train_or_reuse(config, run_dir, progress)
         best = run_dir / "checkpoints" / "best.pt"
-        model, postprocess, _, best_state = model_from_checkpoint(best, map_location=torch_device)
-        params = sum(p.numel() for p in model.parameters())
+        detector, _, best_state = detector_from_checkpoint(best, map_location=torch_device)
+        params = sum(p.numel() for p in detector.model.parameters())
         key = {"test_split": str(gt_path.resolve()), "gt_mtime": gt_path.stat().st_mtime,
                "checkpoint_step": int(best_state["step"]), "checkpoint_mtime": best.stat().st_mtime}
 
         def score_on_test() -> Dict[str, Any]:
-            results = predict_dataset(model, postprocess, CocoKeypointDataset(test_dir), torch_device,
-                                      config.train.batch_size)
+            loader = DataLoader(CocoKeypointDataset(test_dir), batch_size=config.train.batch_size,
+                                collate_fn=collate_detection)
+            results = predict_results(detector.predictor, loader, torch_device)
             write_json_atomic(results, run_dir / "test_results.json")
             return evaluate(str(gt_path), results)
 

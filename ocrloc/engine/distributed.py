@@ -11,20 +11,39 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistContext", "resolve_device", "init_distributed"]
+from ocrloc.config import ConfigError
+
+__all__ = ["DistContext", "cpu_threads", "resolve_device", "init_distributed"]
+
+
+def cpu_threads(threads: int = 0) -> int:
+    """The compute threads for this process: ``threads`` when given, else ``OMP_NUM_THREADS`` when
+    set (the variable torch and every OpenMP program honour), else one per core this process may
+    run on (``os.sched_getaffinity``: a container's or ``taskset``'s share, not the machine's),
+    split among the processes of this machine under ``torchrun``."""
+    if threads > 0:
+        return threads
+    from_env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if from_env.isdigit() and int(from_env) > 0:
+        return int(from_env)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    return max(1, cores // max(1, local_world))
 
 
 def resolve_device(name: str = "auto", local_rank: int = 0, threads: int = 0) -> torch.device:
-    """``auto``: CUDA when present (this process's local rank), else the CPU with one thread per core
-    (split among the processes of this machine), or ``threads`` when given."""
+    """``auto``: CUDA when present (this process's local rank), else the CPU, with
+    :func:`cpu_threads` compute threads."""
     if name == "auto":
         name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use device: auto or cpu")
+        raise ConfigError(f"device {name!r} requested but CUDA is not available; use device: auto or cpu")
     if device.type == "cpu":
-        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
-        torch.set_num_threads(threads or max(1, (os.cpu_count() or 1) // local_world))
+        torch.set_num_threads(cpu_threads(threads))
     return device
 
 

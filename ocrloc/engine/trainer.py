@@ -29,27 +29,23 @@ from tqdm import tqdm
 from ocrloc.config import Config, config_to_dict, save_config
 from ocrloc.data.canvas import CanvasGenerator, get_preset
 from ocrloc.data.coco import split_coco
-from ocrloc.data.datasets import CocoKeypointDataset, SyntheticCanvasDataset, collate_detection
+from ocrloc.data.datasets import CocoKeypointDataset, InMemoryCocoDataset, SyntheticCanvasDataset, collate_detection
 from ocrloc.data.mnist import load_digit_pool
 from ocrloc.engine.checkpoint import load_checkpoint, save_checkpoint
-from ocrloc.engine.distributed import DistContext, init_distributed
-from ocrloc.engine.predict import detections_to_results
+from ocrloc.engine.distributed import init_distributed
+from ocrloc.engine.inference import detections_to_results, iterate_predictions, to_device
 from ocrloc.engine.sampler import StepSampler
 from ocrloc.evaluation import evaluate
 
-__all__ = ["Trainer", "METRIC_COLUMNS", "build_val_data", "build_train_dataset", "lr_factor"]
+__all__ = ["Trainer", "build_val_data", "build_train_dataset", "lr_factor", "metric_columns"]
 
-LOSS_TERMS = ("heatmap", "size", "offset", "point", "point_heatmap", "giou")
 SCORE_COLUMNS = ("kpt_AP", "kpt_AP50", "kpt_AP75", "box_AP", "mean_px", "median_px", "p95_px", "miss_rate", "cls_acc")
 
 
-def metric_columns(loss_terms: Sequence[str] = LOSS_TERMS) -> Tuple[str, ...]:
+def metric_columns(loss_terms: Sequence[str]) -> Tuple[str, ...]:
     """The columns of ``metrics.csv`` for a criterion with these loss terms."""
     return ("phase", "step", "images", "wall_s", "lr", "img_per_s", "loss",
             *(f"loss_{t}" for t in loss_terms), *SCORE_COLUMNS)
-
-
-METRIC_COLUMNS = metric_columns()
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
@@ -74,13 +70,16 @@ def build_train_dataset(config: Config, total_samples: int) -> Tuple[Dataset, Op
 
 
 def build_val_data(config: Config) -> Tuple[Dataset, Dict[str, Any]]:
-    """The fixed validation split and its COCO ground truth (generated canvases or ``data.val_path``)."""
+    """The fixed validation split and its COCO ground truth (``data.val_path``, or canvases
+    generated once, in memory: the images the model sees are the ones the ground truth describes)."""
     d = config.data
     if d.val_path:
         dataset = CocoKeypointDataset(d.val_path)
         return dataset, dataset.coco.dataset
     generator = CanvasGenerator(d.preset, d.rule, "val", d.val_seed, load_digit_pool("val", d.data_root))
-    return SyntheticCanvasDataset(generator, d.val_count), split_coco(generator, d.val_count, progress=False)
+    images: Dict[str, Any] = {}
+    gt = split_coco(generator, d.val_count, image_writer=images.__setitem__, progress=False)
+    return InMemoryCocoDataset(gt, images), gt
 
 
 class ThroughputMeter:
@@ -107,7 +106,7 @@ class ThroughputMeter:
 class MetricsLog:
     """Rows for ``metrics.csv`` and TensorBoard, buffered until the next checkpoint commits them."""
 
-    def __init__(self, run_dir: Path, enabled: bool, columns: Sequence[str] = METRIC_COLUMNS) -> None:
+    def __init__(self, run_dir: Path, enabled: bool, columns: Sequence[str]) -> None:
         self.path = run_dir / "metrics.csv"
         self.columns = tuple(columns)
         self.enabled = enabled
@@ -184,8 +183,8 @@ class Trainer:
         if not resume and last.is_file():
             raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose another --out")
         torch.manual_seed(config.train.seed)
-        self.model, self.criterion, self.postprocess = build(config)
-        self.model.to(self.device)
+        self.detector = build(config).to(self.device)
+        self.model, self.criterion, self.predictor = self.detector.model, self.detector.criterion, self.detector.predictor
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
         o, steps = config.optim, config.train.steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -195,8 +194,7 @@ class Trainer:
         self.best: Dict[str, Any] = {"kpt_AP": -1.0, "step": -1}
         self.last_scores: Dict[str, Any] = {}
         # Each model family logs its own loss terms (torchvision's names for the baselines).
-        self.log = MetricsLog(self.run_dir, self.ctx.is_main,
-                              metric_columns(getattr(self.criterion, "loss_terms", LOSS_TERMS)))
+        self.log = MetricsLog(self.run_dir, self.ctx.is_main, metric_columns(self.criterion.loss_terms))
         if resume:
             self._restore(last)
         if self.ctx.is_main:  # on resume too: config.yaml always describes the run as it continues
@@ -255,20 +253,19 @@ class Trainer:
     @torch.no_grad()
     def validate(self, loader: DataLoader, gt: Dict[str, Any]) -> Dict[str, Any]:
         """Validation loss terms and SPEC scores of the current model."""
-        self.model.eval()
+        self.detector.eval()
         totals: Dict[str, float] = {}
         batches = 0
         results: List[Dict[str, Any]] = []
-        for images, targets in loader:
-            images = images.to(self.device)
-            outputs = self.model(images)
-            if self.criterion.has_eval_loss:  # torchvision detectors compute losses in train mode only
-                loss, terms = self.criterion(outputs, targets)
-                for name, value in {"loss": loss, **{f"loss_{k}": v for k, v in terms.items()}}.items():
-                    totals[name] = totals.get(name, 0.0) + float(value)
+        for images, targets, detections in iterate_predictions(self.predictor, loader, self.device):
+            # The loss needs the raw outputs at the ground truth; the detections come from the
+            # predictor, the same call export and `ocrloc predict` make.
+            loss, terms = self.criterion(self.model(images, targets), targets)
+            for name, value in {"loss": loss, **{f"loss_{k}": v for k, v in terms.items()}}.items():
+                totals[name] = totals.get(name, 0.0) + float(value)
             batches += 1
-            results += detections_to_results(self.postprocess(outputs), [t["image_id"] for t in targets])
-        self.model.train()
+            results += detections_to_results(detections, [t["image_id"] for t in targets])
+        self.detector.train()
         scores = evaluate(gt, results)
         return {**{k: v / max(batches, 1) for k, v in totals.items()}, **scores}
 
@@ -286,15 +283,17 @@ class Trainer:
         val_loader, val_gt = None, None
         if self.ctx.is_main:
             val_set, val_gt = build_val_data(self.config)
-            val_loader = DataLoader(val_set, batch_size=batch, num_workers=workers, collate_fn=collate_detection)
+            # Generated val canvases are already in memory: a worker would only copy them.
+            val_loader = DataLoader(val_set, batch_size=batch, num_workers=workers if self.config.data.val_path else 0,
+                                    collate_fn=collate_detection)
         amp = cfg.amp and self.device.type == "cuda"
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not self.progress,
                    dynamic_ncols=True)
-        self.model.train()
+        self.detector.train()
         last_tick = time.perf_counter()
         throughput = ThroughputMeter(last_tick)
         for images, targets in loader:
-            images = images.to(self.device, non_blocking=True)
+            images, targets = to_device(images, targets, self.device, non_blocking=True)
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=amp):
                 outputs = self.train_model(images, targets)
             loss, terms = self.criterion(outputs, targets)

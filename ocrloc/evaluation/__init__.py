@@ -2,7 +2,7 @@
 
 from .evaluator import DEFAULT_SIGMA, SCORE_KEYS, evaluate, format_table, ground_truth_as_results
 from .matching import PointMatches, match_points, oks
-from .validation import EvaluationInputError
+from .inputs import EvaluationInputError
 
 __all__ = [
     "DEFAULT_SIGMA",

@@ -38,7 +38,7 @@ pycocotools pitfalls handled here:
   explicitly rather than trusted to the keypoint defaults); box AP keeps 100.
 - ``COCO.loadRes`` crashes on an empty list (it reads ``anns[0]``); empty results are scored without it.
 - ``COCOeval`` records a match as the matched annotation's ``id`` with 0 meaning "none", so ground truth
-  annotation ids must be >= 1; :func:`~ocrloc.evaluation.validation.check_ground_truth` refuses id 0.
+  annotation ids must be >= 1; :func:`~ocrloc.evaluation.inputs.check_ground_truth` refuses id 0.
 - ``loadRes`` and ``COCOeval`` add keys to the dicts they are given; they only ever see fresh copies.
 - pycocotools prints progress to stdout; it is captured so the table and the JSON line stay clean.
 - Category id 0 is handled correctly by pycocotools (category ids are only compared, never tested for
@@ -59,7 +59,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from .matching import match_points
-from .validation import (
+from .inputs import (
     NUM_CLASSES,
     NUM_KEYPOINTS,
     EvaluationInputError,

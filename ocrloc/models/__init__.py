@@ -1,1 +1,1 @@
-"""Models: timm backbone -> FPN neck -> dense heads; criterion and postprocess beside them."""
+"""Models: the family contract (family.py), build(), the shared trunk, and each family's model, criterion and predictor."""

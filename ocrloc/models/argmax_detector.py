@@ -25,15 +25,17 @@ How the per-class map is learned (``point_fit``):
 Nothing here knows a rule. (The oracle ablation that writes a rule into the map before
 training lives in :mod:`ocrloc.models.oracle`.)
 
-``model(images, targets)`` in train mode returns the dense detector's raw outputs plus
+``model(images)`` returns the dense detector's raw outputs plus ``features`` (the FPN level
+they were read from), in train and eval mode alike; ``model(images, targets)`` adds
 ``argmax_points`` (the head's point for every ground-truth digit, in target order) and
-``crop_logits`` (the crop classifier's); in eval mode it returns final detections (decoding
-needs the heads), as torchvision detectors do.
+``crop_logits`` (the crop classifier's), which the criterion reads. Training mode adds only
+what training needs: jittered boxes and the streamed closed-form fit.
+:class:`ArgmaxPredictor` decodes boxes from the dense outputs, names them and places their
+points.
 """
 
 # No `from __future__ import annotations`: TorchScript reads these annotations.
 import math
-from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -42,14 +44,16 @@ from torch import Tensor, nn
 from torchvision.ops import roi_align
 
 from ocrloc.models.argmax import EXTREME_FEATURES, ExtremePoints, SoftArgmax2d, SoftThreshold, spatial_expectation
-from ocrloc.models.centernet import NUM_CLASSES, CenterNetDetector
-from ocrloc.models.criterion import CenterNetCriterion
+from ocrloc.models.centernet import CenterNetDetector
+from ocrloc.models.centernet_decode import CenterNetDecoder
+from ocrloc.models.centernet_loss import CenterNetCriterion
+from ocrloc.models.constants import NUM_CLASSES
 from ocrloc.models.crop_classifier import CropClassifier
-from ocrloc.models.postprocess import CenterNetPostprocess
+from ocrloc.models.family import Criterion, PredictorModule
 from ocrloc.models.readout import RidgeReadout
 
-__all__ = ["COORDINATE_FEATURES", "POINT_FITS", "ArgmaxPointHead", "ArgmaxDetector", "ArgmaxInference",
-           "ArgmaxCriterion", "DetectionsPassThrough"]
+__all__ = ["COORDINATE_FEATURES", "POINT_FITS", "ArgmaxPointHead", "ArgmaxDetector", "ArgmaxPredictor",
+           "ArgmaxCriterion"]
 
 
 # The head's coordinate features, in order (then two soft-argmax coordinates per learned map):
@@ -198,7 +202,6 @@ class ArgmaxDetector(nn.Module):
         backbone, fpn_channels, head_stride, head_channels, pretrained_path: the dense detector.
         crop_size, box_margin, soft_channels, point_fit: the argmax head (:class:`ArgmaxPointHead`);
             ``ink_reach`` is its ``reach``.
-        postprocess: decodes the dense outputs into boxes and labels at inference.
         box_jitter: training only: ground-truth boxes are shifted by up to this many pixels per
             edge, so the heads learn to work from imperfect detected boxes.
         crop_classifier: relabel each detection with a classifier of its size-normalised crop;
@@ -208,61 +211,48 @@ class ArgmaxDetector(nn.Module):
 
     def __init__(self, backbone: str = "resnet18", fpn_channels: int = 64, head_stride: int = 4,
                  head_channels: int = 64, pretrained_path: Optional[str] = None, crop_size: int = 48,
-                 box_margin: float = 1.0, soft_channels: int = 8, postprocess: Optional[CenterNetPostprocess] = None,
-                 box_jitter: float = 1.0, point_fit: str = "ridge", crop_classifier: bool = True,
-                 ink_reach: float = 6.0, num_classes: int = NUM_CLASSES) -> None:
+                 box_margin: float = 1.0, soft_channels: int = 8, box_jitter: float = 1.0, point_fit: str = "ridge",
+                 crop_classifier: bool = True, ink_reach: float = 6.0, num_classes: int = NUM_CLASSES) -> None:
         super().__init__()
         self.dense = CenterNetDetector(backbone, fpn_channels, head_stride, head_channels, point_mode="offset",
                                        pretrained_path=pretrained_path, num_classes=num_classes)
         self.head = ArgmaxPointHead(fpn_channels, head_stride, crop_size, box_margin, soft_channels,
                                     num_classes=num_classes, point_fit=point_fit, reach=ink_reach)
         self.classifier = CropClassifier(num_classes) if crop_classifier else None
-        self.decode = postprocess if postprocess is not None else CenterNetPostprocess(head_stride, point_mode="offset")
         self.box_jitter = box_jitter
+        self.size_divisible = self.dense.size_divisible
 
-    def features(self, images: Tensor) -> Tuple[Dict[str, Tensor], Tensor]:
-        """Dense head outputs and the finest FPN level they were read from."""
-        dense = self.dense
-        x = (images - dense.pixel_mean) / dense.pixel_std
-        levels = OrderedDict([(name, f) for name, f in zip(dense.level_names, dense.backbone(x))])
-        fine = dense.neck(levels)[dense.head_level]
-        out: Dict[str, Tensor] = {}
-        for name, head in dense.heads.items():
-            out[name] = head(fine)
-        return out, fine
-
-    @torch.jit.unused  # train and eval return different types; ArgmaxInference is the scripted entry
-    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
-        """Train mode: dense outputs + ``argmax_points`` (and ``crop_logits``) at the (jittered)
-        ground-truth boxes, streaming the annotated points into the head's closed-form fit.
-        Eval mode: detections (``boxes``, ``scores``, ``labels``, ``keypoints``)."""
-        outputs, fine = self.features(images)
-        if not self.training:
-            return self.detect(images, outputs, fine)
-        if targets is None:
-            raise ValueError("argmax: training needs targets")
-        boxes = [t["boxes"].to(images.device).float() for t in targets]
-        if self.box_jitter > 0:
-            boxes = [b + (torch.rand_like(b) * 2 - 1) * self.box_jitter for b in boxes]
-        labels = torch.cat([t["labels"] for t in targets]).to(images.device).long()
-        keypoints = torch.cat([t["keypoints"][:, 0, :] for t in targets]).to(images.device).float()
-        coords, origin = self.head.coordinates(images, fine, boxes)
-        if labels.numel() > 0:
-            self.head.fit(coords, labels, origin, keypoints[:, :2], keypoints[:, 2] > 0)
-        outputs["argmax_points"] = self.head.read(coords, labels, origin)
-        if self.classifier is not None:
-            outputs["crop_logits"] = self.classifier(images, boxes)
+    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None) -> Dict[str, Tensor]:
+        """Dense outputs + ``features``; with ``targets`` also ``argmax_points`` (and ``crop_logits``)
+        at the ground-truth boxes. In training mode the boxes are jittered and the annotated points
+        streamed into the head's closed-form fit."""
+        features = self.dense.forward_features(images)
+        outputs = self.dense.forward_heads(features)
+        outputs["features"] = features
+        if targets is not None:
+            boxes = [t["boxes"].float() for t in targets]
+            if self.training and self.box_jitter > 0:
+                boxes = [b + (torch.rand_like(b) * 2 - 1) * self.box_jitter for b in boxes]
+            labels = torch.cat([t["labels"] for t in targets]).long()
+            coords, origin = self.head.coordinates(images, features, boxes)
+            if self.training and labels.numel() > 0:
+                keypoints = torch.cat([t["keypoints"][:, 0, :] for t in targets]).float()
+                self.head.fit(coords, labels, origin, keypoints[:, :2], keypoints[:, 2] > 0)
+            outputs["argmax_points"] = self.head.read(coords, labels, origin)
+            if self.classifier is not None:
+                outputs["crop_logits"] = self.classifier(images, boxes)
         return outputs
 
-    def detect(self, images: Tensor, outputs: Dict[str, Tensor], fine: Tensor) -> List[Dict[str, Tensor]]:
-        detections = self.decode(outputs)
+    def detect(self, images: Tensor, features: Tensor, detections: List[Dict[str, Tensor]]) -> List[Dict[str, Tensor]]:
+        """Decoded dense ``detections`` -> the same boxes, named by the crop classifier (when
+        there is one), with the argmax head's points, sorted by score."""
         boxes = [d["boxes"] for d in detections]
         labels = torch.cat([d["labels"] for d in detections])
         scores = torch.cat([d["scores"] for d in detections])
         if self.classifier is not None:
             probability, labels = self.classifier(images, boxes).softmax(dim=1).max(dim=1)
             scores = scores * probability
-        points = self.head(images, fine, boxes, labels)
+        points = self.head(images, features, boxes, labels)
         results: List[Dict[str, Tensor]] = []
         start = 0
         for d in detections:
@@ -271,48 +261,40 @@ class ArgmaxDetector(nn.Module):
             order = torch.argsort(s, descending=True)
             keypoints = torch.cat([points[start:start + n], s[:, None]], dim=1)[:, None, :]
             results.append({"boxes": d["boxes"][order], "scores": s[order], "labels": labels[start:start + n][order],
-                             "keypoints": keypoints[order]})
+                            "keypoints": keypoints[order]})
             start += n
         return results
 
-    def inference_module(self) -> nn.Module:
-        """The scriptable eval-mode part."""
-        return ArgmaxInference(self)
 
-
-class ArgmaxInference(nn.Module):
+class ArgmaxPredictor(PredictorModule):
     """``[B, 1, H, W]`` -> detections of an :class:`ArgmaxDetector` (scriptable)."""
 
-    def __init__(self, model: ArgmaxDetector) -> None:
-        super().__init__()
+    def __init__(self, model: ArgmaxDetector, decoder: CenterNetDecoder) -> None:
+        super().__init__(model.size_divisible, model.size_divisible)
         self.model = model
+        self.decoder = decoder
 
     def forward(self, images: Tensor) -> List[Dict[str, Tensor]]:
-        outputs, fine = self.model.features(images)
-        return self.model.detect(images, outputs, fine)
+        outputs = self.model(images)
+        return self.model.detect(images, outputs["features"], self.decoder(outputs))
 
 
-class ArgmaxCriterion(nn.Module):
+class ArgmaxCriterion(Criterion):
     """The dense detector's loss, ``argmax_point``: L1 (pixels) between the head's points at the
     ground-truth boxes and the annotated points (those with visibility > 0), and ``crop_class``:
-    the crop classifier's cross-entropy (0 without one).
-
-    ``has_eval_loss`` is False: in eval mode the model returns detections, not raw outputs.
-    """
-
-    has_eval_loss = False
-    loss_terms = ("heatmap", "size", "offset", "point", "argmax_point", "crop_class")
+    the crop classifier's cross-entropy (0 without one)."""
 
     def __init__(self, dense: CenterNetCriterion, weight: float = 1.0, class_weight: float = 1.0) -> None:
         super().__init__()
         self.dense = dense
         self.weight = weight
         self.class_weight = class_weight
+        self.loss_terms = ("heatmap", "size", "offset", "point", "argmax_point", "crop_class")
 
     def forward(self, outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]]) -> Tuple[Tensor, Dict[str, Tensor]]:
         loss, terms = self.dense(outputs, targets)
         pred = outputs["argmax_points"]
-        keypoints = torch.cat([t["keypoints"][:, 0, :] for t in targets]).to(pred.device).float()
+        keypoints = torch.cat([t["keypoints"][:, 0, :] for t in targets]).float()
         visible = (keypoints[:, 2] > 0).to(pred.dtype)
         error = (pred - keypoints[:, :2]).abs().sum(dim=1) * visible
         argmax_point = error.sum() / visible.sum().clamp_min(1.0)
@@ -320,16 +302,9 @@ class ArgmaxCriterion(nn.Module):
         loss = loss + self.weight * argmax_point
         if "crop_logits" in outputs:
             logits = outputs["crop_logits"]
-            labels = torch.cat([t["labels"] for t in targets]).to(logits.device).long()
+            labels = torch.cat([t["labels"] for t in targets]).long()
             crop_class = F.cross_entropy(logits.float(), labels) if labels.numel() else logits.sum() * 0.0
         else:
             crop_class = loss.new_zeros(())
         terms["crop_class"] = crop_class
         return loss + self.class_weight * crop_class, terms
-
-
-class DetectionsPassThrough(nn.Module):
-    """The postprocess of a model whose eval-mode output already is final detections."""
-
-    def forward(self, detections: List[Dict[str, Tensor]]) -> List[Dict[str, Tensor]]:
-        return detections

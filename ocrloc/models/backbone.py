@@ -7,6 +7,7 @@ through timm's own loader (which also adapts the stem to one input channel).
 
 from __future__ import annotations
 
+import difflib
 from typing import List, Optional
 
 import timm
@@ -35,11 +36,19 @@ class TimmBackbone(nn.Module):
         super().__init__()
         # One build with every level: reading feature_info from a throw-away probe model would
         # build the backbone twice at start-up. Levels finer than min_stride are dropped in forward.
+        if not timm.is_model(name):
+            close = difflib.get_close_matches(name, timm.list_models(), n=4)
+            raise ValueError(f"model.backbone: unknown timm model {name!r}"
+                             + (f" (similar: {', '.join(close)})" if close else " (see timm.list_models())"))
         kwargs = dict(features_only=True, in_chans=in_chans)
-        if pretrained_path is not None:
-            self.body = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained_path)), **kwargs)
-        else:
-            self.body = timm.create_model(name, pretrained=False, **kwargs)
+        try:
+            if pretrained_path is not None:
+                self.body = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(pretrained_path)),
+                                              **kwargs)
+            else:
+                self.body = timm.create_model(name, pretrained=False, **kwargs)
+        except RuntimeError as err:  # timm's way of saying a model has no feature pyramid
+            raise ValueError(f"model.backbone: timm model {name!r} cannot give feature levels ({err})") from None
         reductions = list(self.body.feature_info.reduction())
         self.keep: List[int] = [i for i, r in enumerate(reductions) if r >= min_stride]
         if not self.keep:

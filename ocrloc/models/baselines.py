@@ -1,15 +1,15 @@
 """torchvision's detectors on ocrloc's backbone: the baselines of the comparison (README, Results).
 
 ``RetinaNet``, ``SSD``, ``FCOS`` and ``KeypointRCNN`` are torchvision's own classes, given the
-same timm backbone + ``FeaturePyramidNetwork`` as :class:`~ocrloc.models.centernet.CenterNetDetector`
-(:class:`TimmFPN`) and set up for these canvases:
+same trunk (timm backbone + ``FeaturePyramidNetwork``, :class:`~ocrloc.models.trunk.Trunk`) as
+:class:`~ocrloc.models.centernet.CenterNetDetector` and set up for these canvases:
 
 * **No resizing.** torchvision's ``GeneralizedRCNNTransform`` rescales every image to
   ``min_size``; :class:`CanvasTransform` keeps the canvas at its own scale (digits are the same
   size in pixels on any canvas, as for ocrloc's detector) and only normalises and pads.
 * **One grey channel**, normalised with the canvas statistics ocrloc's detector uses.
 * **Anchors for digits** whose ink box is about 10-26 px tall and 2-26 px wide (see
-  :data:`DEFAULT_ANCHORS`; ``model.anchor_sizes`` / ``model.aspect_ratios`` override them).
+  :data:`DEFAULT_ANCHORS`; ``model.baseline.anchor_sizes`` / ``model.baseline.aspect_ratios`` override them).
 * **Labels.** RetinaNet and FCOS score each class with its own sigmoid, so digit ``d`` is label
   ``d``; SSD and R-CNN reserve label 0 for background, so digit ``d`` is label ``d + 1`` inside
   the wrapper and outputs are mapped back.
@@ -20,14 +20,14 @@ point head. ``KeypointRCNN`` predicts the point: its keypoint head is class-agno
 gets one keypoint channel per digit class, trained only at the instance's own class and read at
 the predicted class.
 
-The three modules follow ``build``'s contract: ``model(images, targets)`` in train mode returns
-torchvision's loss dict (:class:`DetectorLoss` sums it); in eval mode it returns torchvision's
-detections, which :class:`BoxPointPostprocess` turns into SPEC section 8 dicts.
+The family contract (:mod:`ocrloc.models.family`): torchvision computes a detector's losses
+inside its forward, so ``model(images, targets)`` returns torchvision's loss terms, in train
+and eval mode alike (in eval mode with batch-norm statistics frozen and the random state
+untouched); :class:`DetectorLoss` sums them. :class:`BaselinePredictor` runs the detector in
+eval mode and :class:`BoxPointPostprocess` turns its detections into SPEC section 8 dicts.
 """
 
 # No `from __future__ import annotations`: TorchScript reads these annotations.
-import math
-from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -38,22 +38,22 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
 from torchvision.models.detection.ssd import SSD, SSDHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
 
 from ocrloc.data.rules import RULE_POINT_NAMES, get_rule
-from ocrloc.models.backbone import TimmBackbone
-from ocrloc.models.centernet import NUM_CLASSES, PIXEL_MEAN, PIXEL_STD
+from ocrloc.models.constants import NUM_CLASSES, PIXEL_MEAN, PIXEL_STD
+from ocrloc.models.family import Criterion, Detector, PredictorModule
+from ocrloc.models.trunk import Trunk
 
 __all__ = [
     "BASELINE_TYPES",
     "DEFAULT_ANCHORS",
     "LOSS_TERMS",
     "BOX_POINT_COEFFICIENTS",
-    "TimmFPN",
     "CanvasTransform",
     "TorchvisionDetector",
-    "TorchvisionInference",
+    "BaselinePredictor",
     "DetectorLoss",
     "BoxPointPostprocess",
     "build_baseline",
@@ -103,33 +103,6 @@ BOX_POINT_COEFFICIENTS: Dict[str, Tuple[float, float, float, float]] = {
 assert set(BOX_POINT_COEFFICIENTS) == set(RULE_POINT_NAMES), "every point a rule may ask for needs a box rule"
 
 
-class TimmFPN(nn.Module):
-    """timm backbone + ``FeaturePyramidNetwork``, as torchvision detectors take a backbone:
-    ``forward`` returns an ``OrderedDict`` of levels (``p3``, ``p4``, ...) and ``out_channels`` is set.
-
-    Args:
-        name: timm model name.
-        out_channels: FPN channels.
-        min_stride: the finest level kept.
-        pretrained_path: optional local backbone checkpoint.
-    """
-
-    def __init__(self, name: str, out_channels: int = 64, min_stride: int = 8, pretrained_path: Optional[str] = None) -> None:
-        super().__init__()
-        self.body = TimmBackbone(name, in_chans=1, pretrained_path=pretrained_path, min_stride=min_stride)
-        self.fpn = FeaturePyramidNetwork(self.body.channels, out_channels)
-        self.level_names: List[str] = [f"p{int(math.log2(s))}" for s in self.body.strides]
-        self.strides: List[int] = list(self.body.strides)
-        self.out_channels = out_channels
-
-    def forward(self, x: Tensor) -> Dict[str, Tensor]:
-        features = self.body(x)
-        levels: Dict[str, Tensor] = OrderedDict()
-        for name, feature in zip(self.level_names, features):
-            levels[name] = feature
-        return self.fpn(levels)
-
-
 class CanvasTransform(GeneralizedRCNNTransform):
     """``GeneralizedRCNNTransform`` without the resize: normalise, pad to ``size_divisible``, batch.
 
@@ -154,16 +127,16 @@ def _anchors(kind: str, sizes: Optional[List[List[float]]], ratios: Optional[Lis
     expected = 1 if kind == "ssd" else levels
     if len(sizes) != expected:
         what = "one list of levels + 1 scales" if kind == "ssd" else f"one list of sizes per FPN level ({levels})"
-        raise ValueError(f"model.anchor_sizes for {kind}: expected {what}, got {sizes!r}")
+        raise ValueError(f"model.baseline.anchor_sizes for {kind}: expected {what}, got {sizes!r}")
     if kind == "ssd" and len(sizes[0]) != levels + 1:
-        raise ValueError(f"model.anchor_sizes for ssd: expected {levels + 1} scales (levels + 1), got {sizes[0]!r}")
+        raise ValueError(f"model.baseline.anchor_sizes for ssd: expected {levels + 1} scales (levels + 1), got {sizes[0]!r}")
     if kind == "fcos" and (len(ratios) != 1 or any(len(s) != 1 for s in sizes)):
-        raise ValueError(f"model.anchor_sizes for fcos: one size and one ratio per level, got {sizes!r}, {ratios!r}")
+        raise ValueError(f"model.baseline.anchor_sizes for fcos: one size and one ratio per level, got {sizes!r}, {ratios!r}")
     return sizes, ratios
 
 
 class TorchvisionDetector(nn.Module):
-    """A torchvision detector on :class:`TimmFPN`, with ocrloc's ``model(images, targets)`` interface.
+    """A torchvision detector on the shared :class:`~ocrloc.models.trunk.Trunk`, with ocrloc's ``model(images, targets)`` interface.
 
     Args:
         kind: one of :data:`BASELINE_TYPES`.
@@ -190,7 +163,7 @@ class TorchvisionDetector(nn.Module):
         self.num_classes = num_classes
         # SSD and R-CNN keep label 0 for background; RetinaNet and FCOS have no background class.
         self.label_offset = 1 if kind in ("ssd", "keypointrcnn") else 0
-        body = TimmFPN(backbone, fpn_channels, min_stride, pretrained_path)
+        body = Trunk(backbone, fpn_channels, min_stride, pretrained_path)
         levels = len(body.level_names)
         sizes, ratios = _anchors(kind, anchor_sizes, aspect_ratios, levels)
         common = dict(image_mean=[PIXEL_MEAN], image_std=[PIXEL_STD])
@@ -227,65 +200,77 @@ class TorchvisionDetector(nn.Module):
                 rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100,
                 box_batch_size_per_image=64, box_score_thresh=score_threshold,
                 box_detections_per_img=max_detections, **common)
-        detector.transform = CanvasTransform(size_divisible=max(body.strides))
+        self.size_divisible = max(body.body.body.feature_info.reduction())
+        detector.transform = CanvasTransform(size_divisible=self.size_divisible)
         self.detector = detector
+        # The modules whose `training` flag makes torchvision compute losses (not batch norm's).
+        self._loss_gates: List[nn.Module] = [detector]
+        if kind == "keypointrcnn":
+            self._loss_gates += [detector.rpn, detector.roi_heads]
 
-    def _torchvision_target(self, target: Dict[str, Tensor], device: torch.device) -> Dict[str, Tensor]:
-        labels = target["labels"].to(device)
-        out = {"boxes": target["boxes"].to(device).float(), "labels": labels + self.label_offset}
+    def _torchvision_target(self, target: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        labels = target["labels"]
+        device = labels.device
+        out = {"boxes": target["boxes"].float(), "labels": labels + self.label_offset}
         if self.kind == "keypointrcnn":
             # One channel per class: the instance's point in its own class's channel, the other
             # channels invisible (visibility 0 carries no loss in keypointrcnn_loss).
             n = labels.shape[0]
             keypoints = torch.zeros(n, self.num_classes, 3, device=device)
-            point = target["keypoints"].to(device)[:, 0, :2].float()
+            point = target["keypoints"][:, 0, :2].float()
             keypoints[torch.arange(n, device=device), labels, :2] = point
             keypoints[torch.arange(n, device=device), labels, 2] = 1.0
             out["keypoints"] = keypoints
         return out
 
-    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
-        """Train mode: torchvision's loss dict (needs ``targets``). Eval mode: torchvision's detections.
+    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None) -> Dict[str, Tensor]:
+        """torchvision's loss terms (``loss_classification``, ...), in train and eval mode alike.
 
         Args:
             images: ``[B, 1, H, W]`` in [0, 1].
-            targets: ocrloc targets (``boxes`` xyxy, ``labels`` 0-9, ``keypoints`` ``[N, 1, 3]``).
+            targets: ocrloc targets (``boxes`` xyxy, ``labels`` 0-9, ``keypoints`` ``[N, 1, 3]``),
+                on the images' device. Required: detections come from :class:`BaselinePredictor`.
         """
+        if targets is None:
+            raise ValueError(f"{self.kind}: torchvision computes a baseline's outputs, its losses, from targets; "
+                             "detections come from the predictor")
         image_list = list(images.unbind(0))
+        tv_targets = [self._torchvision_target(t) for t in targets]
         if self.training:
-            if targets is None:
-                raise ValueError(f"{self.kind}: training needs targets")
-            return self.detector(image_list, [self._torchvision_target(t, images.device) for t in targets])
-        return self.detector(image_list)
+            return self.detector(image_list, tv_targets)
+        # Eval mode (validation loss): flip only the flags that gate torchvision's loss code, so
+        # batch norm keeps its running statistics, and leave the random state as it was (the
+        # R-CNN samples proposals at random).
+        with torch.random.fork_rng(devices=[images.device] if images.is_cuda else []):
+            for module in self._loss_gates:
+                module.training = True
+            try:
+                return self.detector(image_list, tv_targets)
+            finally:
+                for module in self._loss_gates:
+                    module.training = False
 
-    def inference_module(self) -> nn.Module:
-        """The scriptable eval-mode part (see :class:`TorchvisionInference`)."""
-        return TorchvisionInference(self.detector)
 
+class BaselinePredictor(PredictorModule):
+    """``[B, 1, H, W]`` -> SPEC section 8 detections of a :class:`TorchvisionDetector` (scriptable:
+    a scripted torchvision detector returns ``(losses, detections)``, an eager one the detections)."""
 
-class TorchvisionInference(nn.Module):
-    """``[B, 1, H, W]`` -> torchvision's detections; scripts (a scripted torchvision detector
-    returns ``(losses, detections)``, an eager one the detections)."""
-
-    def __init__(self, detector: nn.Module) -> None:
-        super().__init__()
-        self.detector = detector
+    def __init__(self, model: TorchvisionDetector, decoder: "BoxPointPostprocess") -> None:
+        super().__init__(model.size_divisible, model.size_divisible)
+        self.detector = model.detector
+        self.decoder = decoder
 
     def forward(self, images: Tensor) -> List[Dict[str, Tensor]]:
         image_list = list(images.unbind(0))
         if torch.jit.is_scripting():
-            return self.detector(image_list)[1]
-        return self.detector(image_list)
+            detections = self.detector(image_list)[1]
+        else:
+            detections = self.detector(image_list)
+        return self.decoder(detections)
 
 
-class DetectorLoss(nn.Module):
-    """Sum of a torchvision detector's loss dict, one weight per term (default 1).
-
-    ``has_eval_loss`` is False: torchvision detectors compute losses in train mode only, so
-    validation reports scores without a loss.
-    """
-
-    has_eval_loss = False
+class DetectorLoss(Criterion):
+    """Sum of a torchvision detector's loss dict, one weight per term (default 1)."""
 
     def __init__(self, loss_terms: Sequence[str] = (), weights: Optional[Dict[str, float]] = None) -> None:
         super().__init__()
@@ -293,8 +278,6 @@ class DetectorLoss(nn.Module):
         self.weights = dict(weights or {})
 
     def forward(self, losses: Dict[str, Tensor], targets: object = None) -> Tuple[Tensor, Dict[str, Tensor]]:
-        if not isinstance(losses, dict):
-            raise TypeError("DetectorLoss takes the loss dict a torchvision detector returns in train mode")
         terms = {name.replace("loss_", "", 1): value for name, value in losses.items()}
         total = sum(self.weights.get(name, 1.0) * value for name, value in terms.items())
         return total, terms
@@ -350,15 +333,14 @@ class BoxPointPostprocess(nn.Module):
         return results
 
 
-def build_baseline(kind: str, model_config, postprocess_config, rule: str, canvas_size: Sequence[int]
-                   ) -> Tuple[TorchvisionDetector, DetectorLoss, BoxPointPostprocess]:
-    """The model, loss and postprocess of a baseline from ocrloc's config sections."""
+def build_baseline(kind: str, model_config, postprocess_config, rule: str, canvas_size: Sequence[int]) -> Detector:
+    """The :class:`~ocrloc.models.family.Detector` of a baseline from ocrloc's config sections."""
     model = TorchvisionDetector(
         kind, rule=rule, backbone=model_config.backbone, fpn_channels=model_config.fpn_channels,
-        min_stride=model_config.head_stride, canvas_size=canvas_size, anchor_sizes=model_config.anchor_sizes,
-        aspect_ratios=model_config.aspect_ratios, score_threshold=postprocess_config.score_threshold,
+        min_stride=model_config.head_stride, canvas_size=canvas_size, anchor_sizes=model_config.baseline.anchor_sizes,
+        aspect_ratios=model_config.baseline.aspect_ratios, score_threshold=postprocess_config.score_threshold,
         max_detections=postprocess_config.max_detections, pretrained_path=model_config.pretrained_path)
-    postprocess = BoxPointPostprocess(rule, label_offset=model.label_offset, from_keypoints=kind == "keypointrcnn",
-                                      iou_threshold=postprocess_config.iou_threshold,
-                                      max_detections=postprocess_config.max_detections)
-    return model, DetectorLoss(LOSS_TERMS[kind]), postprocess
+    decoder = BoxPointPostprocess(rule, label_offset=model.label_offset, from_keypoints=kind == "keypointrcnn",
+                                  iou_threshold=postprocess_config.iou_threshold,
+                                  max_detections=postprocess_config.max_detections)
+    return Detector(model, DetectorLoss(LOSS_TERMS[kind]), BaselinePredictor(model, decoder))

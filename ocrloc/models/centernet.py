@@ -5,28 +5,22 @@ read at one fine FPN level (stride 4 or 8). At the peak cell the other heads giv
 size, the center's sub-cell offset and the class-dependent point.
 
 ``forward`` returns raw head outputs only, the same in train and eval mode; the loss lives
-in :mod:`ocrloc.models.criterion` and the decoding in :mod:`ocrloc.models.postprocess`.
+in :mod:`ocrloc.models.centernet_loss` and the decoding in :mod:`ocrloc.models.centernet_decode`.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: TorchScript reads these annotations.
 import math
-from collections import OrderedDict
 from typing import Dict, List, Optional
 
 import torch
-from torch import nn
-from torchvision.ops import FeaturePyramidNetwork
+from torch import Tensor, nn
 
-from ocrloc.models.backbone import TimmBackbone
+from ocrloc.models.centernet_decode import CenterNetDecoder
+from ocrloc.models.constants import NUM_CLASSES, PIXEL_MEAN, PIXEL_STD
+from ocrloc.models.family import PredictorModule
+from ocrloc.models.trunk import Trunk
 
-__all__ = ["HEAD_CHANNELS", "CenterNetDetector", "head_layout"]
-
-NUM_CLASSES = 10
-# Grey MNIST canvases are mostly background: normalise with the statistics of canvas128 pixels
-# so the network sees zero-mean input while the exported model still takes [0, 1] images.
-PIXEL_MEAN = 0.018
-PIXEL_STD = 0.117
+__all__ = ["HEAD_CHANNELS", "CenterNetDetector", "CenterNetPredictor", "head_layout"]
 
 
 def head_layout(point_mode: str, num_classes: int = NUM_CLASSES) -> Dict[str, int]:
@@ -74,7 +68,7 @@ class CenterNetDetector(nn.Module):
         head_channels: hidden channels of each head.
         point_mode: ``offset`` or ``heatmap`` (see :func:`head_layout`).
         pretrained_path: optional local backbone checkpoint.
-        num_classes: digit classes.
+        num_classes: classes.
     """
 
     def __init__(
@@ -88,12 +82,10 @@ class CenterNetDetector(nn.Module):
         num_classes: int = NUM_CLASSES,
     ) -> None:
         super().__init__()
-        self.backbone = TimmBackbone(backbone, in_chans=1, pretrained_path=pretrained_path, min_stride=head_stride)
-        if head_stride not in self.backbone.strides:
-            raise ValueError(f"head_stride {head_stride} is not a level of {backbone} (strides {self.backbone.strides})")
-        self.level_names = [f"p{int(math.log2(s))}" for s in self.backbone.strides]
-        self.head_level = self.level_names[self.backbone.strides.index(head_stride)]
-        self.neck = FeaturePyramidNetwork(self.backbone.channels, fpn_channels)
+        self.trunk = Trunk(backbone, fpn_channels, min_stride=head_stride, pretrained_path=pretrained_path)
+        if head_stride not in self.trunk.strides:
+            raise ValueError(f"head_stride {head_stride} is not a level of {backbone} (strides {self.trunk.strides})")
+        self.head_level = self.trunk.level(head_stride)
         self.layout = head_layout(point_mode, num_classes)
         prior = -math.log((1 - 0.01) / 0.01)  # heatmap starts at p = 0.01 everywhere (focal-loss prior)
         self.heads = nn.ModuleDict(
@@ -101,28 +93,52 @@ class CenterNetDetector(nn.Module):
              for name, ch in self.layout.items()}
         )
         self.stride = head_stride
+        # Inputs must divide by the coarsest level the backbone computes, kept or not.
+        self.size_divisible = max(self.trunk.body.body.feature_info.reduction())
         self.point_mode = point_mode
         self.num_classes = num_classes
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD), persistent=False)
+        # Checkpoints written before the trunk was shared name its parts `backbone.` and `neck.`.
+        self._register_load_state_dict_pre_hook(_rename_old_trunk_keys)
 
-    def forward(self, images: torch.Tensor, targets: Optional[List[Dict[str, torch.Tensor]]] = None
-                ) -> Dict[str, torch.Tensor]:
-        """Raw head outputs.
+    def forward_features(self, images: Tensor) -> Tensor:
+        """The FPN level the heads read, ``[B, fpn_channels, H / stride, W / stride]``."""
+        return self.trunk((images - self.pixel_mean) / self.pixel_std)[self.head_level]
+
+    def forward_heads(self, features: Tensor) -> Dict[str, Tensor]:
+        out: Dict[str, Tensor] = {}
+        for name, head in self.heads.items():
+            out[name] = head(features)
+        return out
+
+    def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None) -> Dict[str, Tensor]:
+        """Raw head outputs, the same in train and eval mode.
 
         Args:
-            images: ``[B, 1, H, W]`` in [0, 1], H and W multiples of the backbone's largest stride.
+            images: ``[B, 1, H, W]`` in [0, 1], H and W multiples of :attr:`size_divisible`.
             targets: unused (the loss lives in the criterion); accepted so every ocrloc model is
-                called the same way, ``model(images, targets)``, as torchvision detectors are.
+                called the same way, ``model(images, targets)``.
 
         Returns:
             ``{name: [B, channels, H / stride, W / stride]}`` for every head of :attr:`layout`.
         """
-        x = (images - self.pixel_mean) / self.pixel_std
-        features: List[torch.Tensor] = self.backbone(x)
-        levels = OrderedDict([(name, f) for name, f in zip(self.level_names, features)])
-        fine = self.neck(levels)[self.head_level]
-        out: Dict[str, torch.Tensor] = {}
-        for name, head in self.heads.items():
-            out[name] = head(fine)
-        return out
+        return self.forward_heads(self.forward_features(images))
+
+
+def _rename_old_trunk_keys(state_dict, prefix, *args) -> None:
+    for old, new in (("backbone.", "trunk.body."), ("neck.", "trunk.fpn.")):
+        for key in [k for k in state_dict if k.startswith(prefix + old)]:
+            state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+
+
+class CenterNetPredictor(PredictorModule):
+    """:class:`CenterNetDetector` + :class:`~ocrloc.models.centernet_decode.CenterNetDecoder`."""
+
+    def __init__(self, model: CenterNetDetector, decoder: CenterNetDecoder) -> None:
+        super().__init__(model.size_divisible, model.size_divisible)
+        self.model = model
+        self.decoder = decoder
+
+    def forward(self, images: Tensor) -> List[Dict[str, Tensor]]:
+        return self.decoder(self.model(images))

@@ -2,7 +2,7 @@
 
 A rule (:mod:`ocrloc.data.rules`) is how the data was *made*; a model must learn it from the
 annotations. These functions exist only to measure how much being told the answer is worth:
-``model.point_init: rule`` (the argmax-feature detector) and ``model.study.point_init: rule``
+``model.argmax.point_init: rule`` (the argmax-feature detector) and ``model.study.point_init: rule``
 (the head study) call them, and every result they produce is labelled "oracle: rule told".
 No model module imports this one; :func:`ocrloc.models.build.build` applies it on request.
 """
@@ -34,7 +34,7 @@ PRIOR_FEATURES: Dict[str, Tuple[Dict[str, float], Dict[str, float]]] = {
 
 def is_told(config) -> bool:
     """Whether a :class:`~ocrloc.config.Config` asks for the rule to be written into its model."""
-    return config.model.point_init == "rule" or config.model.study.point_init == "rule"
+    return config.model.argmax.point_init == "rule" or config.model.study.point_init == "rule"
 
 
 def labelled(name: str, config) -> str:
@@ -73,7 +73,7 @@ def tell_argmax_head(head: nn.Module, rule: Mapping[int, str]) -> None:
     """
     from ocrloc.models.argmax_detector import COORDINATE_FEATURES
 
-    if getattr(head, "readout", None) is not None:
+    if head.readout is not None:
         raise ValueError("the rule oracle writes the gradient-trained map: it needs point_fit 'gradient', "
                          "not 'ridge' (whose closed-form fit would add a second copy of the rule)")
     for row, column, weight in rule_prior_weights(rule, COORDINATE_FEATURES, head.num_classes):

@@ -18,7 +18,7 @@ inputs of the same count as the head's features. Classification always reads the
 stage through the same small MLP, so the class column compares like with like.
 
 ``forward`` returns ``{"logits": [B, 10], "points": [B, 10, 2]}`` (points in canvas pixels,
-one per class); :class:`StudyPostprocess` reads the point at the predicted class.
+one per class); :class:`StudyPredictor` reads the point at the predicted class.
 """
 
 # No `from __future__ import annotations`: TorchScript reads these annotations.
@@ -31,10 +31,11 @@ from torch import Tensor, nn
 
 from ocrloc.models.argmax import (EXTREME_FEATURES, AddCoords, ExtremePoints, HardArgmax2d, SoftArgmax2d, SoftThreshold,
                                   spatial_expectation)
-from ocrloc.models.centernet import NUM_CLASSES, PIXEL_MEAN, PIXEL_STD
+from ocrloc.models.constants import NUM_CLASSES, PIXEL_MEAN, PIXEL_STD
+from ocrloc.models.family import Criterion, PredictorModule
 from ocrloc.models.readout import RidgeReadout
 
-__all__ = ["STUDY_HEADS", "STUDY_INPUTS", "STEM_POOLS", "StudyNet", "StudyCriterion", "StudyPostprocess"]
+__all__ = ["STUDY_HEADS", "STUDY_INPUTS", "STEM_POOLS", "StudyNet", "StudyCriterion", "StudyPredictor"]
 
 STUDY_HEADS = ("flatten", "pool", "coordconv", "soft_argmax", "hard_argmax", "extremes")
 STUDY_INPUTS = ("canvas", "stage1", "stage2")
@@ -245,46 +246,53 @@ class StudyNet(nn.Module):
     def _fit(self, point_in: Tensor, targets: List[Dict[str, Tensor]], side: float) -> None:
         """Stream the batch's features and true points (normalised as the outputs are) into the readout."""
         assert self.readout is not None
-        labels = torch.stack([t["labels"][0] for t in targets]).to(point_in.device).long()
-        truth = torch.stack([t["keypoints"][0, 0, :2] for t in targets]).to(point_in.device).float()
+        labels = torch.stack([t["labels"][0] for t in targets]).long()
+        truth = torch.stack([t["keypoints"][0, 0, :2] for t in targets]).float()
         self.readout.update(point_in.detach(), labels, truth / side - 0.5)
 
 
-class StudyCriterion(nn.Module):
+class StudyCriterion(Criterion):
     """Cross-entropy on the class plus ``point_weight`` x L1 (pixels) of the point at the true class."""
-
-    has_eval_loss = True
-    loss_terms = ("class", "point")
 
     def __init__(self, point_weight: float = 1.0) -> None:
         super().__init__()
         self.point_weight = point_weight
+        self.loss_terms = ("class", "point")
 
     def forward(self, outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]]) -> Tuple[Tensor, Dict[str, Tensor]]:
         logits, points = outputs["logits"], outputs["points"]
-        labels = torch.stack([t["labels"][0] for t in targets]).to(logits.device).long()
-        truth = torch.stack([t["keypoints"][0, 0, :2] for t in targets]).to(points.device).float()
+        labels = torch.stack([t["labels"][0] for t in targets]).long()
+        truth = torch.stack([t["keypoints"][0, 0, :2] for t in targets]).float()
         chosen = points[torch.arange(points.shape[0], device=points.device), labels]
         terms = {"class": F.cross_entropy(logits.float(), labels), "point": F.l1_loss(chosen.float(), truth)}
         return terms["class"] + self.point_weight * terms["point"], terms
 
 
-class StudyPostprocess(nn.Module):
+class StudyPredictor(PredictorModule):
     """One detection per canvas: the arg-max class, its point, and the whole canvas as the box
-    (the study models do not predict boxes; box AP is meaningless for them)."""
+    (the study models do not predict boxes; box AP is meaningless for them). Each detection
+    also carries ``class_points`` ``[1, num_classes, 2]``, the point the model gives for every
+    class, so the study can score the point at the *true* class.
 
-    def __init__(self, canvas_size: int = 32) -> None:
-        super().__init__()
-        self.canvas_size = canvas_size
+    Input rule: canvases of exactly ``model.canvas_size`` (the flattening heads are sized for it).
+    """
 
-    def forward(self, outputs: Dict[str, Tensor]) -> List[Dict[str, Tensor]]:
+    def __init__(self, model: StudyNet) -> None:
+        super().__init__(4, model.canvas_size, model.canvas_size)  # stem pool and stage2: stride 4
+        self.model = model
+        self.canvas_size = model.canvas_size
+
+    def forward(self, images: Tensor) -> List[Dict[str, Tensor]]:
+        outputs = self.model(images)
         prob = outputs["logits"].float().softmax(dim=1)
         scores, labels = prob.max(dim=1)
-        points = outputs["points"].float()[torch.arange(labels.shape[0], device=labels.device), labels]
+        class_points = outputs["points"].float()
+        points = class_points[torch.arange(labels.shape[0], device=labels.device), labels]
         side = float(self.canvas_size)
         box = torch.tensor([[0.0, 0.0, side, side]], device=points.device)
         results: List[Dict[str, Tensor]] = []
         for b in range(labels.shape[0]):
             results.append({"boxes": box, "scores": scores[b:b + 1], "labels": labels[b:b + 1],
-                            "keypoints": torch.cat([points[b:b + 1], scores[b:b + 1, None]], dim=1)[:, None, :]})
+                            "keypoints": torch.cat([points[b:b + 1], scores[b:b + 1, None]], dim=1)[:, None, :],
+                            "class_points": class_points[b:b + 1]})
         return results

@@ -10,7 +10,8 @@ import yaml
 from ocrloc.config import config_to_dict, load_config
 from ocrloc.data.canvas import CanvasGenerator
 from ocrloc.data.coco import write_split
-from ocrloc.engine.compare import TABLE_COLUMNS, compare_configs, comparison_table, same_config, train_or_reuse
+from ocrloc.engine.compare import TABLE_COLUMNS, compare_configs, comparison_table
+from ocrloc.engine.runs import same_config, train_or_reuse
 
 TINY = {
     "data": {"preset": "canvas128", "val_count": 2, "num_workers": 0},
@@ -73,8 +74,8 @@ def test_missing_test_split_is_named(tmp_path):
 def test_a_saved_config_missing_a_newer_key_is_the_same_config():
     config = load_config(None, ["model.head_channels=8"])
     saved = config_to_dict(config)
-    del saved["model"]["box_margin"]  # a run saved before the key existed: its default applies
+    del saved["model"]["centernet"]["point_mode"]  # a run saved before the key existed: its default applies
     assert same_config(saved, config)
-    assert not same_config(saved, load_config(None, ["model.head_channels=8", "model.box_margin=3"]))
+    assert not same_config(saved, load_config(None, ["model.head_channels=8", "model.centernet.point_mode=offset"]))
     saved["model"]["retired_key"] = 1  # a key that no longer exists: another config
     assert not same_config(saved, config)

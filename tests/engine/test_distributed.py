@@ -46,7 +46,7 @@ def test_torchrun_two_processes_train_with_rank0_logging(tmp_path, pools):
 def test_torchrun_ranks_share_one_closed_form_fit(tmp_path, pools):
     """The argmax head's ridge statistics are summed over the ranks: the fit saw every digit."""
     out = tmp_path / "ddp_argmax"
-    run = torchrun_train(out, 29518, ["model.type=argmax", "model.argmax_channels=2"])
+    run = torchrun_train(out, 29518, ["model.type=argmax", "model.argmax.argmax_channels=2"])
     assert run.returncode == 0, run.stderr[-3000:]
     gram = load_checkpoint(out / "checkpoints" / "last.pt")["model"]["head.readout.gram"]
     # One digit per canvas, 2 canvases per rank and step, 2 ranks, 2 steps, decay 0.99 per step.

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ocrloc.config import load_config
-from ocrloc.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from ocrloc.engine.checkpoint import detector_from_checkpoint, load_checkpoint
 from ocrloc.engine.sampler import StepSampler
 from ocrloc.engine.trainer import ThroughputMeter, Trainer, lr_factor
 
@@ -87,7 +87,8 @@ def test_checkpoint_round_trip_gives_the_same_outputs(tmp_path, pools):
     run = tmp_path / "run"
     trainer = Trainer(load_config(None, TINY + ["train.steps=2", "train.val_every=2"]), run, progress=False)
     trainer.fit()
-    model, postprocess, config, state = model_from_checkpoint(run / "checkpoints" / "last.pt")
+    detector, config, state = detector_from_checkpoint(run / "checkpoints" / "last.pt")
+    model = detector.model
     assert config.model.backbone == "test_resnet" and state["meta"]["rule"] == "seed37"
     x = torch.rand(2, 1, 64, 64)
     trainer.model.eval()

@@ -9,11 +9,9 @@ import textwrap
 import pytest
 import torch
 
+from ocrloc.config import load_config
 from ocrloc.export import export_torchscript
-from ocrloc.models.argmax_detector import ArgmaxDetector, DetectionsPassThrough
-from ocrloc.models.baselines import BASELINE_TYPES, BoxPointPostprocess, TorchvisionDetector
-from ocrloc.models.centernet import CenterNetDetector
-from ocrloc.models.postprocess import CenterNetPostprocess
+from ocrloc.models.build import build
 
 LOADER = textwrap.dedent("""
     import sys
@@ -36,13 +34,13 @@ def _outputs_without_ocrloc(path, inputs, tmp_path):
     return torch.load(tmp_path / "out.pt")
 
 
-def _assert_matches_eager(model, postprocess, inputs, loaded):
+def _assert_matches_eager(predictor, inputs, loaded):
     with torch.no_grad():
         for x, scripted in zip(inputs, loaded["outputs"]):
-            eager = postprocess(model(x))
+            eager = predictor(x)
             assert len(eager) == len(scripted) == x.shape[0]
             for e, s in zip(eager, scripted):
-                assert set(s) == {"boxes", "scores", "labels", "keypoints"}
+                assert {"boxes", "scores", "labels", "keypoints"} <= set(s)
                 assert s["labels"].dtype == torch.int64 and s["keypoints"].shape[1:] == (1, 3)
                 assert 0 < len(s["scores"]) <= 100
                 for key in e:
@@ -50,51 +48,49 @@ def _assert_matches_eager(model, postprocess, inputs, loaded):
                     assert (e[key].float() - s[key].float()).abs().max() <= 1e-4, key
 
 
-@pytest.mark.parametrize("point_mode", ["offset", "heatmap"])
-def test_export_matches_eager_without_ocrloc_or_timm(tmp_path, point_mode):
+TINY = ["model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8",
+        # Random weights give near-uniform heatmaps; keep every peak so the comparison has detections.
+        "postprocess.score_threshold=0.0"]
+# fpn_channels 32: FCOS normalises with GroupNorm(32).
+BASELINE = ["model.head_stride=8", "model.fpn_channels=32"]
+FAMILIES = {
+    "centernet_offset": ["model.type=centernet", "model.centernet.point_mode=offset"],
+    "centernet_heatmap": ["model.type=centernet", "model.centernet.point_mode=heatmap"],
+    "argmax": ["model.type=argmax", "model.argmax.argmax_channels=2"],
+    "study": ["model.type=study", "data.preset=single", "model.study.head=extremes", "model.study.inputs=[canvas]"],
+    **{kind: [f"model.type={kind}", *BASELINE] for kind in ("retinanet", "ssd", "fcos", "keypointrcnn")},
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_family_exports_and_matches_eager_without_ocrloc_or_timm(tmp_path, family):
+    """Every family goes through build()'s predictor, and runs on its own canvases once exported."""
     torch.manual_seed(0)
-    model = CenterNetDetector("test_resnet", fpn_channels=8, head_channels=8, point_mode=point_mode).eval()
-    # Random weights give near-uniform heatmaps; keep every peak so the comparison has detections.
-    postprocess = CenterNetPostprocess(4, score_threshold=0.0, point_mode=point_mode)
+    detector = build(load_config(None, [*TINY, *FAMILIES[family], "data.rule=seed37"])).eval()
+    if family == "argmax":  # a head that moves the points away from the crop center
+        torch.nn.init.normal_(detector.model.head.point.weight, std=0.1)
     path = tmp_path / "model.pt"
-    export_torchscript(model, postprocess, "all10", [128, 128], path)
-    inputs = [torch.rand(2, 1, 64, 64), torch.rand(1, 1, 96, 128)]
+    export_torchscript(detector.predictor, "seed37", [128, 128], path)
+    if family == "study":  # the study's canvases: 32 x 32, exactly
+        inputs = [torch.rand(3, 1, 32, 32)]
+    elif family == "ssd":  # SSD's default boxes are fractions of the canvas: its training size only
+        inputs = [torch.rand(2, 1, 128, 128)]
+    else:
+        inputs = [torch.rand(2, 1, 64, 64), torch.rand(1, 1, 96, 128)]
     loaded = _outputs_without_ocrloc(path, inputs, tmp_path)
-    assert loaded["rule"] == "all10" and loaded["train_size"] == [128, 128]
-    _assert_matches_eager(model, postprocess, inputs, loaded)
+    assert loaded["rule"] == "seed37" and loaded["train_size"] == [128, 128]
+    _assert_matches_eager(detector.predictor, inputs, loaded)
 
 
-@pytest.mark.parametrize("kind", BASELINE_TYPES)
-def test_baseline_export_matches_eager_without_ocrloc_or_timm(tmp_path, kind):
-    torch.manual_seed(0)
-    # fpn_channels 32: FCOS normalises with GroupNorm(32). Score threshold 0: untrained detectors score everything near their prior.
-    model = TorchvisionDetector(kind, rule="seed37", backbone="test_resnet", fpn_channels=32, score_threshold=0.0).eval()
-    postprocess = BoxPointPostprocess("seed37", label_offset=model.label_offset, from_keypoints=kind == "keypointrcnn")
-    path = tmp_path / "model.pt"
-    export_torchscript(model, postprocess, "seed37", [128, 128], path)
-    # SSD's default boxes are fractions of the canvas, so it is checked on its training size only.
-    inputs = [torch.rand(2, 1, 128, 128)] + ([] if kind == "ssd" else [torch.rand(1, 1, 64, 96)])
-    loaded = _outputs_without_ocrloc(path, inputs, tmp_path)
-    assert loaded["rule"] == "seed37"
-    _assert_matches_eager(model, postprocess, inputs, loaded)
-
-
-def test_argmax_detector_export_matches_eager_without_ocrloc_or_timm(tmp_path):
-    torch.manual_seed(0)
-    decode = CenterNetPostprocess(4, score_threshold=0.0)
-    model = ArgmaxDetector("test_resnet", fpn_channels=8, head_channels=8, soft_channels=2, postprocess=decode).eval()
-    torch.nn.init.normal_(model.head.point.weight, std=0.1)  # a head that moves the points away from the crop center
-    path = tmp_path / "model.pt"
-    export_torchscript(model, DetectionsPassThrough(), "all10", [128, 128], path)
-    inputs = [torch.rand(2, 1, 64, 64), torch.rand(1, 1, 96, 128)]
-    loaded = _outputs_without_ocrloc(path, inputs, tmp_path)
-    _assert_matches_eager(model, DetectionsPassThrough(), inputs, loaded)
-
-
-def test_export_rejects_bad_shapes(tmp_path):
-    model = CenterNetDetector("test_resnet", fpn_channels=8, head_channels=8).eval()
-    scripted = export_torchscript(model, CenterNetPostprocess(4), "seed37", [128, 128], tmp_path / "m.pt")
+def test_export_rejects_inputs_outside_the_predictors_rule(tmp_path):
+    detector = build(load_config(None, TINY))
+    scripted = export_torchscript(detector.predictor, "seed37", [128, 128], tmp_path / "m.pt")
     with pytest.raises(Exception, match="multiples of 32"):
         scripted(torch.rand(1, 1, 70, 64))
     with pytest.raises(Exception, match=r"\[B, 1, H, W\]"):
         scripted(torch.rand(1, 3, 64, 64))
+    study = build(load_config(None, [*TINY, "model.type=study", "data.preset=single"]))
+    scripted = export_torchscript(study.predictor, "seed37", [32, 32], tmp_path / "s.pt")
+    assert len(scripted(torch.rand(2, 1, 32, 32))) == 2
+    with pytest.raises(Exception, match="at most 32"):
+        scripted(torch.rand(1, 1, 64, 64))

@@ -69,31 +69,30 @@ def test_rule_oracle_errors_name_the_class_point_and_setting():
         tell_argmax_head(gradient_head, {3: "middle"})
     with pytest.raises(ValueError, match="needs point_fit 'gradient'"):
         tell_argmax_head(ArgmaxPointHead(8), get_rule("all10"))
-    with pytest.raises(ValueError, match="unknown model.point_init 'ones'"):
-        build(tiny_config("model.point_init=ones"))
-    with pytest.raises(ValueError, match="model.point_init=rule .* needs model.point_fit=gradient"):
-        build(tiny_config("model.point_init=rule"))
-    with pytest.raises(ValueError, match="unknown model.point_fit 'lasso'"):
-        build(tiny_config("model.point_fit=lasso"))
+    with pytest.raises(ValueError, match="model.argmax.point_init = 'ones' is not one of learned, rule"):
+        tiny_config("model.argmax.point_init=ones")
+    with pytest.raises(ValueError, match="model.argmax.point_init=rule .* needs model.argmax.point_fit=gradient"):
+        build(tiny_config("model.argmax.point_init=rule"))
+    with pytest.raises(ValueError, match="model.argmax.point_fit = 'lasso' is not one of ridge, gradient"):
+        tiny_config("model.argmax.point_fit=lasso")
 
 
 def test_tables_label_every_told_config_as_the_oracle():
     assert labelled("argmax", tiny_config()) == "argmax"
-    told = tiny_config("model.point_fit=gradient", "model.point_init=rule")
+    told = tiny_config("model.argmax.point_fit=gradient", "model.argmax.point_init=rule")
     assert labelled("argmax_rule_told", told) == "argmax_rule_told (oracle: rule told)"
     study = load_config(None, ["model.type=study", "model.study.head=extremes", "model.study.point_init=rule"])
     assert labelled("14_extremes_canvas_rule_init", study) == "14_extremes_canvas_rule_init (oracle: rule told)"
 
 
 def test_default_head_learns_and_is_told_nothing():
-    model, _, _ = build(tiny_config())
-    head = model.head
+    head = build(tiny_config()).model.head
     assert head.point_fit == "ridge" and head.readout is not None
     assert not head.point.weight.any() and not head.readout.weight.any()
 
 
 def test_point_init_rule_takes_the_configured_rule():
-    model, _, _ = build(tiny_config("model.point_fit=gradient", "model.point_init=rule", "data.rule=seed37"))
+    model = build(tiny_config("model.argmax.point_fit=gradient", "model.argmax.point_init=rule", "data.rule=seed37")).model
     reference = ArgmaxPointHead(8, soft_channels=2, point_fit="gradient")
     tell_argmax_head(reference, get_rule("seed37"))
     assert torch.equal(model.head.point.weight, reference.point.weight)
@@ -152,12 +151,13 @@ def test_ink_reach_gives_back_a_digit_cut_by_its_box_and_never_a_neighbour():
 
 def tiny_config(*extra):
     return load_config(None, ["model.type=argmax", "model.backbone=test_resnet", "model.fpn_channels=8",
-                              "model.head_channels=8", "model.argmax_channels=2", *extra])
+                              "model.head_channels=8", "model.argmax.argmax_channels=2", *extra])
 
 
 def test_train_mode_gives_head_points_for_every_target_and_a_finite_loss(pools):
     torch.manual_seed(0)
-    model, criterion, postprocess = build(tiny_config())
+    detector = build(tiny_config())
+    model, criterion = detector.model, detector.criterion
     assert isinstance(model, ArgmaxDetector) and isinstance(criterion, ArgmaxCriterion)
     generator = CanvasGenerator("canvas128", "all10", "train", 0, pools["train"])
     canvases = [generator.generate(i) for i in range(2)]
@@ -171,7 +171,7 @@ def test_train_mode_gives_head_points_for_every_target_and_a_finite_loss(pools):
     fitted = model.head.readout.weight.flatten(1).abs().sum(dim=1) > 0
     assert fitted[seen].all() and fitted.sum() == len(seen)
     loss, terms = criterion(outputs, targets)
-    assert set(terms) == set(ArgmaxCriterion.loss_terms) and torch.isfinite(loss)
+    assert set(terms) == set(criterion.loss_terms) and torch.isfinite(loss)
     assert terms["crop_class"] > 0
     loss.backward()
     # Two canvases hold fewer digits per class than the map has features, so the closed-form fit
@@ -180,14 +180,30 @@ def test_train_mode_gives_head_points_for_every_target_and_a_finite_loss(pools):
     assert model.classifier.classifier.weight.grad.abs().sum() > 0
     assert "head.readout.weight" in model.state_dict()
     with torch.no_grad():
-        (det,) = postprocess(model.eval()(images[:1]))
+        (det,) = detector.eval().predictor(images[:1])
     assert det["keypoints"].shape == (det["boxes"].shape[0], 1, 3)
 
 
-def test_training_without_targets_is_an_error():
-    model, _, _ = build(tiny_config())
-    with pytest.raises(ValueError, match="argmax: training needs targets"):
-        model.train()(torch.rand(1, 1, 64, 64))
+def test_outputs_are_the_same_kind_in_train_and_eval_mode(pools):
+    """Eval mode gives the head's points at the true boxes too (a validation loss), without the
+    training mode's jitter and closed-form fit."""
+    torch.manual_seed(0)
+    detector = build(tiny_config())
+    generator = CanvasGenerator("canvas128", "all10", "val", 0, pools["val"])
+    canvas = generator.generate(0)
+    images = torch.from_numpy(canvas.image).float().div(255)[None, None]
+    targets = [canvas_target(canvas, "all10", 1)]
+    with torch.no_grad():
+        train = detector.model.train()(images, targets)
+        readout = detector.model.head.readout.weight.clone()
+        evaluated = detector.model.eval()(images, targets)
+        again = detector.model(images, targets)
+    assert set(train) == set(evaluated) >= {"heatmap", "features", "argmax_points", "crop_logits"}
+    assert torch.equal(readout, detector.model.head.readout.weight)  # no fit in eval mode
+    assert torch.equal(evaluated["argmax_points"], again["argmax_points"])  # no jitter in eval mode
+    assert set(detector.model(images)) == set(evaluated) - {"argmax_points", "crop_logits"}
+    loss, _ = detector.criterion(evaluated, targets)
+    assert torch.isfinite(loss)
 
 
 def test_crop_size_must_be_a_multiple_of_the_feature_stride():

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from ocrloc.config import load_config
-from ocrloc.engine.checkpoint import model_from_checkpoint
+from ocrloc.engine.checkpoint import detector_from_checkpoint
 from ocrloc.engine.trainer import Trainer
-from ocrloc.models.baselines import BASELINE_TYPES, LOSS_TERMS, BoxPointPostprocess, DetectorLoss, TorchvisionDetector
+from ocrloc.models.baselines import (BASELINE_TYPES, LOSS_TERMS, BaselinePredictor, BoxPointPostprocess, DetectorLoss,
+                                     TorchvisionDetector)
 from ocrloc.models.build import build
 
 def tiny(kind: str, rule: str = "all10", **kwargs) -> TorchvisionDetector:
@@ -37,9 +38,9 @@ def test_baseline_trains_and_predicts_through_the_ocrloc_interface(kind):
     stem = next(model.detector.backbone.body.parameters())
     assert stem.grad is not None and stem.grad.abs().sum() > 0
 
-    postprocess = BoxPointPostprocess("all10", label_offset=model.label_offset, from_keypoints=kind == "keypointrcnn")
+    decoder = BoxPointPostprocess("all10", label_offset=model.label_offset, from_keypoints=kind == "keypointrcnn")
     with torch.no_grad():
-        (det,) = postprocess(model.eval()(images))
+        (det,) = BaselinePredictor(model, decoder).eval()(images)
     n = det["scores"].shape[0]
     assert 0 < n <= 100
     assert det["boxes"].shape == (n, 4) and det["keypoints"].shape == (n, 1, 3)
@@ -47,8 +48,25 @@ def test_baseline_trains_and_predicts_through_the_ocrloc_interface(kind):
     assert torch.all(det["scores"][:-1] >= det["scores"][1:])
 
 
-def test_training_without_targets_is_an_error():
-    with pytest.raises(ValueError, match="retinanet: training needs targets"):
+@pytest.mark.parametrize("kind", ["retinanet", "keypointrcnn"])
+def test_eval_mode_gives_the_loss_terms_without_touching_batch_norm_or_the_random_state(kind):
+    """The family contract: outputs of the same kind in both modes (torchvision computes a baseline's
+    losses inside its forward, so these are its outputs)."""
+    torch.manual_seed(0)
+    model = tiny(kind).eval()
+    norm = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    images = torch.rand(1, 1, 128, 128)
+    running, rng = norm.running_mean.clone(), torch.get_rng_state()
+    with torch.no_grad():
+        losses = model(images, targets())
+    assert {name.replace("loss_", "", 1) for name in losses} == set(LOSS_TERMS[kind])
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert torch.equal(norm.running_mean, running) and torch.equal(torch.get_rng_state(), rng)
+    assert not model.training and not model.detector.training
+
+
+def test_outputs_without_targets_is_an_error():
+    with pytest.raises(ValueError, match="retinanet: torchvision computes a baseline's outputs, its losses, from targets"):
         tiny("retinanet").train()(torch.rand(1, 1, 64, 64))
 
 
@@ -63,7 +81,7 @@ def test_canvases_are_not_resized():
 def test_labels_keep_background_free_where_torchvision_reserves_label_0(kind, offset):
     model = tiny(kind)
     assert model.label_offset == offset
-    converted = model._torchvision_target(targets()[0], torch.device("cpu"))
+    converted = model._torchvision_target(targets()[0])
     assert converted["labels"].tolist() == [3 + offset, 1 + offset]
     if kind == "keypointrcnn":
         kps = converted["keypoints"]
@@ -123,9 +141,9 @@ def test_keypoint_rcnn_point_is_read_at_the_predicted_class():
 def test_bad_baseline_settings_name_the_problem():
     with pytest.raises(ValueError, match="unknown baseline 'yolo'"):
         TorchvisionDetector("yolo")
-    with pytest.raises(ValueError, match=r"model.anchor_sizes for retinanet: expected one list of sizes per FPN level \(3\)"):
+    with pytest.raises(ValueError, match=r"model.baseline.anchor_sizes for retinanet: expected one list of sizes per FPN level \(3\)"):
         tiny("retinanet", anchor_sizes=[[16.0]])
-    with pytest.raises(ValueError, match="model.anchor_sizes for ssd: expected 4 scales"):
+    with pytest.raises(ValueError, match="model.baseline.anchor_sizes for ssd: expected 4 scales"):
         tiny("ssd", anchor_sizes=[[0.1, 0.2]])
 
 
@@ -134,13 +152,13 @@ def test_baseline_runs_through_the_trainer_and_rebuilds_from_its_checkpoint(tmp_
                  "data.rule=seed37", "data.val_count=2", "data.num_workers=0", "train.batch_size=2",
                  "train.steps=2", "train.val_every=2", "train.log_every=1", "optim.warmup_steps=1"]
     config = load_config(None, overrides)
-    model, criterion, postprocess = build(config)
-    assert isinstance(model, TorchvisionDetector) and isinstance(criterion, DetectorLoss)
+    detector = build(config)
+    assert isinstance(detector.model, TorchvisionDetector) and isinstance(detector.criterion, DetectorLoss)
     scores = Trainer(config, tmp_path / "run", progress=False).fit()
-    assert "kpt_AP" in scores and "loss" not in scores  # no eval-mode loss for torchvision detectors
+    assert "kpt_AP" in scores and scores["loss"] > 0  # the validation loss too, as for every family
     header = (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"loss_classification", "loss_bbox_regression", "loss_bbox_ctrness"} <= set(header)
-    rebuilt, postprocess, loaded_config, _ = model_from_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert loaded_config.model.type == "fcos" and isinstance(postprocess, BoxPointPostprocess)
+    rebuilt, loaded_config, _ = detector_from_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert loaded_config.model.type == "fcos" and isinstance(rebuilt.predictor, BaselinePredictor)
     with torch.no_grad():
-        assert len(postprocess(rebuilt(torch.rand(1, 1, 128, 128)))) == 1
+        assert len(rebuilt.predictor(torch.rand(1, 1, 128, 128))) == 1

@@ -19,7 +19,7 @@ from ocrloc.config import load_config
 from ocrloc.data.canvas import CanvasGenerator
 from ocrloc.data.coco import write_split
 from ocrloc.data.datasets import CocoKeypointDataset, collate_detection
-from ocrloc.engine.checkpoint import model_from_checkpoint
+from ocrloc.engine.checkpoint import detector_from_checkpoint
 from ocrloc.engine.trainer import Trainer
 from ocrloc.models.argmax_detector import ArgmaxPointHead
 
@@ -118,14 +118,14 @@ def test_head_fits_the_rule_from_the_annotations(rule_folders):
 def test_trainer_learns_the_rule_from_a_coco_folder(rule_folders, tmp_path):
     config = load_config(None, [
         "model.type=argmax", "model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8",
-        "model.argmax_channels=2", "data.num_workers=0", f"data.train_path={rule_folders['train']}",
+        "model.argmax.argmax_channels=2", "data.num_workers=0", f"data.train_path={rule_folders['train']}",
         f"data.val_path={rule_folders['val']}", "train.steps=14", "train.batch_size=16", "train.val_every=14",
         "train.log_every=14", "optim.warmup_steps=5"])
     Trainer(config, tmp_path / "run", progress=False).fit()
-    model, _, _, _ = model_from_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    model = detector_from_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")[0].model
     dataset = CocoKeypointDataset(rule_folders["val"])
     images = torch.stack([dataset[i][0] for i in range(len(dataset))])
     with torch.no_grad():
-        _, fine = model.features(images)
+        fine = model(images)["features"]
     error = head_errors(model.head, rule_folders["val"], fine)
     assert error.median() < 0.1 and (error < 0.5).float().mean() >= 0.95, (error.median(), error.max())

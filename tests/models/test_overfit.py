@@ -7,8 +7,8 @@ import torch
 from ocrloc.data.canvas import CanvasGenerator, CanvasPreset
 from ocrloc.data.datasets import SyntheticCanvasDataset, collate_detection
 from ocrloc.models.centernet import CenterNetDetector
-from ocrloc.models.criterion import CenterNetCriterion
-from ocrloc.models.postprocess import CenterNetPostprocess
+from ocrloc.models.centernet_loss import CenterNetCriterion
+from ocrloc.models.centernet_decode import CenterNetDecoder
 
 
 def test_overfitting_one_batch_finds_its_points(pools):
@@ -28,7 +28,7 @@ def test_overfitting_one_batch_finds_its_points(pools):
         optimizer.step()
     assert loss.item() < first / 10
     with torch.no_grad():  # BatchNorm in train mode: the batch statistics the model was fitted with
-        detections = CenterNetPostprocess(4, score_threshold=0.3)(model(images))
+        detections = CenterNetDecoder(4, score_threshold=0.3)(model(images))
     for det, tgt in zip(detections, targets):
         assert sorted(det["labels"].tolist()) == sorted(tgt["labels"].tolist())
         for label, point in zip(tgt["labels"], tgt["keypoints"][:, 0, :2]):

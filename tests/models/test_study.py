@@ -9,10 +9,10 @@ from ocrloc.config import load_config
 from ocrloc.data.canvas import CanvasGenerator
 from ocrloc.data.datasets import SyntheticCanvasDataset, collate_detection
 from ocrloc.data.rules import get_rule
-from ocrloc.engine.experiment import make_test_set
+from ocrloc.engine.head_study import make_test_set
 from ocrloc.models.build import build
 from ocrloc.models.oracle import tell_study_net
-from ocrloc.models.study import STUDY_HEADS, StemPool, StudyCriterion, StudyNet, StudyPostprocess
+from ocrloc.models.study import STUDY_HEADS, StemPool, StudyCriterion, StudyNet, StudyPredictor
 
 
 def batch(n=3, side=32):
@@ -33,12 +33,16 @@ def test_every_head_trains_predicts_and_scripts(head):
     loss.backward()
     assert all(p.grad is not None for p in model.point_mlp.parameters())
     model.eval()
-    detections = StudyPostprocess(32)(model(images))
+    predictor = StudyPredictor(model)
+    detections = predictor(images)
     assert len(detections) == 3 and detections[0]["keypoints"].shape == (1, 1, 3)
     assert detections[0]["boxes"].tolist() == [[0.0, 0.0, 32.0, 32.0]]
-    scripted = torch.jit.script(model)
-    for key, value in model(images).items():
-        assert torch.allclose(value, scripted(images)[key], atol=1e-5), key
+    # Every class's point rides along, so the study can score the point at the true class.
+    assert torch.equal(detections[1]["class_points"][0], model(images)["points"][1])
+    scripted = torch.jit.script(predictor)
+    for eager, script in zip(detections, scripted(images)):
+        for key, value in eager.items():
+            assert torch.allclose(value, script[key], atol=1e-5), key
 
 
 def test_point_at_the_true_class_is_what_the_loss_sees():
@@ -76,9 +80,12 @@ def test_bad_study_settings_name_the_problem():
 def test_build_reads_the_study_section():
     config = load_config(None, ["model.type=study", "data.preset=single", "model.study.head=soft_argmax",
                                 "model.study.inputs=[canvas]", "model.study.width=8"])
-    model, criterion, postprocess = build(config)
+    detector = build(config)
+    model = detector.model
     assert isinstance(model, StudyNet) and model.head == "soft_argmax" and model.inputs == ["canvas"]
-    assert isinstance(criterion, StudyCriterion) and postprocess.canvas_size == 32
+    assert isinstance(detector.criterion, StudyCriterion) and detector.predictor.canvas_size == 32
+    # Its own input rule: exactly the 32 x 32 canvases it was built for.
+    assert detector.predictor.accepts(32, 32) and not detector.predictor.accepts(64, 64)
 
 
 @pytest.mark.parametrize("rule", ["all10", "seed37"])
@@ -106,9 +113,8 @@ def test_rule_oracle_needs_the_extremes_head_on_the_canvas_with_a_gradient_path(
         tell_study_net(StudyNet("extremes", inputs=("canvas",)), {10: "center"})
     with pytest.raises(ValueError, match="needs model.study.point_fit 'gradient'"):
         tell_study_net(StudyNet("extremes", inputs=("canvas",), point_fit="ridge"), get_rule("all10"))
-    config = load_config(None, ["model.type=study", "data.preset=single", "model.study.point_init=spec"])
-    with pytest.raises(ValueError, match="unknown model.study.point_init 'spec'; known: default, rule"):
-        build(config)
+    with pytest.raises(ValueError, match="model.study.point_init = 'spec' is not one of learned, rule"):
+        load_config(None, ["model.type=study", "data.preset=single", "model.study.point_init=spec"])
 
 
 def canvas_batches(rule, count, batch, pools):
@@ -151,5 +157,5 @@ def test_ridge_and_identity_settings_name_the_problem():
     config = load_config(None, ["model.type=study", "data.preset=single", "model.study.head=extremes",
                                 "model.study.inputs=[canvas]", "model.study.point_fit=ridge",
                                 "model.study.canvas_maps=identity", "model.study.width=8"])
-    model, _, _ = build(config)
+    model = build(config).model
     assert model.readout is not None and model.point_features[0].conv.weight.eq(1).all()

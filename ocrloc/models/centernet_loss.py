@@ -15,13 +15,14 @@ Losses are summed with a weight per term (DETR's ``weight_dict``); each term is 
 
 from __future__ import annotations
 
-import math
 from typing import Dict, List, Mapping, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torchvision.ops import generalized_box_iou_loss
+
+from ocrloc.models.constants import NUM_CLASSES
+from ocrloc.models.family import Criterion
 
 __all__ = ["CenterNetCriterion", "gaussian_radius", "focal_heatmap_loss"]
 
@@ -56,7 +57,7 @@ def focal_heatmap_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float 
     return -(pos_loss.sum() + neg_loss.sum()) / num_pos
 
 
-class CenterNetCriterion(nn.Module):
+class CenterNetCriterion(Criterion):
     """Loss of :class:`~ocrloc.models.centernet.CenterNetDetector` outputs.
 
     Args:
@@ -64,14 +65,16 @@ class CenterNetCriterion(nn.Module):
         weights: weight per term: ``heatmap``, ``size``, ``offset``, ``point`` (offset mode),
             ``point_heatmap`` (heatmap mode, covers its offset too), ``giou``.
         point_mode: ``offset`` or ``heatmap``.
-        num_classes: digit classes.
+        num_classes: classes.
+
+    Targets must be on the outputs' device already (the caller moves them once).
     """
 
-    # The loss is computed from raw outputs alone, so validation reports it too.
-    has_eval_loss = True
-
-    def __init__(self, stride: int, weights: Mapping[str, float], point_mode: str = "offset", num_classes: int = 10) -> None:
+    def __init__(self, stride: int, weights: Mapping[str, float], point_mode: str = "offset",
+                 num_classes: int = NUM_CLASSES) -> None:
         super().__init__()
+        # Every term either mode can give: one metrics.csv layout for every CenterNet run.
+        self.loss_terms = ("heatmap", "size", "offset", "point", "point_heatmap", "giou")
         self.stride = stride
         self.weights = dict(weights)
         self.point_mode = point_mode
@@ -97,10 +100,11 @@ class CenterNetCriterion(nn.Module):
         """Dense and per-object targets for a batch whose heatmap has ``shape`` ``[B, C, h, w]``."""
         _, _, h, w = shape
         s = float(self.stride)
-        batch = torch.cat([torch.full((len(t["labels"]),), i, dtype=torch.long) for i, t in enumerate(targets)]).to(device)
-        boxes = torch.cat([t["boxes"].float() for t in targets]).to(device).reshape(-1, 4)
-        labels = torch.cat([t["labels"] for t in targets]).to(device).long()
-        points = torch.cat([t["keypoints"][:, 0, :2].float() for t in targets]).to(device).reshape(-1, 2)
+        batch = torch.cat([torch.full((len(t["labels"]),), i, dtype=torch.long, device=device)
+                           for i, t in enumerate(targets)])
+        boxes = torch.cat([t["boxes"].float() for t in targets]).reshape(-1, 4)
+        labels = torch.cat([t["labels"] for t in targets]).long()
+        points = torch.cat([t["keypoints"][:, 0, :2].float() for t in targets]).reshape(-1, 2)
         centers = (boxes[:, :2] + boxes[:, 2:]) / 2 / s
         cells = centers.floor().clamp(min=0)
         cells = torch.stack([cells[:, 0].clamp(max=w - 1), cells[:, 1].clamp(max=h - 1)], dim=1)

@@ -6,7 +6,7 @@ one digit has one class, so two peaks of different classes on one digit are dupl
 (``batched_nms`` per class would keep both).
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: TorchScript reads these annotations.
 
 from typing import Dict, List
 
@@ -15,10 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import boxes as box_ops
 
-__all__ = ["CenterNetPostprocess"]
+from ocrloc.models.constants import NUM_CLASSES
+
+__all__ = ["CenterNetDecoder"]
 
 
-class CenterNetPostprocess(nn.Module):
+class CenterNetDecoder(nn.Module):
     """Raw outputs ``{name: [B, K, h, w]}`` -> one dict per image, as torchvision detection models return.
 
     Each dict holds ``boxes`` ``[N, 4]`` (xyxy, canvas pixels), ``scores`` ``[N]``, ``labels``
@@ -31,11 +33,11 @@ class CenterNetPostprocess(nn.Module):
         nms_kernel: peak-finder window (odd).
         iou_threshold: class-agnostic suppression threshold on the decoded boxes.
         point_mode: ``offset`` or ``heatmap`` (see :func:`~ocrloc.models.centernet.head_layout`).
-        num_classes: digit classes.
+        num_classes: classes.
     """
 
     def __init__(self, stride: int, max_detections: int = 100, score_threshold: float = 0.05, nms_kernel: int = 3,
-                 iou_threshold: float = 0.6, point_mode: str = "offset", num_classes: int = 10) -> None:
+                 iou_threshold: float = 0.6, point_mode: str = "offset", num_classes: int = NUM_CLASSES) -> None:
         super().__init__()
         if nms_kernel % 2 != 1:
             raise ValueError(f"nms_kernel must be odd, got {nms_kernel}")

@@ -9,9 +9,9 @@ import yaml
 import math
 
 from ocrloc.data.points import POINT_NAMES
-from ocrloc.engine.experiment import (STUDY_COLUMNS, StudyTestSet, experiment_table, feature_fidelity, fidelity_rows,
+from ocrloc.engine.head_study import (STUDY_COLUMNS, StudyTestSet, experiment_table, feature_fidelity, fidelity_rows,
                                       fidelity_table, fit_fidelity, make_test_set, point_scores, run_experiments)
-from ocrloc.models.study import StudyNet, StudyPostprocess
+from ocrloc.models.study import StudyNet, StudyPredictor
 
 
 class FixedOutputs(torch.nn.Module):
@@ -20,6 +20,7 @@ class FixedOutputs(torch.nn.Module):
     def __init__(self, logits, points):
         super().__init__()
         self.logits, self.points = logits, points
+        self.canvas_size = 32
 
     def forward(self, images):
         rows = images[:, 0, 0, 0].long()
@@ -39,7 +40,7 @@ def test_point_scores_are_measured_at_the_predicted_class():
     points[2, 3] = torch.tensor([10.0, 10.8])   # 0.8
     points[3, 5] = torch.tensor([13.0, 10.0])   # 3, read at the predicted class 5
     points[3, 4] = torch.tensor([10.0, 10.0])   # exact at the true class: not what is scored
-    scores = point_scores(FixedOutputs(logits, points), StudyPostprocess(32), test, torch.device("cpu"), batch_size=3)
+    scores = point_scores(StudyPredictor(FixedOutputs(logits, points)), test, torch.device("cpu"), batch_size=3)
     assert scores["point_px"] == pytest.approx((0 + 0.4 + 0.8 + 3) / 4, abs=1e-5)
     assert scores["pck_0.5"] == 0.5 and scores["pck_1"] == 0.75 and scores["cls_acc"] == 0.75
     # At the true class the misclassified canvas is exact: (0 + 0.4 + 0.8 + 0) / 4.

@@ -26,8 +26,9 @@ from ocrloc.data.canvas import CanvasGenerator
 from ocrloc.data.datasets import image_tensor
 from ocrloc.data.mnist import load_digit_pool
 from ocrloc.data.points import POINT_NAMES
-from ocrloc.engine.checkpoint import model_from_checkpoint
-from ocrloc.engine.compare import train_or_reuse
+from ocrloc.engine.checkpoint import detector_from_checkpoint
+from ocrloc.engine.inference import iterate_predictions
+from ocrloc.engine.runs import train_or_reuse
 from ocrloc.models.oracle import labelled
 from ocrloc.utils.io import cached_json
 
@@ -66,24 +67,22 @@ def make_test_set(preset: str, rule: str, count: int, seed: int, data_root: Opti
     return StudyTestSet(images, labels, points, f"{preset}/{rule}/test/seed{seed}/{count}", named)
 
 
-@torch.no_grad()
-def point_scores(model: torch.nn.Module, postprocess: torch.nn.Module, test: StudyTestSet, device: torch.device,
+def point_scores(predictor: torch.nn.Module, test: StudyTestSet, device: torch.device,
                  batch_size: int = 256) -> Dict[str, float]:
     """Point error (pixels, at the predicted class), PCK at 0.5 and 1 px, class accuracy; and the
     point error and PCK at the *true* class (``true_*``), which a wrong class cannot spoil: the
     study's question is where the head puts the point, and a misclassified digit's point belongs
     to another rule."""
-    model.eval()
     labels, points, true_points = [], [], []
-    for start in range(0, len(test.labels), batch_size):
-        outputs = model(test.images[start:start + batch_size].to(device))
-        detections = postprocess(outputs)
+    batches = ((test.images[start:start + batch_size], [{"label": int(c)} for c in test.labels[start:start + batch_size]])
+               for start in range(0, len(test.labels), batch_size))
+    for _, targets, detections in iterate_predictions(predictor, batches, device):
         labels += [int(d["labels"][0]) for d in detections]
         points += [d["keypoints"][0, 0, :2].cpu() for d in detections]
-        true_points.append(outputs["points"].float().cpu()[torch.arange(len(detections)),
-                                                             test.labels[start:start + batch_size]])
+        # The study predictor gives every class's point: the one at the true class.
+        true_points += [d["class_points"][0, t["label"]].cpu() for d, t in zip(detections, targets)]
     error = (torch.stack(points) - test.points).norm(dim=1)
-    true_error = (torch.cat(true_points) - test.points).norm(dim=1)
+    true_error = (torch.stack(true_points) - test.points).norm(dim=1)
     return {
         "point_px": float(error.mean()),
         "median_px": float(error.median()),
@@ -118,17 +117,17 @@ def run_experiments(config_paths: Sequence[str | os.PathLike], rules: Sequence[s
                 best = run_dir / "checkpoints" / "best.pt"
                 key = {"checkpoint_mtime": best.stat().st_mtime, "scores_version": SCORES_VERSION,
                        "test": f"{config.data.preset}/{rule}/test/seed{test_seed}/{test_count}"}
-                model, postprocess, _, _ = model_from_checkpoint(best, map_location=torch_device)
+                detector, _, _ = detector_from_checkpoint(best, map_location=torch_device)
 
                 def score_on_test() -> Dict[str, float]:
                     nonlocal test
                     if test is None:
                         test = make_test_set(config.data.preset, rule, test_count, test_seed, config.data.data_root)
-                    return point_scores(model, postprocess, test, torch_device)
+                    return point_scores(detector.predictor, test, torch_device)
 
                 scores = cached_json(run_dir / "study_scores.json", key, score_on_test)
                 runs.append({"seed": seed, "wall_s": float(state.get("wall_s", 0.0)),
-                             "params": sum(p.numel() for p in model.parameters()), **scores})
+                             "params": sum(p.numel() for p in detector.model.parameters()), **scores})
             rows.append(_aggregate(rule, labelled(name, config), runs))
             if on_row is not None:
                 on_row(rows)
@@ -231,8 +230,8 @@ def fidelity_rows(config_paths: Sequence[str | os.PathLike], rules: Sequence[str
                     continue
                 if test is None:
                     test = make_test_set(config.data.preset, rule, test_count, test_seed, config.data.data_root)
-                model, _, _, _ = model_from_checkpoint(best, map_location=torch_device)
-                found.append(feature_fidelity(model, test, torch_device))
+                detector, _, _ = detector_from_checkpoint(best, map_location=torch_device)
+                found.append(feature_fidelity(detector.model, test, torch_device))
             if found:
                 row: Dict[str, Any] = {"rule": rule, "config": labelled(name, config), "seeds": len(found),
                                        "features": found[0]["features"]}

@@ -1,0 +1,95 @@
+"""The one predict loop: a predictor over batches, detections as COCO results (SPEC section 6).
+
+Validation, ``compare``, the head study, ``ocrloc predict`` and :class:`ocrloc.Predictor`
+all run :func:`iterate_predictions` (or :func:`predict_results`, which collects it), so images
+are padded to the predictor's input rule and targets moved to the device in this one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["detections_to_results", "iterate_predictions", "pad_to_multiple", "pad_to_rule",
+           "predict_results", "to_device"]
+
+Batch = Tuple[torch.Tensor, List[Dict[str, Any]]]
+
+
+def to_device(images: torch.Tensor, targets: Sequence[Dict[str, Any]], device: torch.device,
+              non_blocking: bool = False) -> Batch:
+    """Images and every tensor of every target on ``device`` (other values, e.g. ``image_id``, kept)."""
+    moved = [{k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in t.items()}
+             for t in targets]
+    return images.to(device, non_blocking=non_blocking), moved
+
+
+def detections_to_results(detections: Sequence[Dict[str, torch.Tensor]], image_ids: Sequence[int]) -> List[Dict[str, Any]]:
+    """Detections -> the COCO results list (``bbox`` as ``[x, y, w, h]``, keypoint visibility =
+    the detection's score)."""
+    results: List[Dict[str, Any]] = []
+    for det, image_id in zip(detections, image_ids):
+        boxes = det["boxes"].detach().cpu().tolist()
+        scores = det["scores"].detach().cpu().tolist()
+        labels = det["labels"].detach().cpu().tolist()
+        points = det["keypoints"].detach().cpu()[:, 0, :2].tolist()
+        for (x1, y1, x2, y2), score, label, (px, py) in zip(boxes, scores, labels, points):
+            results.append({
+                "image_id": int(image_id),
+                "category_id": int(label),
+                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                "score": float(score),
+                "keypoints": [px, py, float(score)],
+            })
+    return results
+
+
+def pad_to_multiple(images: torch.Tensor, multiple: int = 32, min_size: int = 0) -> torch.Tensor:
+    """Pad ``[B, C, H, W]`` on the bottom and right with zeros (black background) to multiples of
+    ``multiple`` and at least ``min_size``; coordinates are unchanged."""
+    h, w = images.shape[-2:]
+    pad_h = max(h + (-h) % multiple, min_size + (-min_size) % multiple) - h
+    pad_w = max(w + (-w) % multiple, min_size + (-min_size) % multiple) - w
+    if pad_h or pad_w:
+        images = F.pad(images, (0, pad_w, 0, pad_h))
+    return images
+
+
+def pad_to_rule(images: torch.Tensor, predictor: torch.nn.Module) -> torch.Tensor:
+    """``images`` padded to ``predictor``'s input rule.
+
+    Raises:
+        ValueError: when the images are larger than the predictor takes (``max_size``).
+    """
+    padded = pad_to_multiple(images, predictor.size_divisible, predictor.min_size)
+    h, w = padded.shape[-2:]
+    if predictor.max_size > 0 and (h > predictor.max_size or w > predictor.max_size):
+        raise ValueError(f"images of {images.shape[-2]} x {images.shape[-1]} px are larger than this model takes "
+                         f"(at most {predictor.max_size} x {predictor.max_size})")
+    return padded
+
+
+@torch.no_grad()
+def iterate_predictions(predictor: torch.nn.Module, batches: Iterable[Batch], device: torch.device
+                        ) -> Iterator[Tuple[torch.Tensor, List[Dict[str, Any]], List[Dict[str, torch.Tensor]]]]:
+    """``(images, targets, detections)`` per batch: images padded to the predictor's rule and,
+    with the targets, on ``device``; detections on ``device``. The predictor is put in eval mode
+    for the loop and left as it was found."""
+    was_training = predictor.training
+    predictor.eval()
+    try:
+        for images, targets in batches:
+            images, targets = to_device(pad_to_rule(images, predictor), targets, device)
+            yield images, targets, predictor(images)
+    finally:
+        predictor.train(was_training)
+
+
+def predict_results(predictor: torch.nn.Module, batches: Iterable[Batch], device: torch.device) -> List[Dict[str, Any]]:
+    """COCO results of ``predictor`` on every batch (targets need an ``image_id`` each)."""
+    results: List[Dict[str, Any]] = []
+    for _, targets, detections in iterate_predictions(predictor, batches, device):
+        results += detections_to_results(detections, [t["image_id"] for t in targets])
+    return results
