@@ -1,0 +1,20 @@
+"""Option choices and defaults of the command line, as plain constants.
+
+The modules they come from import numpy, cv2, albumentations or pycocotools; copying the
+values here keeps ``ocrloc ... --help`` fast. ``tests/test_cli.py`` checks that each constant
+still equals its source, so they cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+# sorted(ocrloc.data.canvas.PRESETS)
+PRESET_NAMES: tuple[str, ...] = ("canvas128", "single")
+
+# sorted(ocrloc.data.rules.RULES): the SPEC rules; any other rule is a YAML / JSON rule file.
+RULE_NAMES: tuple[str, ...] = ("all10", "seed37")
+
+# tuple(ocrloc.data.mnist.SPLITS), in that order.
+SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+
+# ocrloc.evaluation.DEFAULT_SIGMA: OKS sigma of the point (SPEC 7).
+DEFAULT_SIGMA: float = 0.05

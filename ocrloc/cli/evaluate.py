@@ -1,0 +1,58 @@
+"""Score a COCO results file against a COCO keypoints ground truth (SPEC section 7).
+
+examples:
+  ocrloc evaluate --gt data/test_all10/annotations.json --results runs/quickstart/test_results.json
+  ocrloc evaluate --gt test.json --results dets.json --sigma 0.05 --json
+  ocrloc evaluate --gt test.json --oracle      # the ground truth as results: all scores perfect
+
+Prints a table; with --json the last line is one JSON object with the scores (keys in
+ocrloc.evaluation.SCORE_KEYS). Bad input prints `error: FILE: entry N: ...` on stderr and exits 2.
+`python tools/evaluate.py` takes the same arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Optional, Sequence
+
+from ocrloc.cli._common import fail, standalone_main
+from ocrloc.cli.defaults import DEFAULT_SIGMA
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ocrloc evaluate``."""
+    parser.add_argument("--gt", required=True, help="COCO keypoints ground truth JSON (SPEC 6)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--results", help="COCO results JSON: a list of detections")
+    source.add_argument("--oracle", action="store_true",
+                        help="score the ground truth itself as results (checks the file and the scoring)")
+    parser.add_argument("--sigma", type=float, default=DEFAULT_SIGMA,
+                        help=f"OKS sigma of the point, > 0 (default {DEFAULT_SIGMA})")
+    parser.add_argument("--json", action="store_true", help="also print the scores as one JSON line, last")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the evaluation; return the exit status (0, or 2 for bad input)."""
+    from ocrloc.evaluation import EvaluationInputError, evaluate, format_table, ground_truth_as_results
+
+    try:
+        results = ground_truth_as_results(args.gt) if args.oracle else args.results
+        scores = evaluate(args.gt, results, sigma=args.sigma)
+    except EvaluationInputError as err:
+        # A user error, not a bug: one line, no traceback, the same status argparse uses for bad usage.
+        return fail(err)
+    print(format_table(scores))
+    if args.json:
+        print(json.dumps(scores, allow_nan=False))
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python tools/evaluate.py``: parse ``argv`` (``None``: ``sys.argv[1:]``) and evaluate."""
+    return standalone_main(__doc__, add_arguments, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Write a split of MNIST canvases as a COCO keypoints folder (SPEC sections 5 and 6).
+
+examples:
+  ocrloc make-dataset --preset canvas128 --rule all10 --split test \\
+      --count 1000 --seed 1000 --out data/test_all10
+  ocrloc make-dataset --preset canvas128 --rule all10 --split test \\
+      --count 1000 --seed 0 --out data/canvas128_all10_test --preview preview.png
+  ocrloc make-dataset --rule my_rule.yaml --split val --count 500 --out data/val_my_rule
+
+`python tools/make_dataset.py` takes the same arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Optional, Sequence
+
+from ocrloc.cli._common import fail, standalone_main
+from ocrloc.cli.defaults import PRESET_NAMES, RULE_NAMES, SPLIT_NAMES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ocrloc make-dataset``."""
+    parser.add_argument("--preset", default="canvas128", choices=PRESET_NAMES,
+                        help="canvas recipe: size, digits per canvas, digit sizes (default: %(default)s)")
+    parser.add_argument("--rule", default="all10",
+                        help=f"a SPEC rule ({', '.join(RULE_NAMES)}) or a YAML / JSON rule file mapping classes to "
+                             "point names (docs/data.md, 'Rules'; default: %(default)s)")
+    parser.add_argument("--split", default="test", choices=SPLIT_NAMES,
+                        help="which MNIST digits are drawn (default: %(default)s)")
+    parser.add_argument("--count", type=int, required=True, help="number of canvases")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="split seed; canvas i depends only on (preset, rule, split, seed, i) "
+                             "(default: %(default)s)")
+    parser.add_argument("--out", required=True, help="output folder: images/*.png and annotations.json")
+    parser.add_argument("--data-root", default=None,
+                        help="folder holding MNIST/raw/ (default: $OCRLOC_DATA, ./data, ../shared/data)")
+    parser.add_argument("--preview", default=None, metavar="FILE.png",
+                        help="also save a grid of the first canvases with boxes, classes and target points")
+    parser.add_argument("--preview-count", type=int, default=16,
+                        help="canvases drawn with --preview (default: %(default)s)")
+    parser.add_argument("--augment", action="store_true",
+                        help="digit- and canvas-level augmentation (train split only)")
+    parser.add_argument("--no-images", action="store_true", help="write annotations.json only, no PNGs")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the split; return 0, or 2 for a bad rule, an existing folder or missing MNIST."""
+    from ocrloc.data.augment import CanvasAugmentConfig, DigitAugmentConfig
+    from ocrloc.data.canvas import CanvasGenerator
+    from ocrloc.data.coco import write_split
+    from ocrloc.data.mnist import load_digit_pool
+    from ocrloc.data.rules import get_rule
+    from ocrloc.visualize import save_canvas_preview
+
+    try:
+        get_rule(args.rule)  # an unknown rule or a bad rule file fails before any MNIST is read
+        pool = load_digit_pool(args.split, args.data_root)
+        generator = CanvasGenerator(
+            args.preset, args.rule, args.split, args.seed, pool,
+            digit_augment=DigitAugmentConfig(enabled=args.augment),
+            canvas_augment=CanvasAugmentConfig(enabled=args.augment),
+        )
+        start = time.perf_counter()
+        coco = write_split(generator, args.count, args.out, write_images=not args.no_images, overwrite=args.overwrite)
+        elapsed = time.perf_counter() - start
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
+        return fail(err)
+    print(f"wrote {len(coco['images'])} canvases, {len(coco['annotations'])} digits to {args.out} "
+          f"in {elapsed:.1f} s ({len(coco['images']) / elapsed:.0f} canvases/s)")
+    if args.preview:
+        save_canvas_preview(generator, args.preview, count=args.preview_count)
+        print(f"preview: {args.preview}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python tools/make_dataset.py``: parse ``argv`` (``None``: ``sys.argv[1:]``) and write the split."""
+    return standalone_main(__doc__, add_arguments, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

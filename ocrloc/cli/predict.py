@@ -1,0 +1,93 @@
+"""Run a checkpoint (or an exported file) over images and write COCO results (SPEC section 6).
+
+Images of any size, grey or colour, are read as grey and run through ocrloc.Predictor (the
+Python API: padded to the model's input rule, batched by size); image ids come from an
+annotations.json beside the images when there is one, so the results score against it.
+
+examples:
+  ocrloc predict --checkpoint runs/quickstart/checkpoints/best.pt \\
+      --images data/test_all10/images --out runs/quickstart/test_results.json
+  ocrloc predict --checkpoint runs/quickstart/checkpoints/best.pt \\
+      --images data/canvas128_all10_test/images --out results.json --viz viz/
+
+`python tools/predict.py` takes the same arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ocrloc.cli._common import fail, standalone_main
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ocrloc predict``."""
+    parser.add_argument("--checkpoint", required=True,
+                        help="a checkpoint written by ocrloc train (e.g. RUN/checkpoints/best.pt) or a file "
+                             "written by ocrloc export")
+    parser.add_argument("--images", nargs="+", required=True, help="image files and/or folders of images")
+    parser.add_argument("--out", required=True, help="COCO results JSON to write")
+    parser.add_argument("--viz", default=None, metavar="OUT_DIR",
+                        help="also save PNGs with predicted boxes, classes, points")
+    parser.add_argument("--viz-count", type=int, default=16, help="images drawn with --viz (default: %(default)s)")
+    parser.add_argument("--viz-score", type=float, default=0.3,
+                        help="smallest score drawn with --viz (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--polarity", default="light_on_dark", choices=("light_on_dark", "dark_on_light"),
+                        help="light_on_dark: white ink on black, as the training canvases; dark_on_light: black ink "
+                             "on white paper, inverted first (default: %(default)s)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:N "
+                                                         "(default: %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict; return 0, or 2 for a missing or bad checkpoint or image."""
+    from tqdm import tqdm
+
+    from ocrloc.api import Predictor
+    from ocrloc.data.coco import read_grey_image
+    from ocrloc.engine.images import collect_images
+    from ocrloc.utils.io import write_json_atomic
+    from ocrloc.visualize import draw_detections, save_grid
+
+    if args.batch_size < 1:
+        return fail(f"--batch-size must be at least 1, got {args.batch_size}")
+    try:
+        predictor = Predictor(args.checkpoint, device=args.device)
+        images = collect_images(args.images)
+    except (FileNotFoundError, ValueError) as err:
+        return fail(err)
+    results, panels = [], []
+    for start in tqdm(range(0, len(images), args.batch_size), desc="predict", unit="batch"):
+        chunk = images[start:start + args.batch_size]
+        try:
+            detections = predictor([path for path, _ in chunk], polarity=args.polarity, batch_size=args.batch_size)
+        except (FileNotFoundError, ValueError, OSError) as err:
+            return fail(err)
+        for (path, image_id), det in zip(chunk, detections):
+            results += det.to_coco(image_id)
+            if args.viz and len(panels) < args.viz_count:
+                keep = det.scores >= args.viz_score
+                panels.append(draw_detections(read_grey_image(path), det.boxes[keep], det.labels[keep],
+                                              det.to_dict()["keypoints"][keep], det.scores[keep]))
+    write_json_atomic(results, args.out)
+    print(f"wrote {len(results)} detections on {len(images)} images to {args.out}")
+    if args.viz:
+        viz_dir = Path(args.viz)
+        for k, panel in enumerate(panels):
+            save_grid([panel], viz_dir / f"{images[k][0].stem}.png", nrow=1)
+        save_grid(panels, viz_dir / "grid.png")
+        print(f"drawings: {viz_dir}/grid.png and one PNG per image")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python tools/predict.py``: parse ``argv`` (``None``: ``sys.argv[1:]``) and predict."""
+    return standalone_main(__doc__, add_arguments, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Train a detector from a config (a name or a YAML file).
+
+examples:
+  ocrloc train --config quickstart --out runs/quickstart
+  ocrloc train --config quickstart --out runs/quickstart --resume
+  ocrloc train --config canvas128_all10 --set train.steps=500 --set model.backbone=resnet10t
+  torchrun --nproc_per_node 2 tools/train.py --config ... --out ...    # DDP (gloo on CPU, nccl on CUDA)
+
+`python tools/train.py` takes the same arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from ocrloc.cli._common import fail, standalone_main
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ocrloc train``."""
+    parser.add_argument("--config", default=None, metavar="NAME_OR_FILE",
+                        help="config name (e.g. quickstart) or YAML file of overrides over the defaults in "
+                             "ocrloc/config.py (default: the defaults alone)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one value, e.g. --set train.steps=200 (repeatable)")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/<config name>)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from checkpoints/last.pt, with the run's own config.yaml "
+                             "(--config is not needed; --set may change only train.steps, val_every, log_every, "
+                             "checkpoint_every, device, threads, data.num_workers, data.data_root)")
+    parser.add_argument("--data-root", default=None,
+                        help="folder holding MNIST/raw/ (same as --set data.data_root=...)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.csv)")
+
+
+def next_steps(preset: str, rule: str, out: Path) -> str:
+    """The commands that score and export a finished run: its own preset and rule, its best checkpoint."""
+    best = out / "checkpoints" / "best.pt"
+    test = Path("data") / f"test_{Path(rule).stem}"
+    q = lambda value: shlex.quote(str(value))  # noqa: E731
+    return ("next:\n"
+            f"  ocrloc make-dataset --preset {q(preset)} --rule {q(rule)} --split test --count 1000 --seed 1000 "
+            f"--out {q(test)}\n"
+            f"  ocrloc predict --checkpoint {q(best)} --images {q(test / 'images')} "
+            f"--out {q(out / 'test_results.json')}\n"
+            f"  ocrloc evaluate --gt {q(test / 'annotations.json')} --results {q(out / 'test_results.json')}\n"
+            f"  ocrloc export --checkpoint {q(best)} --out {q(out / 'model.pt')}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train; return 0, or 2 for a bad config, rule, run folder or missing MNIST."""
+    from ocrloc.config import ConfigError, load_config
+    from ocrloc.data.mnist import MnistNotFoundError
+    from ocrloc.data.rules import get_rule
+    from ocrloc.engine.runs import resume_config
+    from ocrloc.engine.trainer import Trainer
+    from ocrloc.evaluation import format_table
+
+    overrides = list(args.overrides)
+    if args.data_root:
+        overrides.append(f"data.data_root={args.data_root}")
+    out = Path(args.out or Path("runs") / (Path(args.config).stem if args.config else "default"))
+    try:
+        if args.resume:  # the run remembers how it was made: its config.yaml, not today's --config
+            config = resume_config(out, overrides)
+            if args.config:
+                print(f"note: --resume continues {out} with its own config.yaml; --config {args.config} is not read",
+                      file=sys.stderr)
+        else:
+            config = load_config(args.config, overrides)
+        get_rule(config.data.rule)  # an unknown rule or a bad rule file fails here, in one line
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        return fail(err)
+    try:
+        trainer = Trainer(config, out, resume=args.resume, progress=not args.no_progress)
+        scores = trainer.fit()
+    except (ConfigError, FileNotFoundError, FileExistsError, MnistNotFoundError) as err:
+        return fail(err)
+    if trainer.ctx.is_main:
+        print(f"\nfinal validation scores (step {trainer.step}, {trainer.wall_s / 60:.1f} min of training):")
+        print(format_table(scores))
+        print(f"\nrun folder: {out}\n{next_steps(config.data.preset, config.data.rule, out)}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``python tools/train.py``: parse ``argv`` (``None``: ``sys.argv[1:]``) and train."""
+    return standalone_main(__doc__, add_arguments, run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
