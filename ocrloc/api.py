@@ -1,0 +1,492 @@
+"""The Python inference API: :class:`Predictor` (a checkpoint or an exported file -> detections).
+
+Example::
+
+    from ocrloc import Predictor
+
+    predictor = Predictor("runs/quickstart/checkpoints/best.pt")   # or an exported TorchScript file
+    det = predictor("photo.jpg", polarity="dark_on_light", score_threshold=0.3)
+    for name, score, (x, y) in zip(det.class_names, det.scores.tolist(), det.points.tolist()):
+        print(name, round(score, 3), round(x, 1), round(y, 1))
+
+Inputs of any size, grey or colour, are converted to what the models were trained on (one grey
+channel in [0, 1], light ink on a dark background), padded on the bottom and right to the
+model's input rule, run in same-size batches through the one predict loop
+(:func:`ocrloc.engine.inference.iterate_predictions`), and the detections come back in the
+coordinates of the image given.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["Detections", "Predictor", "POLARITIES"]
+
+#: ``light_on_dark``: the training data's look (MNIST: white digits on black), taken as is.
+#: ``dark_on_light``: black ink on white paper, inverted (``1 - x``) first.
+POLARITIES = ("light_on_dark", "dark_on_light")
+
+#: Class names when neither the checkpoint nor the exported file names its classes.
+DEFAULT_CLASS_NAMES = tuple(str(i) for i in range(10))
+
+# ITU-R 601 luma, as PIL's "L" conversion (uint8 colour goes through PIL itself, exactly).
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+# Float inputs may overshoot [0, 1] by rounding; anything further is refused, not guessed at.
+_FLOAT_TOLERANCE = 1e-3
+
+Item = Union[str, os.PathLike, "Image.Image", np.ndarray, Tensor]  # noqa: F821 (PIL is imported lazily)
+
+
+@dataclass
+class Detections:
+    """The detections on one image, sorted by score (highest first), in that image's pixels.
+
+    Attributes:
+        boxes: ``[N, 4]`` float32, ``(x1, y1, x2, y2)``, clipped to the image.
+        scores: ``[N]`` float32, the detection scores.
+        labels: ``[N]`` int64 class indices.
+        points: ``[N, 2]`` float32, ``(x, y)`` of each detection's class point, clipped to the image.
+        point_scores: ``[N]`` float32, the score the model gave each point (the third keypoint value).
+        class_names: the class name of each detection (``labels`` looked up in the model's class names).
+        image_size: ``(height, width)`` of the image given.
+
+    All tensors are on the CPU. ``len(det)`` is N.
+    """
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+    points: Tensor
+    point_scores: Tensor
+    class_names: List[str]
+    image_size: Tuple[int, int]
+
+    def __len__(self) -> int:
+        return int(self.scores.numel())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}:{s:.2f}" for n, s in zip(self.class_names[:8], self.scores[:8].tolist()))
+        more = ", ..." if len(self) > 8 else ""
+        return f"Detections({len(self)} on {self.image_size[0]} x {self.image_size[1]}: [{shown}{more}])"
+
+    def to_dict(self) -> Dict[str, Tensor]:
+        """The torchvision-style dict of the family contract: ``boxes``, ``scores``, ``labels`` and
+        ``keypoints`` ``[N, 1, 3]`` (x, y, point score), as the model's predictor returns it (what
+        :func:`ocrloc.engine.inference.detections_to_results` and :mod:`ocrloc.visualize` take)."""
+        keypoints = torch.cat([self.points, self.point_scores[:, None]], dim=1)[:, None, :]
+        return {"boxes": self.boxes, "scores": self.scores, "labels": self.labels, "keypoints": keypoints}
+
+    def to_coco(self, image_id: int = 0) -> List[Dict[str, Any]]:
+        """COCO results entries, as ``ocrloc predict`` writes them: ``image_id``, ``category_id``
+        (the label), ``bbox`` ``[x, y, w, h]``, ``score`` and ``keypoints`` ``[x, y, score]``."""
+        from ocrloc.engine.inference import detections_to_results
+
+        return detections_to_results([self.to_dict()], [image_id])
+
+
+class Predictor:
+    """A trained model as a function from images to :class:`Detections`.
+
+    Load with ``Predictor(path)``, which picks the loader from the file's content, or explicitly
+    with :meth:`from_checkpoint` / :meth:`from_exported` (or :meth:`from_module` for a predictor
+    module in memory). ``Predictor(path)`` looks inside the file without unpickling anything: a
+    TorchScript file is a zip archive holding ``constants.pkl`` and a ``code/`` folder (what
+    ``torch.jit.save`` writes); every other file is read as a checkpoint (``torch.save`` of a dict
+    with ``model`` and ``config``), and a file that is neither raises a ``ValueError``.
+
+    Attributes:
+        rule: the point rule the model was trained for (e.g. ``all10``).
+        train_size: ``[H, W]`` of its training canvases (``None`` when the file does not say).
+        class_names: the name of each class index.
+        device: the ``torch.device`` the model runs on.
+        input_rule: the model's input rule in words (inputs are padded to it automatically).
+        module: the predictor module (``[B, 1, H, W]`` in [0, 1] -> list of detection dicts).
+        source: ``checkpoint``, ``exported`` or ``module``.
+        path: the file loaded (``None`` for :meth:`from_module`).
+    """
+
+    rule: Optional[str]
+    train_size: Optional[List[int]]
+    class_names: List[str]
+    device: torch.device
+    input_rule: str
+    module: torch.nn.Module
+    source: str
+    path: Optional[Path]
+
+    def __init__(self, path: Union[str, os.PathLike], device: Optional[Union[str, torch.device]] = None) -> None:
+        """Load ``path``, a checkpoint or an exported TorchScript file (picked by content).
+
+        Args:
+            device: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda``, ``cuda:N``;
+                ``None``: the default of the loader picked (``auto`` for a checkpoint, ``cpu``
+                for an exported file).
+
+        Raises:
+            FileNotFoundError: naming the path.
+            ValueError: when the file is neither kind.
+        """
+        path = _existing_file(path)
+        if _is_torchscript(path):
+            self._load_exported(path, "cpu" if device is None else device)
+        else:
+            try:
+                self._load_checkpoint(path, "auto" if device is None else device)
+            except (FileNotFoundError, ValueError):
+                raise
+            except Exception as err:  # an unpickling error, a truncated file, ...
+                raise ValueError(f"{path}: neither an ocrloc checkpoint nor an exported TorchScript file "
+                                 f"({type(err).__name__}: {err})") from err
+
+    # -- loaders ----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_checkpoint(cls, path: Union[str, os.PathLike], device: Union[str, torch.device] = "auto") -> "Predictor":
+        """A checkpoint written by ``ocrloc train`` (needs ocrloc and the model's timm backbone).
+
+        Rule, training size and class names come from the checkpoint's ``meta`` (falling back to
+        its config, and to the digits ``"0"``..``"9"`` for the class names).
+        """
+        self = cls.__new__(cls)
+        self._load_checkpoint(_existing_file(path), device)
+        return self
+
+    @classmethod
+    def from_exported(cls, path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> "Predictor":
+        """A TorchScript file written by ``ocrloc export`` (:func:`ocrloc.export.export_torchscript`).
+
+        Rule, training size and class names come from the file's attributes (``class_names``
+        when present, else the digits ``"0"``..``"9"``).
+        """
+        self = cls.__new__(cls)
+        self._load_exported(_existing_file(path), device)
+        return self
+
+    @classmethod
+    def from_module(cls, module: torch.nn.Module, *, rule: Optional[str] = None,
+                    train_size: Optional[Sequence[int]] = None, class_names: Optional[Sequence[str]] = None,
+                    device: Union[str, torch.device] = "cpu") -> "Predictor":
+        """A predictor module in memory (a ``Detector``'s ``predictor``, or a loaded export), moved
+        to ``device`` and put in eval mode."""
+        self = cls.__new__(cls)
+        resolved = _resolve_device(device)
+        self._setup(module.to(resolved).eval(), resolved, rule, train_size, class_names, "module", None)
+        return self
+
+    def _load_checkpoint(self, path: Path, device: Union[str, torch.device]) -> None:
+        from ocrloc.engine.checkpoint import detector_from_checkpoint
+
+        if _is_torchscript(path):
+            raise ValueError(f"{path} is an exported TorchScript file, not a checkpoint: use Predictor.from_exported "
+                             f"or Predictor(path)")
+        resolved = _resolve_device(device)
+        detector, config, state = detector_from_checkpoint(path, map_location=resolved)
+        meta = state.get("meta", {}) or {}
+        train_size = meta.get("train_size")
+        if train_size is None:
+            try:
+                from ocrloc.data.canvas import get_preset
+
+                preset = get_preset(meta.get("preset", config.data.preset))
+                train_size = [preset.height, preset.width]
+            except (KeyError, ValueError):
+                train_size = None
+        self._setup(detector.predictor, resolved, meta.get("rule", config.data.rule), train_size,
+                    meta.get("class_names"), "checkpoint", path)
+
+    def _load_exported(self, path: Path, device: Union[str, torch.device]) -> None:
+        import torchvision  # noqa: F401  (registers torchvision::nms, which the exported file calls)
+
+        resolved = _resolve_device(device)
+        try:
+            with warnings.catch_warnings():  # torch >= 2.9 calls TorchScript deprecated; the export format is ocrloc's
+                warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning)
+                module = torch.jit.load(str(path), map_location=resolved)
+        except Exception as err:
+            raise ValueError(f"{path}: not an exported TorchScript file ({type(err).__name__}: {err})") from err
+        module.eval()
+        self._setup(module, resolved, getattr(module, "rule", None), getattr(module, "train_size", None),
+                    getattr(module, "class_names", None), "exported", path)
+
+    def _setup(self, module: torch.nn.Module, device: torch.device, rule: Optional[str],
+               train_size: Optional[Sequence[int]], class_names: Optional[Sequence[str]], source: str,
+               path: Optional[Path]) -> None:
+        for name in ("size_divisible", "min_size", "max_size"):
+            if not isinstance(getattr(module, name, None), int):
+                raise ValueError(f"{type(module).__name__} declares no input rule (int attribute {name!r} missing)")
+        self.module = module
+        self.device = device
+        self.rule = None if rule is None else str(rule)
+        self.train_size = None if train_size is None else [int(v) for v in train_size]
+        self.class_names = [str(n) for n in class_names] if class_names else list(DEFAULT_CLASS_NAMES)
+        self.input_rule = _rule_text(module.size_divisible, module.min_size, module.max_size)
+        self.source = source
+        self.path = path
+
+    def __repr__(self) -> str:
+        where = f" {self.path}" if self.path is not None else ""
+        return (f"Predictor({self.source}{where}, rule={self.rule}, train_size={self.train_size}, "
+                f"classes={len(self.class_names)}, device={self.device}, input: {self.input_rule})")
+
+    # -- prediction -------------------------------------------------------------------------------
+
+    def __call__(self, inputs: Union[Item, Sequence[Item]], *, polarity: str = "light_on_dark",
+                 score_threshold: Optional[float] = None, batch_size: int = 32
+                 ) -> Union[Detections, List[Detections]]:
+        """Detect on one image or a list of images.
+
+        Args:
+            inputs: one item or a list (or tuple) of items. An item is
+
+                * a path (``str`` or ``os.PathLike``) to an image file, read with PIL (EXIF
+                  orientation applied, as a photo viewer shows it);
+                * a PIL image;
+                * a numpy array ``H x W`` or ``H x W x C`` (channels last, C = 1, 3 or 4);
+                * a torch tensor ``[H, W]``, ``[C, H, W]`` (channels first, C = 1, 3 or 4) or a
+                  batch ``[B, C, H, W]``, which counts as B items (one result each, in order).
+
+                Any size. Colour is converted to grey with the ITU-R 601 luma weights (0.299 R +
+                0.587 G + 0.114 B, as PIL's ``"L"`` mode; alpha is ignored). Value ranges:
+                ``uint8`` is scaled by 1/255, ``uint16`` by 1/65535, ``bool`` is 0/1, other integer
+                types must hold values in 0..255 (scaled by 1/255), and floats are taken as
+                [0, 1] already: a float input with values outside [0, 1] raises a ``ValueError``
+                (divide 0-255 floats by 255 first, or pass ``uint8``) rather than being guessed at.
+            polarity: ``light_on_dark`` (the training data's look: MNIST's white digits on black,
+                taken as is) or ``dark_on_light`` (black ink on white paper: inverted, ``1 - x``,
+                before padding).
+            score_threshold: keep detections scoring at least this (``None``: all the model's
+                decoder keeps).
+            batch_size: images per forward pass; images of the same size are batched together.
+
+        Returns:
+            For a single item, its :class:`Detections`; for a list, or a 4-D tensor, a list of
+            them in input order. Images are padded on the bottom and right with zeros (after
+            inversion) to the model's input rule; boxes and points are returned in the given
+            image's pixels, clipped to its width and height.
+
+        Raises:
+            FileNotFoundError: naming a path that is not a file.
+            ValueError: for an input of an unknown shape, dtype or value range, an unknown
+                polarity, or an image larger than the model takes (naming the sizes).
+            TypeError: for an input of an unknown type.
+        """
+        if polarity not in POLARITIES:
+            raise ValueError(f"polarity must be one of {', '.join(POLARITIES)}; got {polarity!r}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1; got {batch_size}")
+        single = not isinstance(inputs, (list, tuple))
+        items = [inputs] if single else list(inputs)
+        images: List[Tensor] = []
+        for index, item in enumerate(items):
+            images += _to_grey(item, f"input {index}" if not single else "input")
+        if single and not (torch.is_tensor(inputs) and inputs.dim() == 4):
+            return self._predict(images, polarity, score_threshold, int(batch_size))[0]
+        return self._predict(images, polarity, score_threshold, int(batch_size))
+
+    @torch.no_grad()
+    def _predict(self, images: List[Tensor], polarity: str, score_threshold: Optional[float],
+                 batch_size: int) -> List[Detections]:
+        from ocrloc.engine.inference import iterate_predictions
+
+        groups: "OrderedDict[Tuple[int, int], List[int]]" = OrderedDict()
+        for index, image in enumerate(images):
+            groups.setdefault(tuple(image.shape), []).append(index)
+        for (height, width), indices in groups.items():  # every size checked before any work
+            self._check_size(height, width, indices[0])
+
+        def batches():
+            for (height, width), indices in groups.items():
+                for start in range(0, len(indices), batch_size):
+                    chunk = indices[start:start + batch_size]
+                    batch = torch.stack([images[i] for i in chunk])[:, None]
+                    if polarity == "dark_on_light":
+                        batch = 1.0 - batch
+                    yield batch, [{"index": i, "size": (height, width)} for i in chunk]
+
+        results: List[Optional[Detections]] = [None] * len(images)
+        for _, targets, detections in iterate_predictions(self.module, batches(), self.device):
+            for target, det in zip(targets, detections):
+                results[target["index"]] = self._detections(det, target["size"], score_threshold)
+        return results  # type: ignore[return-value]
+
+    def _check_size(self, height: int, width: int, index: int) -> None:
+        m = self.module
+        if m.max_size <= 0:
+            return
+        padded = [max(v + (-v) % m.size_divisible, m.min_size + (-m.min_size) % m.size_divisible)
+                  for v in (height, width)]
+        if max(padded) > m.max_size:
+            raise ValueError(f"image {index} is {height} x {width} px (padded: {padded[0]} x {padded[1]}); "
+                             f"this model takes at most {m.max_size} x {m.max_size} px ({self.input_rule})")
+
+    def _detections(self, det: Dict[str, Tensor], size: Tuple[int, int],
+                    score_threshold: Optional[float]) -> Detections:
+        height, width = size
+        boxes = det["boxes"].detach().float().cpu().reshape(-1, 4)
+        scores = det["scores"].detach().float().cpu().reshape(-1)
+        labels = det["labels"].detach().long().cpu().reshape(-1)
+        keypoints = det["keypoints"].detach().float().cpu().reshape(-1, det["keypoints"].shape[-2], 3)[:, 0]
+        keep = torch.ones_like(scores, dtype=torch.bool) if score_threshold is None else scores >= score_threshold
+        order = torch.sort(scores[keep], descending=True, stable=True).indices
+        boxes, scores, labels, keypoints = (t[keep][order] for t in (boxes, scores, labels, keypoints))
+        boxes = torch.stack([boxes[:, 0].clamp(0, width), boxes[:, 1].clamp(0, height),
+                             boxes[:, 2].clamp(0, width), boxes[:, 3].clamp(0, height)], dim=1)
+        points = torch.stack([keypoints[:, 0].clamp(0, width), keypoints[:, 1].clamp(0, height)], dim=1)
+        names = [self.class_names[k] if 0 <= k < len(self.class_names) else str(k) for k in labels.tolist()]
+        return Detections(boxes=boxes, scores=scores, labels=labels, points=points,
+                          point_scores=keypoints[:, 2].contiguous(), class_names=names,
+                          image_size=(int(height), int(width)))
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _resolve_device(device: Union[str, torch.device]) -> torch.device:
+    """``auto``/``cpu``/``cuda``/``cuda:N`` via :func:`ocrloc.engine.distributed.resolve_device`,
+    leaving torch's thread count as it is (the API is a library: threads are the caller's)."""
+    from ocrloc.engine.distributed import resolve_device
+
+    return resolve_device(str(device), threads=torch.get_num_threads())
+
+
+def _rule_text(size_divisible: int, min_size: int, max_size: int) -> str:
+    rule = f"H and W multiples of {size_divisible}, at least {min_size}"
+    if max_size > 0:
+        rule += f", at most {max_size}"
+    return rule
+
+
+def _existing_file(path: Union[str, os.PathLike]) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    return path
+
+
+def _is_torchscript(path: Path) -> bool:
+    """Whether ``path`` is a TorchScript archive (``torch.jit.save``): a zip with ``<root>/constants.pkl``
+    or ``<root>/code/...``. ``torch.save`` archives hold ``<root>/data.pkl`` and data only."""
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile:
+        return False
+    inner = [n.split("/", 1)[1] for n in names if "/" in n]
+    return any(n == "constants.pkl" or n.startswith("code/") for n in inner)
+
+
+def _to_grey(item: Any, what: str) -> List[Tensor]:
+    """``item`` as grey float32 ``[H, W]`` CPU tensors in [0, 1] (several for a 4-D tensor)."""
+    if isinstance(item, (str, os.PathLike)):
+        return [_from_array(_read_image(Path(item)), f"{what} ({item})")]
+    if torch.is_tensor(item):
+        tensor = item.detach().cpu()
+        if tensor.dtype in (torch.bfloat16,):
+            tensor = tensor.float()
+        if tensor.dim() == 2:
+            return [_from_array(tensor.numpy(), what)]
+        if tensor.dim() == 3:
+            if tensor.shape[0] not in (1, 3, 4):
+                raise ValueError(f"{what}: a tensor of shape {tuple(tensor.shape)}; a 3-D tensor is [C, H, W] with "
+                                 f"C = 1, 3 or 4 (a stack of grey images is [B, 1, H, W])")
+            return [_from_array(tensor.permute(1, 2, 0).numpy(), what)]
+        if tensor.dim() == 4:
+            if tensor.shape[1] not in (1, 3, 4):
+                raise ValueError(f"{what}: a tensor of shape {tuple(tensor.shape)}; a 4-D tensor is [B, C, H, W] "
+                                 f"with C = 1, 3 or 4")
+            return [_from_array(image.permute(1, 2, 0).numpy(), f"{what}[{k}]") for k, image in enumerate(tensor)]
+        raise ValueError(f"{what}: a {tensor.dim()}-D tensor of shape {tuple(tensor.shape)}; expected [H, W], "
+                         f"[C, H, W] or [B, C, H, W]")
+    if isinstance(item, np.ndarray):
+        return [_from_array(item, what)]
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - PIL is a dependency
+        Image = None
+    if Image is not None and isinstance(item, Image.Image):
+        return [_from_array(_pil_to_array(item), what)]
+    raise TypeError(f"{what}: cannot read a {type(item).__name__}; expected a path, a PIL image, a numpy array "
+                    f"or a torch tensor")
+
+
+def _read_image(path: Path) -> np.ndarray:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no such image file: {path}")
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)
+            return _pil_to_array(image)
+    except UnidentifiedImageError as err:
+        raise ValueError(f"cannot read image {path}: not an image file PIL knows") from err
+
+
+def _pil_to_array(image: "Image.Image") -> np.ndarray:  # noqa: F821
+    """A PIL image as a numpy array: ``L`` as uint8, 16-bit grey as uint16, ``F`` as float32
+    ([0, 1] expected), 32-bit ``I`` as int32 (0..255 expected), every other mode converted to ``L``."""
+    if image.mode == "L" or image.mode.startswith("I;16") or image.mode in ("F", "I"):
+        array = np.array(image)
+        return array.astype(np.uint16) if image.mode.startswith("I;16") else array
+    return np.array(image.convert("L"))
+
+
+def _from_array(array: np.ndarray, what: str) -> Tensor:
+    """A numpy image (``H x W`` or ``H x W x 1/3/4``) as grey float32 ``[H, W]`` in [0, 1]."""
+    if array.ndim == 3:
+        if array.shape[2] == 1:
+            array = array[:, :, 0]
+        elif array.shape[2] not in (3, 4):
+            raise ValueError(f"{what}: an array of shape {array.shape}; a 3-D array is H x W x C (channels last) "
+                             f"with C = 1, 3 or 4")
+    elif array.ndim != 2:
+        raise ValueError(f"{what}: a {array.ndim}-D array of shape {array.shape}; expected H x W or H x W x C")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"{what}: an empty image ({array.shape[0]} x {array.shape[1]})")
+    kind = array.dtype.kind
+    if array.dtype == np.uint8:
+        pass
+    elif array.dtype == np.bool_:
+        array = array.astype(np.float32)
+    elif array.dtype == np.uint16:
+        array = array.astype(np.float32) / 65535.0
+    elif kind in "iu":
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 255:
+            raise ValueError(f"{what}: {array.dtype} values in [{low}, {high}]; integer images other than uint8/uint16 "
+                             f"must hold 0..255 (pass uint8, or floats in [0, 1])")
+        array = array.astype(np.uint8)
+    elif kind == "f":
+        array = array.astype(np.float32)
+        if not np.isfinite(array).all():
+            raise ValueError(f"{what}: the float image holds NaN or infinite values")
+        low, high = float(array.min()), float(array.max())
+        if low < -_FLOAT_TOLERANCE or high > 1 + _FLOAT_TOLERANCE:
+            raise ValueError(f"{what}: float values in [{low:g}, {high:g}]; float images are taken as [0, 1] "
+                             f"(divide 0-255 values by 255, or pass uint8)")
+        array = np.clip(array, 0.0, 1.0)
+    else:
+        raise ValueError(f"{what}: unsupported dtype {array.dtype}; expected uint8, uint16, bool, integers "
+                         f"in 0..255 or floats in [0, 1]")
+    if array.ndim == 3:
+        if array.dtype == np.uint8:  # exactly PIL's "L" conversion
+            from PIL import Image
+
+            array = np.array(Image.fromarray(np.ascontiguousarray(array[:, :, :3]), "RGB").convert("L"))
+        else:
+            array = np.ascontiguousarray(array[:, :, :3]) @ _LUMA
+    if array.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(array)).float().div_(255.0)
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))

@@ -1,0 +1,241 @@
+"""``ocrloc.Predictor``: checkpoint and export agree, every input kind reads the same, detections
+come back in the given image's pixels (CPU, a tiny untrained model, seconds)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Dict, List
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import Tensor
+
+from ocrloc.api import Detections, Predictor
+from ocrloc.config import config_to_dict, load_config
+from ocrloc.engine.checkpoint import save_checkpoint
+from ocrloc.engine.inference import detections_to_results, pad_to_rule
+from ocrloc.export import export_torchscript
+from ocrloc.models.build import build
+from ocrloc.models.family import PredictorModule
+
+TINY = ["model.type=centernet", "model.backbone=resnet10t", "model.fpn_channels=16", "model.head_channels=16",
+        # Random weights give near-uniform heatmaps; keep every peak so the comparisons have detections.
+        "postprocess.score_threshold=0.0"]
+META = {"rule": "all10", "preset": "canvas128", "train_size": [128, 128]}
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A tiny untrained detector saved as the trainer does, and exported."""
+    torch.manual_seed(0)
+    config = load_config(None, TINY)
+    detector = build(config).eval()
+    folder = tmp_path_factory.mktemp("api")
+    state = {"model": detector.model.state_dict(), "config": config_to_dict(config), "meta": dict(META), "step": 0}
+    save_checkpoint(state, folder / "model.pt")
+    save_checkpoint({**state, "meta": {**META, "class_names": list("abcdefghij")}}, folder / "named.pt")
+    export_torchscript(detector.predictor, "all10", [128, 128], folder / "model.ts")
+    return {"checkpoint": folder / "model.pt", "named": folder / "named.pt", "exported": folder / "model.ts",
+            "predictor": detector.predictor, "folder": folder}
+
+
+@pytest.fixture(scope="module")
+def api(files):
+    return Predictor.from_checkpoint(files["checkpoint"], device="cpu")
+
+
+def _canvas(height: int = 128, width: int = 128, seed: int = 0) -> np.ndarray:
+    """uint8 light strokes on black, something for the random model to respond to."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((height, width), np.uint8)
+    for _ in range(6):
+        y, x = rng.integers(0, height - 12), rng.integers(0, width - 12)
+        image[y:y + rng.integers(4, 12), x:x + rng.integers(2, 12)] = rng.integers(120, 256)
+    return image
+
+
+def _assert_same(a: Detections, b: Detections, atol: float = 1e-4) -> None:
+    assert len(a) == len(b) > 0
+    assert a.image_size == b.image_size
+    for key in ("boxes", "scores", "points", "point_scores"):
+        assert torch.allclose(getattr(a, key), getattr(b, key), atol=atol), key
+    assert torch.equal(a.labels, b.labels) and a.class_names == b.class_names
+
+
+def _direct(predictor: torch.nn.Module, image: Tensor) -> Dict[str, Tensor]:
+    """The predictor module on the manually padded ``[H, W]`` image, boxes and points clipped and sorted."""
+    height, width = image.shape
+    with torch.no_grad():
+        det = predictor(pad_to_rule(image[None, None], predictor))[0]
+    order = torch.sort(det["scores"], descending=True, stable=True).indices
+    boxes = det["boxes"][order].clone()
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+    points = det["keypoints"][order][:, 0, :2].clone()
+    points[:, 0] = points[:, 0].clamp(0, width)
+    points[:, 1] = points[:, 1].clamp(0, height)
+    return {"boxes": boxes, "scores": det["scores"][order], "labels": det["labels"][order], "points": points}
+
+
+def test_loaders_and_attributes(files, api):
+    assert api.rule == "all10" and api.train_size == [128, 128] and api.device == torch.device("cpu")
+    assert api.class_names == [str(i) for i in range(10)]
+    assert "multiples of" in api.input_rule and api.source == "checkpoint"
+    exported = Predictor.from_exported(files["exported"])
+    assert exported.rule == "all10" and exported.train_size == [128, 128] and exported.source == "exported"
+    assert exported.class_names == api.class_names and exported.input_rule == api.input_rule
+    # Predictor(path) picks the loader from the content, whatever the suffix.
+    assert Predictor(files["exported"]).source == "exported"
+    assert Predictor(files["checkpoint"], device="cpu").source == "checkpoint"
+    assert Predictor(files["checkpoint"]).device.type in ("cpu", "cuda")  # device "auto"
+    assert Predictor(files["named"], device="cpu").class_names == list("abcdefghij")
+
+
+def test_checkpoint_and_export_agree(files, api):
+    image = _canvas()
+    exported = Predictor.from_exported(files["exported"])
+    _assert_same(api(image), exported(image))
+
+
+def test_every_input_kind_gives_the_same_detections(files, api, tmp_path):
+    image = _canvas(seed=1)
+    path = tmp_path / "canvas.png"
+    Image.fromarray(image).save(path)
+    reference = api(image)
+    colour = np.stack([image] * 3, axis=-1)
+    variants = {
+        "str path": str(path), "Path": path, "PIL": Image.fromarray(image), "PIL RGB": Image.fromarray(colour),
+        "numpy float32": image.astype(np.float32) / 255, "numpy float64": image / 255.0,
+        "numpy HxWx1": image[:, :, None], "numpy RGB": colour, "numpy RGBA": np.dstack([colour, image * 0 + 7]),
+        "tensor uint8 HW": torch.from_numpy(image), "tensor float CHW": torch.from_numpy(image)[None].float() / 255,
+        "tensor RGB CHW": torch.from_numpy(colour).permute(2, 0, 1).contiguous(),
+    }
+    for name, item in variants.items():
+        result = api(item)
+        assert isinstance(result, Detections), name
+        _assert_same(reference, result)
+    batch = api(torch.from_numpy(image)[None, None].repeat(2, 1, 1, 1))  # a [B, C, H, W] tensor: B results
+    assert isinstance(batch, list) and len(batch) == 2
+    for result in batch:
+        _assert_same(reference, result)
+
+
+def test_colour_is_converted_with_pil_luma(api):
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 256, size=(64, 96, 3), dtype=np.uint8)
+    grey = np.array(Image.fromarray(rgb).convert("L"))
+    _assert_same(api(grey), api(rgb), atol=0)
+    from ocrloc.api import _from_array
+
+    floats = rgb.astype(np.float32) / 255
+    expected = floats[..., 0] * 0.299 + floats[..., 1] * 0.587 + floats[..., 2] * 0.114
+    assert torch.allclose(_from_array(floats, "x"), torch.from_numpy(expected), atol=1e-6)
+
+
+def test_any_size_in_original_coordinates(files, api):
+    image = _canvas(100, 77, seed=2)
+    result = api(image)
+    direct = _direct(files["predictor"], torch.from_numpy(image).float() / 255)
+    assert result.image_size == (100, 77) and len(result) > 0
+    for key in ("boxes", "scores", "points"):
+        assert torch.allclose(getattr(result, key), direct[key], atol=1e-5), key
+    assert torch.equal(result.labels, direct["labels"])
+    assert (result.boxes[:, 0::2] >= 0).all() and (result.boxes[:, 0::2] <= 77).all()
+    assert (result.boxes[:, 1::2] >= 0).all() and (result.boxes[:, 1::2] <= 100).all()
+    assert (result.points[:, 0] <= 77).all() and (result.points[:, 1] <= 100).all()
+
+
+def test_dark_on_light_inverts(api):
+    image = _canvas(seed=4)
+    _assert_same(api(image), api(255 - image, polarity="dark_on_light"))
+    with pytest.raises(ValueError, match="polarity"):
+        api(image, polarity="white")
+
+
+def test_list_of_mixed_sizes_in_order(api):
+    images = [_canvas(seed=5), _canvas(100, 77, seed=6), _canvas(seed=7), _canvas(64, 96, seed=8), _canvas(seed=9)]
+    singles = [api(image) for image in images]
+    for batch_size in (32, 2):
+        results = api(images, batch_size=batch_size)
+        assert isinstance(results, list) and len(results) == len(images)
+        for single, result in zip(singles, results):
+            _assert_same(single, result)
+    assert api([]) == []
+
+
+def test_score_threshold_sorting_and_outputs(api):
+    image = _canvas(seed=10)
+    every = api(image)
+    assert (every.scores[:-1] >= every.scores[1:]).all()
+    cut = float(every.scores[len(every) // 2])
+    some = api(image, score_threshold=cut)
+    assert 0 < len(some) < len(every) and (some.scores >= cut).all()
+    as_dict = some.to_dict()
+    assert as_dict["keypoints"].shape == (len(some), 1, 3)
+    coco = some.to_coco(image_id=7)
+    assert coco == detections_to_results([as_dict], [7])
+    first = coco[0]
+    assert first["image_id"] == 7 and first["category_id"] == int(some.labels[0])
+    x1, y1, x2, y2 = some.boxes[0].tolist()
+    assert first["bbox"] == pytest.approx([x1, y1, x2 - x1, y2 - y1])
+    assert first["keypoints"] == pytest.approx([*some.points[0].tolist(), float(some.scores[0])])
+
+
+class _Fixed(PredictorModule):
+    """Returns the same detections on every image: one box reaching into the padding."""
+
+    def __init__(self, max_size: int = 0) -> None:
+        super().__init__(32, 32, max_size)
+
+    def forward(self, images: Tensor) -> List[Dict[str, Tensor]]:
+        det = {"boxes": torch.tensor([[10.0, 20.0, 30.0, 40.0], [-5.0, 50.0, 90.0, 120.0]]),
+               "scores": torch.tensor([0.2, 0.9]), "labels": torch.tensor([3, 12]),
+               "keypoints": torch.tensor([[[20.0, 30.0, 0.1]], [[85.0, 110.0, 0.8]]])}
+        return [det for _ in range(images.shape[0])]
+
+
+def test_clipping_sorting_and_names_on_a_fixed_model():
+    result = Predictor.from_module(_Fixed())(np.zeros((100, 77), np.uint8))
+    assert result.scores.tolist() == pytest.approx([0.9, 0.2])
+    assert result.boxes.tolist() == [[0.0, 50.0, 77.0, 100.0], [10.0, 20.0, 30.0, 40.0]]
+    assert result.points.tolist() == [[77.0, 100.0], [20.0, 30.0]]
+    assert result.point_scores.tolist() == pytest.approx([0.8, 0.1])
+    assert result.class_names == ["12", "3"]  # a label beyond the class names: its number
+
+
+def test_bad_inputs_raise_clear_errors(api, files, tmp_path):
+    with pytest.raises(ValueError, match="5-D"):
+        api(torch.zeros(1, 1, 1, 32, 32))
+    missing = tmp_path / "nowhere" / "digit.png"
+    with pytest.raises(FileNotFoundError, match="digit.png"):
+        api(missing)
+    with pytest.raises(FileNotFoundError, match="digit.png"):
+        api([_canvas(), str(missing)])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        api(np.full((32, 32), 200.0, np.float32))
+    with pytest.raises(ValueError, match="channels"):
+        api(np.zeros((32, 32, 2), np.uint8))
+    with pytest.raises(TypeError, match="dict"):
+        api({"image": 1})
+    with pytest.raises(ValueError, match="300 x 40"):
+        Predictor.from_module(_Fixed(max_size=256))(np.zeros((300, 40), np.uint8))
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        Predictor(tmp_path / "missing.pt")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="junk.pt"):
+        Predictor(junk)
+    with pytest.raises(ValueError, match="from_exported"):
+        Predictor.from_checkpoint(files["exported"])
+
+
+def test_import_ocrloc_stays_light():
+    code = ("import sys, ocrloc; assert 'torch' not in sys.modules, 'torch imported'; "
+            "assert 'Predictor' in dir(ocrloc) and 'Predictor' in ocrloc.__all__; "
+            "from ocrloc.api import Predictor; assert ocrloc.Predictor is Predictor; "
+            "assert ocrloc.Detections.__name__ == 'Detections'")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
