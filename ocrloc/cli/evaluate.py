@@ -1,13 +1,18 @@
 """Score a COCO results file against a COCO keypoints ground truth (SPEC section 7).
 
+The ground truth defines the task: its categories (any ids) and each category's list of keypoint names;
+annotations and results carry 3 numbers [x, y, v] per keypoint of their category.
+
 examples:
   ocrloc evaluate --gt data/test_all10/annotations.json --results runs/quickstart/test_results.json
   ocrloc evaluate --gt test.json --results dets.json --sigma 0.05 --json
+  ocrloc evaluate --gt glyphs.json --results dets.json --sigma 0.05 0.08   # one sigma per keypoint name
   ocrloc evaluate --gt test.json --oracle      # the ground truth as results: all scores perfect
 
-Prints a table; with --json the last line is one JSON object with the scores (keys in
-ocrloc.evaluation.SCORE_KEYS). Bad input prints `error: FILE: entry N: ...` on stderr and exits 2.
-`python tools/evaluate.py` takes the same arguments.
+Prints a table (with a per-keypoint block when the categories name more than one keypoint); with --json the
+last line is one JSON object with the scores (keys in ocrloc.evaluation.SCORE_KEYS, then DETAIL_KEYS). Bad
+input prints `error: FILE: entry N: ...` on stderr and exits 2. `python tools/evaluate.py` takes the same
+arguments.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--results", help="COCO results JSON: a list of detections")
     source.add_argument("--oracle", action="store_true",
                         help="score the ground truth itself as results (checks the file and the scoring)")
-    parser.add_argument("--sigma", type=float, default=DEFAULT_SIGMA,
-                        help=f"OKS sigma of the point, > 0 (default {DEFAULT_SIGMA})")
+    parser.add_argument("--sigma", type=float, nargs="+", default=DEFAULT_SIGMA, metavar="SIGMA",
+                        help="OKS sigma, > 0: one value for every keypoint, or one per keypoint name (in the "
+                             "categories' keypoint order; only when all categories share one list of names) "
+                             f"(default {DEFAULT_SIGMA})")
     parser.add_argument("--json", action="store_true", help="also print the scores as one JSON line, last")
 
 

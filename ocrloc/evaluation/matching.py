@@ -1,19 +1,26 @@
-"""Greedy one-to-one matching of detections to ground-truth points, for point error and class accuracy.
+"""Greedy one-to-one matching of detections to ground-truth objects, for point error and class accuracy.
 
 pycocotools matches too, but only inside its AP loop and once per OKS threshold; SPEC 7's point error and
 class accuracy need one matching at OKS >= 0.1, so it is done here, per image, with numpy.
 
-OKS is pycocotools' ``COCOeval.computeOks`` for a single point:
-``exp(-d^2 / (2 * (area + eps) * (2 * sigma)^2))`` with ``area`` the ground truth's COCO area and
-``eps = np.spacing(1)``.
+OKS is pycocotools' ``COCOeval.computeOks`` over the ground truth's labelled keypoints (``v > 0``):
+``mean_k exp(-d_k^2 / (2 * (area + eps) * (2 * sigma_k)^2))`` with ``area`` the ground truth's COCO area,
+``sigma_k`` the sigma of keypoint ``k`` and ``eps = np.spacing(1)``; with one keypoint it is
+``exp(-d^2 / (2 * (area + eps) * (2 * sigma)^2))``.
+
+Keypoints are compared by *slot* (keypoint name, see :mod:`ocrloc.evaluation.inputs`): a detection and a ground
+truth of the same category share all of the category's slots. A detection of another category is compared on
+the slots both categories have (same name, same meaning); with none in common it cannot match that ground
+truth at all.
 
 Two matchings, both greedy over detections in descending score (stable for ties, as pycocotools'
 mergesort), each detection taking at most one ground truth and each ground truth at most one detection:
 
 - *same class*: a detection may take an unmatched ground truth of its own class with OKS >= 0.1, and takes
-  the one with the highest OKS. Gives the point error and the miss rate.
-- *class-agnostic*: a detection may take any unmatched ground truth with OKS >= 0.1, and takes the
-  *nearest* one in pixels (the SPEC says "nearest point"; OKS would prefer larger digits). Gives class
+  the one with the highest OKS. Gives the point errors and the miss rate.
+- *class-agnostic*: a detection may take any unmatched ground truth with OKS >= 0.1 (over the shared labelled
+  keypoints), and takes the *nearest* one: the smallest mean squared pixel distance over those keypoints
+  (with one keypoint: the nearest point, as the SPEC says; OKS would prefer larger digits). Gives class
   accuracy.
 
 Unlike the AP (SPEC 7: ``maxDets = 20``), no detection is cut: a point that is found is found.
@@ -22,10 +29,11 @@ Unlike the AP (SPEC 7: ``maxDets = 20``), no detection is cut: a point that is f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
-__all__ = ["OKS_MATCH_THRESHOLD", "PointMatches", "oks", "greedy_match", "match_points"]
+__all__ = ["OKS_MATCH_THRESHOLD", "PointMatches", "oks", "keypoint_variances", "greedy_match", "match_points"]
 
 OKS_MATCH_THRESHOLD = 0.1  # SPEC 7: a detection farther than this from a digit's point does not "find" it
 
@@ -39,6 +47,11 @@ def oks(d2: np.ndarray, area: np.ndarray, sigma: float) -> np.ndarray:
         sigma: the keypoint's OKS sigma.
     """
     return np.exp(-d2 / ((2.0 * sigma) ** 2) / (area + np.spacing(1)) / 2.0)
+
+
+def keypoint_variances(sigmas: Sequence[float]) -> np.ndarray:
+    """``(2 * sigma_k) ** 2`` per keypoint slot, computed as :func:`oks` does (the same bits for one point)."""
+    return np.array([(2.0 * float(s)) ** 2 for s in sigmas], np.float64)
 
 
 def greedy_match(allowed: np.ndarray, preference: np.ndarray) -> np.ndarray:
@@ -75,7 +88,8 @@ class PointMatches:
 
     Attributes:
         det (int64[G]): index of the same-class matched detection, -1 for a miss.
-        dist (float64[G]): pixel distance to it, NaN for a miss.
+        dist (float64[G, N]): pixel distance of each keypoint slot to that detection's; NaN for a miss and for
+            slots the ground truth does not label.
         agnostic_det (int64[G]): index of the class-agnostic matched detection, -1 where none.
     """
 
@@ -89,26 +103,29 @@ def _group_bounds(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray
 
 
 def match_points(
-    gt_img: np.ndarray, gt_cls: np.ndarray, gt_xy: np.ndarray, gt_area: np.ndarray,
-    det_img: np.ndarray, det_cls: np.ndarray, det_xy: np.ndarray, det_score: np.ndarray,
-    sigma: float,
+    gt_img: np.ndarray, gt_cls: np.ndarray, gt_xy: np.ndarray, gt_labelled: np.ndarray, gt_area: np.ndarray,
+    det_img: np.ndarray, det_cls: np.ndarray, det_xy: np.ndarray, det_has: np.ndarray, det_score: np.ndarray,
+    sigmas: Sequence[float],
 ) -> PointMatches:
     """Run both greedy matchings on every image.
 
     Args:
-        gt_img (int64[G]), gt_cls (int64[G]), gt_xy (float64[G, 2]), gt_area (float64[G]): ground truths.
-        det_img (int64[D]), det_cls (int64[D]), det_xy (float64[D, 2]), det_score (float64[D]): detections.
-        sigma: OKS sigma.
+        gt_img (int64[G]), gt_cls (int64[G]), gt_area (float64[G]): ground truths.
+        gt_xy (float64[G, N, 2]), gt_labelled (bool[G, N]): their keypoints by slot, and which are labelled.
+        det_img (int64[D]), det_cls (int64[D]), det_score (float64[D]): detections.
+        det_xy (float64[D, N, 2]), det_has (bool[D, N]): their keypoints by slot, and which slots they have.
+        sigmas: OKS sigma of each slot (N values).
 
     Returns:
         PointMatches indexed like the ground-truth arrays; detection indices index the detection arrays.
     """
-    n_gt = len(gt_img)
+    n_gt, n_slots = len(gt_img), gt_xy.shape[1]
     det = np.full(n_gt, -1, np.int64)
     agnostic = np.full(n_gt, -1, np.int64)
-    dist = np.full(n_gt, np.nan)
+    dist = np.full((n_gt, n_slots), np.nan)
     if n_gt == 0 or len(det_img) == 0:
         return PointMatches(det, dist, agnostic)
+    variances = keypoint_variances(sigmas)
 
     # Sort both sides by image once (detections by descending score inside an image, stable like pycocotools'
     # mergesort) so each image is a contiguous slice.
@@ -118,15 +135,18 @@ def match_points(
     images = np.unique(g_img)
     g_lo, g_hi = _group_bounds(g_img, images)
     d_lo, d_hi = _group_bounds(d_img, images)
-    g_xy, g_cls, g_area = gt_xy[g_order], gt_cls[g_order], gt_area[g_order]
-    d_xy, d_cls = det_xy[d_order], det_cls[d_order]
+    g_xy, g_lab, g_cls, g_area = gt_xy[g_order], gt_labelled[g_order], gt_cls[g_order], gt_area[g_order]
+    d_xy, d_has, d_cls = det_xy[d_order], det_has[d_order], det_cls[d_order]
 
     for k in np.flatnonzero(d_hi > d_lo):
         gs, ds = slice(g_lo[k], g_hi[k]), slice(d_lo[k], d_hi[k])
-        diff = d_xy[ds, None, :] - g_xy[None, gs, :]  # [D_i, G_i, 2]
-        d2 = (diff * diff).sum(-1)
-        sim = oks(d2, g_area[gs], sigma)
-        near = sim >= OKS_MATCH_THRESHOLD
+        diff = d_xy[ds, None] - g_xy[None, gs]  # [D_i, G_i, N, 2]
+        d2 = (diff * diff).sum(-1)  # [D_i, G_i, N]
+        shared = d_has[ds, None, :] & g_lab[None, gs, :]  # keypoints compared: labelled in the GT, in the detection
+        count = shared.sum(-1)
+        per = np.where(shared, np.exp(-d2 / variances / (g_area[gs][None, :, None] + np.spacing(1)) / 2.0), 0.0)
+        sim = per.sum(-1) / np.maximum(count, 1)  # [D_i, G_i]; one keypoint: exactly oks()
+        near = (count > 0) & (sim >= OKS_MATCH_THRESHOLD)
         if not near.any():
             continue
         gt_idx = g_order[gs]
@@ -134,9 +154,11 @@ def match_points(
         if same.any():
             m = greedy_match(same, sim)
             hit = m >= 0
+            cols = np.flatnonzero(hit)
             det[gt_idx[hit]] = d_order[d_lo[k] + m[hit]]
-            dist[gt_idx[hit]] = np.sqrt(d2[m[hit], np.flatnonzero(hit)])
-        a = greedy_match(near, -d2)
+            dist[gt_idx[hit]] = np.where(g_lab[gs][cols], np.sqrt(d2[m[hit], cols]), np.nan)
+        mean_d2 = np.where(shared, d2, 0.0).sum(-1) / np.maximum(count, 1)  # one keypoint: d2 itself
+        a = greedy_match(near, -mean_d2)
         hit = a >= 0
         agnostic[gt_idx[hit]] = d_order[d_lo[k] + a[hit]]
     return PointMatches(det, dist, agnostic)

@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ocrloc.evaluation import SCORE_KEYS, EvaluationInputError, evaluate, format_table, ground_truth_as_results
+from ocrloc.evaluation import (DETAIL_KEYS, SCORE_KEYS, EvaluationInputError, evaluate, format_table,
+                               ground_truth_as_results)
 
 REPO = Path(__file__).resolve().parents[2]
 THRESHOLDS = np.linspace(0.5, 0.95, 10)  # pycocotools' OKS thresholds
 REQUIRED_KEYS = {
     "kpt_AP", "kpt_AP50", "kpt_AP75", "box_AP", "mean_px", "p95_px", "miss_rate", "cls_acc", "per_class",
-    "median_px", "num_images", "num_gt", "num_dets",
+    "median_px", "num_images", "num_gt", "num_dets", "kpt_AP_per_keypoint", "point_px_per_keypoint", "class_names", "confusions",
 }
 
 
@@ -81,7 +82,10 @@ def test_ground_truth_as_predictions_is_perfect(with_bbox: bool) -> None:
     for c, ap in s["per_class"].items():
         assert ap == (pytest.approx(1.0) if c in {"0", "3", "7"} else None)
     assert (s["num_images"], s["num_gt"], s["num_dets"]) == (3, 4, 4)
-    assert list(s) == list(SCORE_KEYS)
+    assert list(s) == list(SCORE_KEYS + DETAIL_KEYS)
+    assert s["kpt_AP_per_keypoint"] == {"point": s["kpt_AP"]}
+    assert s["point_px_per_keypoint"] == {"point": {"mean": 0.0, "median": 0.0, "p95": 0.0}}
+    assert s["class_names"] == {str(c): str(c) for c in range(10)}
     # pycocotools adds keys to what it is given; the caller's objects must come back untouched.
     assert gt == gt_before and results == results_before
 
@@ -200,8 +204,10 @@ BAD_RESULTS = {
     "no_score": (lambda r: r[0].pop("score"), "entry 0: missing 'score'"),
     "text_score": (lambda r: r[3].update(score="high"), "entry 3: score 'high' is not a finite number"),
     "unknown_image": (lambda r: r[3].update(image_id=999), "entry 3: image_id 999 is not in the ground truth"),
-    "category_10": (lambda r: r[1].update(category_id=10), "entry 1: category_id 10 is outside 0 to 9"),
-    "category_-1": (lambda r: r[2].update(category_id=-1), "entry 2: category_id -1 is outside 0 to 9"),
+    "category_10": (lambda r: r[1].update(category_id=10),
+                    "entry 1: category_id 10 is not a category of the ground truth"),
+    "category_-1": (lambda r: r[2].update(category_id=-1),
+                    "entry 2: category_id -1 is not a category of the ground truth"),
     "mixed_bbox": (lambda r: r[2].update(bbox=[0, 0, 5, 5]), "entry 2: has a 'bbox' but entry 0 has none"),
     "not_an_object": (lambda r: r.__setitem__(0, None), "entry 0: not an object"),
 }

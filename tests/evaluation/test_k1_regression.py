@@ -1,0 +1,184 @@
+"""The K = 1 scores, number for number, as the evaluator gave them before categories could carry K keypoints.
+
+A fixed ground truth (digit classes 0 to 9, class 9 without any digit, one keypoint "point" each, 16 images)
+and results made from it by a seeded perturbation (Python's ``random``, stable across versions): moved points,
+wrong classes, misses, duplicates, false positives, tied scores, perturbed boxes. The expected values are the
+``repr`` of what the evaluator of commit 7572f13 (before the change) returned; they are compared with a
+relative tolerance of 1e-12 only so that a numpy summation change cannot fail the test spuriously.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from ocrloc.evaluation import SCORE_KEYS, evaluate, format_table
+
+
+def k1_ground_truth() -> dict:
+    rnd = random.Random(20240611)
+    images, anns = [], []
+    for i in range(1, 17):
+        images.append({"id": i, "file_name": f"{i:06d}.png", "width": 128, "height": 128})
+        for _ in range(rnd.randint(0, 6)):
+            w, h = rnd.randint(14, 30), rnd.randint(18, 32)
+            x0, y0 = round(rnd.uniform(0, 128 - w), 2), round(rnd.uniform(0, 128 - h), 2)
+            px, py = round(x0 + rnd.uniform(0.3, 0.7) * w, 2), round(y0 + rnd.uniform(0.3, 0.7) * h, 2)
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": rnd.randrange(9),
+                         "bbox": [x0, y0, w, h], "area": float(w * h), "keypoints": [px, py, 2],
+                         "num_keypoints": 1, "iscrowd": 0})
+    cats = [{"id": c, "name": str(c), "supercategory": "digit", "keypoints": ["point"], "skeleton": []}
+            for c in range(10)]
+    return {"images": images, "annotations": anns, "categories": cats}
+
+
+def k1_results(gt: dict, with_bbox: bool) -> list[dict]:
+    rnd = random.Random(7)
+    out = []
+
+    def add(img: int, cls: int, x: float, y: float, box: list[float], score: float) -> None:
+        r = {"image_id": img, "category_id": cls, "keypoints": [round(x, 3), round(y, 3), 1.0],
+             "score": round(score, 2)}  # rounded scores tie now and then
+        if with_bbox:
+            r["bbox"] = [round(v, 2) for v in box]
+        out.append(r)
+
+    for a in gt["annotations"]:
+        if rnd.random() < 0.1:
+            continue  # missed
+        px, py = a["keypoints"][:2]
+        spread = rnd.choice([0.3, 1.0, 2.5, 6.0])
+        cls = a["category_id"] if rnd.random() > 0.12 else rnd.randrange(10)
+        bx, by, bw, bh = a["bbox"]
+        box = [bx + rnd.gauss(0, 1.5), by + rnd.gauss(0, 1.5),
+               bw * rnd.uniform(0.85, 1.15), bh * rnd.uniform(0.85, 1.15)]
+        add(a["image_id"], cls, px + rnd.gauss(0, spread), py + rnd.gauss(0, spread), box, rnd.uniform(0.3, 1.0))
+        if rnd.random() < 0.2:  # a duplicate, lower or higher scored
+            add(a["image_id"], cls, px + rnd.gauss(0, 1.0), py + rnd.gauss(0, 1.0), box, rnd.uniform(0.1, 1.0))
+    for img in range(1, 17):  # false positives
+        for _ in range(rnd.randint(0, 3)):
+            x, y = rnd.uniform(0, 128), rnd.uniform(0, 128)
+            add(img, rnd.randrange(10), x, y, [x - 10, y - 12, 20, 24], rnd.uniform(0.0, 0.6))
+    return out
+
+
+# evaluate(k1_ground_truth(), k1_results(gt, with_bbox), sigma) before the change.
+EXPECTED = {
+    "bbox/0.05": {
+        "kpt_AP": 0.1878272625797378,
+        "kpt_AP50": 0.26737038783243405,
+        "kpt_AP75": 0.20521417221087188,
+        "box_AP": 0.36636099782139386,
+        "mean_px": 2.1492950599546625,
+        "median_px": 1.7512624018119047,
+        "p95_px": 5.000948770460029,
+        "miss_rate": 0.3125,
+        "cls_acc": 0.6875,
+        "per_class": {
+            "0": 0.45957784789467954, "1": 0.12343234323432342, "2": 0.2524752475247525, "3": 0.12871287128712872,
+            "4": 0.11023102310231024, "5": 0.11782178217821782, "6": 0.2268788307402169, "7": 0.2713154172560113,
+            "8": 0.0, "9": None,
+        },
+        "num_images": 16,
+        "num_gt": 48,
+        "num_dets": 86,
+    },
+    "bbox/0.1": {
+        "kpt_AP": 0.33580728707791413,
+        "kpt_AP50": 0.46468789736116467,
+        "kpt_AP75": 0.3182504758412349,
+        "box_AP": 0.36636099782139386,
+        "mean_px": 3.0454683291672153,
+        "median_px": 1.9669823093672583,
+        "p95_px": 8.121169853989782,
+        "miss_rate": 0.20833333333333337,
+        "cls_acc": 0.7916666666666666,
+        "per_class": {
+            "0": 0.5445073078736445, "1": 0.2561276127612761, "2": 0.2524752475247525, "3": 0.23267326732673269,
+            "4": 0.19834983498349837, "5": 0.1739273927392739, "6": 0.5736462217650337, "7": 0.4568953323903819,
+            "8": 0.3336633663366337, "9": None,
+        },
+        "num_images": 16,
+        "num_gt": 48,
+        "num_dets": 86,
+    },
+    "nobbox/0.05": {
+        "kpt_AP": 0.1878272625797378,
+        "kpt_AP50": 0.26737038783243405,
+        "kpt_AP75": 0.20521417221087188,
+        "box_AP": None,
+        "mean_px": 2.1492950599546625,
+        "median_px": 1.7512624018119047,
+        "p95_px": 5.000948770460029,
+        "miss_rate": 0.3125,
+        "cls_acc": 0.6875,
+        "per_class": {
+            "0": 0.45957784789467954, "1": 0.12343234323432342, "2": 0.2524752475247525, "3": 0.12871287128712872,
+            "4": 0.11023102310231024, "5": 0.11782178217821782, "6": 0.2268788307402169, "7": 0.2713154172560113,
+            "8": 0.0, "9": None,
+        },
+        "num_images": 16,
+        "num_gt": 48,
+        "num_dets": 86,
+    },
+    "nobbox/0.1": {
+        "kpt_AP": 0.33580728707791413,
+        "kpt_AP50": 0.46468789736116467,
+        "kpt_AP75": 0.3182504758412349,
+        "box_AP": None,
+        "mean_px": 3.0454683291672153,
+        "median_px": 1.9669823093672583,
+        "p95_px": 8.121169853989782,
+        "miss_rate": 0.20833333333333337,
+        "cls_acc": 0.7916666666666666,
+        "per_class": {
+            "0": 0.5445073078736445, "1": 0.2561276127612761, "2": 0.2524752475247525, "3": 0.23267326732673269,
+            "4": 0.19834983498349837, "5": 0.1739273927392739, "6": 0.5736462217650337, "7": 0.4568953323903819,
+            "8": 0.3336633663366337, "9": None,
+        },
+        "num_images": 16,
+        "num_gt": 48,
+        "num_dets": 86,
+    },
+}
+
+
+# format_table of the "bbox/0.05" scores before the change.
+TABLE = """\
+images 16   ground-truth digits 48   detections 86
+
+keypoint AP        0.188   AP50 0.267   AP75 0.205
+box AP             0.366
+point error px      2.15   median 1.75   p95 5.00
+miss rate          0.312
+class accuracy     0.688
+
+keypoint AP per class
+class       0      1      2      3      4      5      6      7      8      9
+AP      0.460  0.123  0.252  0.129  0.110  0.118  0.227  0.271  0.000      -
+"""
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED))
+def test_k1_scores_are_unchanged(case: str) -> None:
+    with_bbox, sigma = case.split("/")
+    gt = k1_ground_truth()
+    scores = evaluate(gt, k1_results(gt, with_bbox == "bbox"), sigma=float(sigma))
+    expected = EXPECTED[case]
+    for key in SCORE_KEYS:
+        assert key in scores
+        if key == "per_class":
+            assert list(scores[key]) == list(expected[key])
+            for c, ap in expected[key].items():
+                assert scores[key][c] == (None if ap is None else pytest.approx(ap, rel=1e-12, abs=1e-15)), c
+        elif expected[key] is None or isinstance(expected[key], int):
+            assert scores[key] == expected[key], key
+        else:
+            assert scores[key] == pytest.approx(expected[key], rel=1e-12, abs=1e-15), key
+    assert format_table(scores).startswith(f"images {expected['num_images']}")
+
+
+def test_k1_table_is_unchanged() -> None:
+    gt = k1_ground_truth()
+    assert format_table(evaluate(gt, k1_results(gt, True))) + "\n" == TABLE
