@@ -6,8 +6,8 @@ Example::
 
     predictor = Predictor("runs/quickstart/checkpoints/best.pt")   # or an exported TorchScript file
     det = predictor("photo.jpg", polarity="dark_on_light", score_threshold=0.3)
-    for name, score, (x, y) in zip(det.class_names, det.scores.tolist(), det.points.tolist()):
-        print(name, round(score, 3), round(x, 1), round(y, 1))
+    for name, score, points in zip(det.class_names, det.scores.tolist(), det.points.tolist()):
+        print(name, round(score, 3), points)  # one [x, y] per keypoint of the class
 
 Inputs of any size, grey or colour, are converted to what the models were trained on (one grey
 channel in [0, 1], light ink on a dark background), padded on the bottom and right to the
@@ -55,10 +55,14 @@ class Detections:
         boxes: ``[N, 4]`` float32, ``(x1, y1, x2, y2)``, clipped to the image.
         scores: ``[N]`` float32, the detection scores.
         labels: ``[N]`` int64 class indices.
-        points: ``[N, 2]`` float32, ``(x, y)`` of each detection's class point, clipped to the image.
-        point_scores: ``[N]`` float32, the score the model gave each point (the third keypoint value).
+        points: ``[N, K, 2]`` float32, ``(x, y)`` of each detection's keypoints (K: the model's
+            keypoint slots; a class with fewer keypoints uses the first ``len(keypoint_names[i])``),
+            clipped to the image.
+        point_scores: ``[N, K]`` float32, the score the model gave each keypoint (the third value).
         class_names: the class name of each detection (``labels`` looked up in the model's class names).
         image_size: ``(height, width)`` of the image given.
+        category_ids: the dataset's category id of each detection (what COCO results carry).
+        keypoint_names: the keypoint names of each detection's class.
 
     All tensors are on the CPU. ``len(det)`` is N.
     """
@@ -70,6 +74,8 @@ class Detections:
     point_scores: Tensor
     class_names: List[str]
     image_size: Tuple[int, int]
+    category_ids: List[int]
+    keypoint_names: List[List[str]]
 
     def __len__(self) -> int:
         return int(self.scores.numel())
@@ -81,17 +87,24 @@ class Detections:
 
     def to_dict(self) -> Dict[str, Tensor]:
         """The torchvision-style dict of the family contract: ``boxes``, ``scores``, ``labels`` and
-        ``keypoints`` ``[N, 1, 3]`` (x, y, point score), as the model's predictor returns it (what
+        ``keypoints`` ``[N, K, 3]`` (x, y, point score), as the model's predictor returns it (what
         :func:`ocrloc.engine.inference.detections_to_results` and :mod:`ocrloc.visualize` take)."""
-        keypoints = torch.cat([self.points, self.point_scores[:, None]], dim=1)[:, None, :]
+        keypoints = torch.cat([self.points, self.point_scores[..., None]], dim=2)
         return {"boxes": self.boxes, "scores": self.scores, "labels": self.labels, "keypoints": keypoints}
 
     def to_coco(self, image_id: int = 0) -> List[Dict[str, Any]]:
         """COCO results entries, as ``ocrloc predict`` writes them: ``image_id``, ``category_id``
-        (the label), ``bbox`` ``[x, y, w, h]``, ``score`` and ``keypoints`` ``[x, y, score]``."""
-        from ocrloc.engine.inference import detections_to_results
-
-        return detections_to_results([self.to_dict()], [image_id])
+        (the dataset's id), ``bbox`` ``[x, y, w, h]``, ``score`` and ``keypoints`` ``[x, y, score,
+        ...]`` for each keypoint of the class."""
+        results: List[Dict[str, Any]] = []
+        for i in range(len(self)):
+            x1, y1, x2, y2 = self.boxes[i].tolist()
+            flat: List[float] = []
+            for (x, y), v in zip(self.points[i].tolist()[:len(self.keypoint_names[i])], self.point_scores[i].tolist()):
+                flat += [x, y, v]
+            results.append({"image_id": int(image_id), "category_id": int(self.category_ids[i]),
+                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(self.scores[i]), "keypoints": flat})
+        return results
 
 
 class Predictor:
@@ -105,9 +118,12 @@ class Predictor:
     with ``model`` and ``config``), and a file that is neither raises a ``ValueError``.
 
     Attributes:
-        rule: the point rule the model was trained for (e.g. ``all10``).
-        train_size: ``[H, W]`` of its training canvases (``None`` when the file does not say).
+        rule: the point rule the model was trained for (e.g. ``all10``; ``None`` for a model trained
+            on a COCO folder, whose annotations define the points).
+        train_size: ``[H, W]`` of its training images (``None`` when the file does not say).
         class_names: the name of each class index.
+        task: the classes (dataset ids, names) and keypoint names per class
+            (:class:`ocrloc.data.task.Task`), from the checkpoint or the exported file.
         device: the ``torch.device`` the model runs on.
         input_rule: the model's input rule in words (inputs are padded to it automatically).
         module: the predictor module (``[B, 1, H, W]`` in [0, 1] -> list of detection dicts).
@@ -201,8 +217,12 @@ class Predictor:
                 train_size = [preset.height, preset.width]
             except (KeyError, ValueError):
                 train_size = None
+        from ocrloc.data.task import digits_task
+
+        task = detector.task or digits_task()
+        names = task.class_names if "task" in meta else (meta.get("class_names") or task.class_names)
         self._setup(detector.predictor, resolved, meta.get("rule", config.data.rule), train_size,
-                    meta.get("class_names"), "checkpoint", path)
+                    names, "checkpoint", path, task)
 
     def _load_exported(self, path: Path, device: Union[str, torch.device]) -> None:
         import torchvision  # noqa: F401  (registers torchvision::nms, which the exported file calls)
@@ -215,12 +235,19 @@ class Predictor:
         except Exception as err:
             raise ValueError(f"{path}: not an exported TorchScript file ({type(err).__name__}: {err})") from err
         module.eval()
-        self._setup(module, resolved, getattr(module, "rule", None), getattr(module, "train_size", None),
-                    getattr(module, "class_names", None), "exported", path)
+        from ocrloc.data.task import Task
+
+        task = None
+        if all(hasattr(module, name) for name in ("class_ids", "class_names", "keypoint_names")):
+            task = Task.from_dict({"class_ids": module.class_ids, "class_names": module.class_names,
+                                   "keypoint_names": module.keypoint_names})
+        rule = getattr(module, "rule", None)
+        self._setup(module, resolved, rule if rule else None, getattr(module, "train_size", None),
+                    getattr(module, "class_names", None), "exported", path, task)
 
     def _setup(self, module: torch.nn.Module, device: torch.device, rule: Optional[str],
                train_size: Optional[Sequence[int]], class_names: Optional[Sequence[str]], source: str,
-               path: Optional[Path]) -> None:
+               path: Optional[Path], task: Optional[Any] = None) -> None:
         for name in ("size_divisible", "min_size", "max_size"):
             if not isinstance(getattr(module, name, None), int):
                 raise ValueError(f"{type(module).__name__} declares no input rule (int attribute {name!r} missing)")
@@ -229,6 +256,7 @@ class Predictor:
         self.rule = None if rule is None else str(rule)
         self.train_size = None if train_size is None else [int(v) for v in train_size]
         self.class_names = [str(n) for n in class_names] if class_names else list(DEFAULT_CLASS_NAMES)
+        self.task = task
         self.input_rule = _rule_text(module.size_divisible, module.min_size, module.max_size)
         self.source = source
         self.path = path
@@ -335,17 +363,23 @@ class Predictor:
         boxes = det["boxes"].detach().float().cpu().reshape(-1, 4)
         scores = det["scores"].detach().float().cpu().reshape(-1)
         labels = det["labels"].detach().long().cpu().reshape(-1)
-        keypoints = det["keypoints"].detach().float().cpu().reshape(-1, det["keypoints"].shape[-2], 3)[:, 0]
+        keypoints = det["keypoints"].detach().float().cpu().reshape(-1, det["keypoints"].shape[-2], 3)  # [N, K, 3]
         keep = torch.ones_like(scores, dtype=torch.bool) if score_threshold is None else scores >= score_threshold
         order = torch.sort(scores[keep], descending=True, stable=True).indices
         boxes, scores, labels, keypoints = (t[keep][order] for t in (boxes, scores, labels, keypoints))
         boxes = torch.stack([boxes[:, 0].clamp(0, width), boxes[:, 1].clamp(0, height),
                              boxes[:, 2].clamp(0, width), boxes[:, 3].clamp(0, height)], dim=1)
-        points = torch.stack([keypoints[:, 0].clamp(0, width), keypoints[:, 1].clamp(0, height)], dim=1)
+        points = torch.stack([keypoints[..., 0].clamp(0, width), keypoints[..., 1].clamp(0, height)], dim=2)
         names = [self.class_names[k] if 0 <= k < len(self.class_names) else str(k) for k in labels.tolist()]
+        if self.task is not None:
+            ids = [self.task.class_ids[k] for k in labels.tolist()]
+            keypoint_names = [list(self.task.keypoint_names[k]) for k in labels.tolist()]
+        else:  # a file without the dataset's ids: class index = category id, every slot a keypoint
+            ids = labels.tolist()
+            keypoint_names = [[f"keypoint{j}" for j in range(keypoints.shape[1])] for _ in ids]
         return Detections(boxes=boxes, scores=scores, labels=labels, points=points,
-                          point_scores=keypoints[:, 2].contiguous(), class_names=names,
-                          image_size=(int(height), int(width)))
+                          point_scores=keypoints[..., 2].contiguous(), class_names=names,
+                          image_size=(int(height), int(width)), category_ids=ids, keypoint_names=keypoint_names)
 
 
 # -- helpers --------------------------------------------------------------------------------------

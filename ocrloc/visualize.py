@@ -35,16 +35,18 @@ def draw_detections(
     points: Optional[torch.Tensor] = None,
     scores: Optional[torch.Tensor] = None,
     scale: int = 3,
+    class_names: Optional[Sequence[str]] = None,
 ) -> torch.Tensor:
     """Draw boxes (coloured by class, captioned with class and score) and points on a grey canvas.
 
     Args:
         image: uint8 ``[H, W]`` array, or float ``[1, H, W]`` / ``[H, W]`` tensor in [0, 1].
         boxes: ``[N, 4]`` xyxy in canvas pixels.
-        labels: ``[N]`` digit classes.
-        points: ``[N, 2]`` or ``[N, 1, 2+]`` points (x, y) in canvas pixels, or None.
+        labels: ``[N]`` class indices.
+        points: ``[N, 2]`` or ``[N, K, 2+]`` keypoints (x, y) in canvas pixels, or None.
         scores: ``[N]`` confidences to print beside the class, or None.
         scale: integer upscaling factor.
+        class_names: the caption of each class index (default: the index).
 
     Returns:
         uint8 tensor ``[3, H * scale, W * scale]``.
@@ -57,13 +59,14 @@ def draw_detections(
     boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
     labels = torch.as_tensor(labels).reshape(-1)
     if boxes.numel():
-        captions = [str(int(c)) if scores is None else f"{int(c)} {float(s):.2f}" for c, s in
-                    zip(labels, scores if scores is not None else labels)]
+        names = [class_names[int(c)] if class_names is not None else str(int(c)) for c in labels]
+        captions = names if scores is None else [f"{n} {float(s):.2f}" for n, s in zip(names, scores)]
         colors = [CLASS_COLORS[int(c) % len(CLASS_COLORS)] for c in labels]
         img = draw_bounding_boxes(img, boxes * scale, labels=captions, colors=colors, width=1)
     if points is not None and len(points):
-        xy = torch.as_tensor(points, dtype=torch.float32).reshape(len(points), -1)[:, :2]
-        img = draw_keypoints(img, (xy * scale).reshape(-1, 1, 2), colors=POINT_COLOR, radius=max(1, scale // 2 + 1))
+        xy = torch.as_tensor(points, dtype=torch.float32)
+        xy = xy.reshape(len(points), 1, -1) if xy.dim() == 2 else xy
+        img = draw_keypoints(img, xy[..., :2] * scale, colors=POINT_COLOR, radius=max(1, scale // 2 + 1))
     return img
 
 
@@ -75,13 +78,15 @@ def save_grid(panels: Sequence[torch.Tensor], path: str | os.PathLike, nrow: int
 
 
 def save_canvas_preview(generator, path: str | os.PathLike, count: int = 16, nrow: int = 4, scale: int = 3) -> None:
-    """Save canvases ``0 .. count-1`` of a :class:`~ocrloc.data.canvas.CanvasGenerator` with their
-    ink boxes, classes and the rule's target point, as one PNG grid."""
-    from ocrloc.data.datasets import canvas_target
+    """Save canvases ``0 .. count-1`` of a canvas generator (MNIST digits or printed glyphs) with
+    their ink boxes, class names and keypoints, as one PNG grid."""
+    from ocrloc.data.datasets import generated_target, generated_task
 
+    names = generated_task(generator).class_names
     panels = []
     for index in range(count):
         canvas = generator(index)
-        target = canvas_target(canvas, generator.rule, index + 1)
-        panels.append(draw_detections(canvas.image, target["boxes"], target["labels"], target["keypoints"], scale=scale))
+        target = generated_target(generator, canvas, index + 1)
+        panels.append(draw_detections(canvas.image, target["boxes"], target["labels"], target["keypoints"], scale=scale,
+                                      class_names=names))
     save_grid(panels, path, nrow=nrow)

@@ -74,9 +74,9 @@ def _direct(predictor: torch.nn.Module, image: Tensor) -> Dict[str, Tensor]:
     boxes = det["boxes"][order].clone()
     boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
     boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
-    points = det["keypoints"][order][:, 0, :2].clone()
-    points[:, 0] = points[:, 0].clamp(0, width)
-    points[:, 1] = points[:, 1].clamp(0, height)
+    points = det["keypoints"][order][..., :2].clone()  # [N, K, 2]
+    points[..., 0] = points[..., 0].clamp(0, width)
+    points[..., 1] = points[..., 1].clamp(0, height)
     return {"boxes": boxes, "scores": det["scores"][order], "labels": det["labels"][order], "points": points}
 
 
@@ -145,7 +145,7 @@ def test_any_size_in_original_coordinates(files, api):
     assert torch.equal(result.labels, direct["labels"])
     assert (result.boxes[:, 0::2] >= 0).all() and (result.boxes[:, 0::2] <= 77).all()
     assert (result.boxes[:, 1::2] >= 0).all() and (result.boxes[:, 1::2] <= 100).all()
-    assert (result.points[:, 0] <= 77).all() and (result.points[:, 1] <= 100).all()
+    assert (result.points[..., 0] <= 77).all() and (result.points[..., 1] <= 100).all()
 
 
 def test_dark_on_light_inverts(api):
@@ -181,7 +181,7 @@ def test_score_threshold_sorting_and_outputs(api):
     assert first["image_id"] == 7 and first["category_id"] == int(some.labels[0])
     x1, y1, x2, y2 = some.boxes[0].tolist()
     assert first["bbox"] == pytest.approx([x1, y1, x2 - x1, y2 - y1])
-    assert first["keypoints"] == pytest.approx([*some.points[0].tolist(), float(some.scores[0])])
+    assert first["keypoints"] == pytest.approx([*some.points[0, 0].tolist(), float(some.scores[0])])
 
 
 class _Fixed(PredictorModule):
@@ -201,8 +201,8 @@ def test_clipping_sorting_and_names_on_a_fixed_model():
     result = Predictor.from_module(_Fixed())(np.zeros((100, 77), np.uint8))
     assert result.scores.tolist() == pytest.approx([0.9, 0.2])
     assert result.boxes.tolist() == [[0.0, 50.0, 77.0, 100.0], [10.0, 20.0, 30.0, 40.0]]
-    assert result.points.tolist() == [[77.0, 100.0], [20.0, 30.0]]
-    assert result.point_scores.tolist() == pytest.approx([0.8, 0.1])
+    assert result.points.tolist() == [[[77.0, 100.0]], [[20.0, 30.0]]]
+    assert result.point_scores[:, 0].tolist() == pytest.approx([0.8, 0.1])
     assert result.class_names == ["12", "3"]  # a label beyond the class names: its number
 
 

@@ -157,18 +157,19 @@ def test_bad_input_exits_2_with_one_error_line(tmp_path: Path):
 def test_parse_time_constants_agree_with_their_sources():
     from ocrloc.cli import defaults
     from ocrloc.data.canvas import PRESETS
+    from ocrloc.data.glyphs import GLYPH_PRESETS
     from ocrloc.data.mnist import SPLITS
     from ocrloc.data.rules import RULES
     from ocrloc.evaluation import DEFAULT_SIGMA
 
-    assert defaults.PRESET_NAMES == tuple(sorted(PRESETS))
+    assert defaults.PRESET_NAMES == tuple(sorted({**PRESETS, **GLYPH_PRESETS}))
     assert defaults.RULE_NAMES == tuple(sorted(RULES))
     assert defaults.SPLIT_NAMES == tuple(SPLITS)
     assert defaults.DEFAULT_SIGMA == DEFAULT_SIGMA
     subs = subparsers()
     defaults_of = {name: {a.dest: a for a in sub._actions} for name, sub in subs.items()}
     assert defaults_of["evaluate"]["sigma"].default == DEFAULT_SIGMA
-    assert list(defaults_of["make-dataset"]["preset"].choices) == sorted(PRESETS)
+    assert list(defaults_of["make-dataset"]["preset"].choices) == sorted({**PRESETS, **GLYPH_PRESETS})
     assert list(defaults_of["make-dataset"]["split"].choices) == list(SPLITS)
 
 
@@ -228,6 +229,11 @@ def test_train_hint_names_the_installed_commands_and_the_run_s_own_rule_preset_a
     assert lines[4] == "  ocrloc export --checkpoint runs/x/checkpoints/best.pt --out runs/x/model.pt"
     rule_file = next_steps("canvas128", "my rules/corners.yaml", Path("runs/y"))
     assert "--rule 'my rules/corners.yaml'" in rule_file and "--out data/test_corners" in rule_file
+    glyphs = next_steps("glyphs128", None, Path("runs/g")).splitlines()
+    assert glyphs[1].startswith("  ocrloc make-dataset --preset glyphs128 --split test ") and "--rule" not in glyphs[1]
+    assert "--out data/test_glyphs128" in glyphs[1]
+    coco = next_steps(None, None, Path("runs/c")).splitlines()  # a COCO folder: no preset to regenerate
+    assert "make-dataset" not in coco[1] and "YOUR_TEST_FOLDER/images" in coco[2]
 
 
 # --- the installed executable -----------------------------------------------------------------------------------

@@ -39,9 +39,11 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         return fail(err)
     meta = state.get("meta", {})
-    rule, train_size = meta.get("rule", config.data.rule), meta.get("train_size", [128, 128])
-    export_torchscript(detector.predictor, rule, train_size, args.out)
-    print(f"wrote {args.out} (rule {rule}, trained on {train_size} canvases, input: {detector.predictor.input_rule()})")
+    rule, train_size = meta.get("rule", config.data.rule), meta.get("train_size") or [128, 128]
+    export_torchscript(detector.predictor, rule, train_size, args.out, detector.task)
+    print(f"wrote {args.out} (rule {rule or 'from the annotations'}, {detector.task.num_classes} classes, "
+          f"{detector.task.num_keypoints} keypoint(s) each, trained on {train_size} images, "
+          f"input: {detector.predictor.input_rule()})")
     return 0
 
 

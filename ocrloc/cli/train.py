@@ -37,14 +37,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.csv)")
 
 
-def next_steps(preset: str, rule: str, out: Path) -> str:
-    """The commands that score and export a finished run: its own preset and rule, its best checkpoint."""
+def next_steps(preset: Optional[str], rule: Optional[str], out: Path) -> str:
+    """The commands that score and export a finished run: its own preset and rule (a run on a COCO
+    folder has neither: its own test folder takes their place), its best checkpoint."""
     best = out / "checkpoints" / "best.pt"
-    test = Path("data") / f"test_{Path(rule).stem}"
     q = lambda value: shlex.quote(str(value))  # noqa: E731
-    return ("next:\n"
-            f"  ocrloc make-dataset --preset {q(preset)} --rule {q(rule)} --split test --count 1000 --seed 1000 "
-            f"--out {q(test)}\n"
+    if preset is None:
+        test = Path("YOUR_TEST_FOLDER")
+        make = "  # a test folder like the training folder (images/ + annotations.json)\n"
+    else:
+        test = Path("data") / f"test_{Path(rule).stem if rule else preset}"
+        make = (f"  ocrloc make-dataset --preset {q(preset)}" + (f" --rule {q(rule)}" if rule else "")
+                + f" --split test --count 1000 --seed 1000 --out {q(test)}\n")
+    return ("next:\n" + make +
             f"  ocrloc predict --checkpoint {q(best)} --images {q(test / 'images')} "
             f"--out {q(out / 'test_results.json')}\n"
             f"  ocrloc evaluate --gt {q(test / 'annotations.json')} --results {q(out / 'test_results.json')}\n"
@@ -83,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if trainer.ctx.is_main:
         print(f"\nfinal validation scores (step {trainer.step}, {trainer.wall_s / 60:.1f} min of training):")
         print(format_table(scores))
-        print(f"\nrun folder: {out}\n{next_steps(config.data.preset, config.data.rule, out)}")
+        print(f"\nrun folder: {out}\n{next_steps(trainer.meta['preset'], trainer.meta['rule'], out)}")
     return 0
 
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from ocrloc.data.canvas import Canvas, CanvasGenerator
 from ocrloc.data.points import POINT_NAMES
 from ocrloc.data.rules import get_rule
+from ocrloc.data.task import digits_task
 from ocrloc.utils.io import write_json_atomic
 
 __all__ = [
@@ -38,9 +39,7 @@ __all__ = [
 ANNOTATIONS_FILE = "annotations.json"
 IMAGES_DIR = "images"
 
-CATEGORIES: List[Dict[str, Any]] = [
-    {"id": k, "name": str(k), "supercategory": "digit", "keypoints": ["point"], "skeleton": []} for k in range(10)
-]
+CATEGORIES: List[Dict[str, Any]] = digits_task().categories(supercategory="digit")
 
 
 def canvas_annotations(canvas: Canvas, rule: str, image_id: int, first_annotation_id: int) -> List[Dict[str, Any]]:
@@ -92,6 +91,10 @@ def split_coco(
     """
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
+    from ocrloc.data.glyphs import GlyphCanvasGenerator, glyph_annotations, glyph_task
+
+    glyphs = isinstance(generator, GlyphCanvasGenerator)
+    rule = None if glyphs else generator.rule
     images: List[Dict[str, Any]] = []
     annotations: List[Dict[str, Any]] = []
     preset = generator.preset
@@ -102,12 +105,15 @@ def split_coco(
             image_writer(file_name, canvas.image)
         images.append({"id": index + 1, "file_name": file_name, "width": preset.width,
                        "height": preset.height, "canvas_index": index})
-        annotations += canvas_annotations(canvas, generator.rule, index + 1, len(annotations) + 1)
+        if glyphs:
+            annotations += glyph_annotations(canvas, index + 1, len(annotations) + 1)
+        else:
+            annotations += canvas_annotations(canvas, generator.rule, index + 1, len(annotations) + 1)
     return {
         "info": {
-            "description": "ocrloc MNIST canvases",
+            "description": "ocrloc printed-glyph canvases" if glyphs else "ocrloc MNIST canvases",
             "preset": preset.name,
-            "rule": generator.rule,
+            "rule": rule,
             "split": generator.split,
             "seed": generator.seed,
             "count": count,
@@ -115,7 +121,7 @@ def split_coco(
         },
         "images": images,
         "annotations": annotations,
-        "categories": CATEGORIES,
+        "categories": glyph_task().categories("character") if glyphs else CATEGORIES,
     }
 
 

@@ -22,6 +22,7 @@ from torchvision.ops import box_convert
 from ocrloc.data.canvas import Canvas, CanvasGenerator
 from ocrloc.data.coco import ANNOTATIONS_FILE, load_coco, read_grey_image
 from ocrloc.data.rules import get_rule
+from ocrloc.data.task import Task, digits_task
 
 __all__ = ["Target", "detection_target", "canvas_target", "image_tensor", "CocoKeypointDataset", "InMemoryCocoDataset",
            "SyntheticCanvasDataset", "collate_detection"]
@@ -36,6 +37,7 @@ def detection_target(
     image_id: int,
     iscrowd: Optional[Sequence[int]] = None,
     area: Optional[Sequence[float]] = None,
+    num_keypoints: Optional[int] = None,
 ) -> Target:
     """Build one target dict from COCO-style fields.
 
@@ -46,10 +48,20 @@ def detection_target(
         image_id: COCO image id.
         iscrowd: ``[N]``, zeros when None.
         area: ``[N]``, box areas when None.
+        num_keypoints: K: each instance's keypoints padded with invisible ``(0, 0, 0)`` to K
+            (a class with fewer keypoints than the dataset's largest); None keeps them as given.
     """
     n = len(labels)
     boxes = torch.as_tensor(np.asarray(boxes_xywh, dtype=np.float32).reshape(n, 4))
-    kps = np.asarray(keypoints, dtype=np.float32).reshape(n, -1)
+    if num_keypoints is not None:
+        kps = np.zeros((n, 3 * num_keypoints), dtype=np.float32)
+        for i, flat in enumerate(keypoints):
+            if len(flat) % 3 or len(flat) > 3 * num_keypoints:
+                raise ValueError(f"image {image_id}: annotation {i} has {len(flat)} keypoint numbers; expected (x, y, v) "
+                                 f"triples, at most {num_keypoints}")
+            kps[i, :len(flat)] = flat
+    else:
+        kps = np.asarray(keypoints, dtype=np.float32).reshape(n, -1)
     if kps.shape[1] % 3:
         raise ValueError(f"image {image_id}: keypoints must hold (x, y, v) triples, got {kps.shape[1]} numbers")
     return {
@@ -71,6 +83,9 @@ class CocoKeypointDataset(Dataset):
     """Any COCO keypoints folder or file: ocrloc's generated splits or your own data.
 
     Images are read as grey (colour files are converted), since ocrloc's models take one channel.
+    The file's ``categories`` define the task (:attr:`task`): any category ids (1-based, gaps)
+    become contiguous class indices in the targets' ``labels``, and every instance's keypoints
+    are padded to the dataset's largest keypoint count K (``keypoints [N, K, 3]``).
 
     Args:
         path: a split folder holding ``annotations.json``, or the annotation file itself.
@@ -84,6 +99,7 @@ class CocoKeypointDataset(Dataset):
         self.coco = load_coco(self.annotation_file)
         self.image_dir = Path(image_dir) if image_dir is not None else self.annotation_file.parent
         self.image_ids: List[int] = sorted(self.coco.getImgIds())
+        self.task: Task = Task.from_categories(self.coco.dataset.get("categories", []), source=str(self.annotation_file))
 
     def __len__(self) -> int:
         return len(self.image_ids)
@@ -95,11 +111,12 @@ class CocoKeypointDataset(Dataset):
         anns = self.coco.imgToAnns.get(image_id, [])
         target = detection_target(
             [a["bbox"] for a in anns],
-            [a["category_id"] for a in anns],
+            [self.task.index(a["category_id"]) for a in anns],
             [a.get("keypoints", []) for a in anns],
             image_id,
             iscrowd=[a.get("iscrowd", 0) for a in anns],
             area=[a.get("area", a["bbox"][2] * a["bbox"][3]) for a in anns],
+            num_keypoints=self.task.num_keypoints,
         )
         return image_tensor(image), target
 
@@ -115,6 +132,7 @@ class InMemoryCocoDataset(Dataset):
     """
 
     def __init__(self, coco: Dict[str, Any], images: Dict[str, np.ndarray]) -> None:
+        self.task = Task.from_categories(coco.get("categories", []), source="in-memory split")
         self.infos = sorted(coco["images"], key=lambda im: im["id"])
         missing = [im["file_name"] for im in self.infos if im["file_name"] not in images]
         if missing:
@@ -130,9 +148,10 @@ class InMemoryCocoDataset(Dataset):
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, Target]:
         info = self.infos[index]
         anns = self.annotations[info["id"]]
-        target = detection_target([a["bbox"] for a in anns], [a["category_id"] for a in anns],
+        target = detection_target([a["bbox"] for a in anns], [self.task.index(a["category_id"]) for a in anns],
                                   [a["keypoints"] for a in anns], info["id"],
-                                  iscrowd=[a.get("iscrowd", 0) for a in anns], area=[a["area"] for a in anns])
+                                  iscrowd=[a.get("iscrowd", 0) for a in anns], area=[a["area"] for a in anns],
+                                  num_keypoints=self.task.num_keypoints)
         return image_tensor(self.images[info["file_name"]]), target
 
 
@@ -145,6 +164,49 @@ def canvas_target(canvas: Canvas, rule: str, image_id: int) -> Target:
         [(*d.points[table[d.label]], 2.0) for d in canvas.digits],
         image_id,
     )
+
+
+def generated_target(generator, canvas, image_id: int) -> Target:
+    """The target of a generated canvas: MNIST digits (the rule's point) or printed glyphs (every
+    named point)."""
+    from ocrloc.data.glyphs import GLYPH_POINT_NAMES, GlyphCanvasGenerator
+
+    if isinstance(generator, GlyphCanvasGenerator):
+        return detection_target([g.bbox for g in canvas.glyphs], [g.label for g in canvas.glyphs],
+                                [[v for name in GLYPH_POINT_NAMES for v in (*g.points[name], 2.0)]
+                                 for g in canvas.glyphs], image_id)
+    return canvas_target(canvas, generator.rule, image_id)
+
+
+def generated_task(generator) -> Task:
+    """The task of a canvas generator's data."""
+    from ocrloc.data.glyphs import GlyphCanvasGenerator, glyph_task
+
+    return glyph_task() if isinstance(generator, GlyphCanvasGenerator) else digits_task()
+
+
+def canvas_generator(data, split: str, seed: int, augment: bool = False):
+    """The generator of ``data.preset`` (an :class:`~ocrloc.config.DataConfig`) for ``split``:
+    MNIST digits read from ``data.data_root``, or printed glyphs (which need no data root).
+
+    Raises:
+        ConfigError: for augmentation asked of the printed glyphs (their fonts, sizes and
+            rotations are their variation; the MNIST augmentations do not apply).
+    """
+    from ocrloc.data.glyphs import GLYPH_PRESETS, GlyphCanvasGenerator
+
+    if data.preset in GLYPH_PRESETS:
+        if augment and (data.digit_augment.enabled or data.canvas_augment.enabled):
+            from ocrloc.config import ConfigError
+
+            raise ConfigError(f"data.digit_augment / data.canvas_augment apply to the MNIST presets, not {data.preset}")
+        return GlyphCanvasGenerator(data.preset, split, seed)
+    from ocrloc.data.mnist import load_digit_pool
+
+    pool = load_digit_pool(split, data.data_root)
+    if augment:
+        return CanvasGenerator(data.preset, data.rule, split, seed, pool, data.digit_augment, data.canvas_augment)
+    return CanvasGenerator(data.preset, data.rule, split, seed, pool)
 
 
 class SyntheticCanvasDataset(Dataset):
@@ -164,6 +226,7 @@ class SyntheticCanvasDataset(Dataset):
         if length < 1:
             raise ValueError(f"length must be >= 1, got {length}")
         self.generator = generator
+        self.task = generated_task(generator)
         self.length = length
         self.resample_each_epoch = resample_each_epoch
         self.epoch = 0
@@ -179,7 +242,7 @@ class SyntheticCanvasDataset(Dataset):
             raise IndexError(f"index {index} out of range for {self.length} canvases")
         canvas_index = index + (self.epoch * self.length if self.resample_each_epoch else 0)
         canvas = self.generator(canvas_index)
-        return image_tensor(canvas.image), canvas_target(canvas, self.generator.rule, canvas_index + 1)
+        return image_tensor(canvas.image), generated_target(self.generator, canvas, canvas_index + 1)
 
 
 def collate_detection(batch: Sequence[Tuple[torch.Tensor, Target]]) -> Tuple[torch.Tensor | List[torch.Tensor], List[Target]]:

@@ -45,13 +45,16 @@ def detector_from_checkpoint(path: str | os.PathLike, map_location: str | torch.
     """Rebuild ``(detector, config, state)`` from a checkpoint: the
     :class:`~ocrloc.models.family.Detector` with the checkpoint's weights, on ``map_location``,
     in eval mode (``detector.predictor(images)`` gives detections)."""
+    from ocrloc.data.task import Task
     from ocrloc.models.build import build
 
     state = load_checkpoint(path, map_location)
     config = config_from_dict(state["config"], source=str(path))
     # The weights come from the checkpoint; a backbone file named at training time need not exist here.
     config = dataclasses.replace(config, model=dataclasses.replace(config.model, pretrained_path=None))
-    detector = build(config)
+    meta = state.get("meta") or {}
+    # The task the weights were trained for; checkpoints from before it was recorded are the digits'.
+    detector = build(config, Task.from_dict(meta["task"]) if "task" in meta else None)
     detector.model.load_state_dict(state["model"])
     detector.to(map_location).eval()
     return detector, config, state

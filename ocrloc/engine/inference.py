@@ -7,10 +7,13 @@ are padded to the predictor's input rule and targets moved to the device in this
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Iterator, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from ocrloc.data.task import Task
 
 __all__ = ["detections_to_results", "iterate_predictions", "pad_to_multiple", "pad_to_rule",
            "predict_results", "to_device"]
@@ -26,22 +29,34 @@ def to_device(images: torch.Tensor, targets: Sequence[Dict[str, Any]], device: t
     return images.to(device, non_blocking=non_blocking), moved
 
 
-def detections_to_results(detections: Sequence[Dict[str, torch.Tensor]], image_ids: Sequence[int]) -> List[Dict[str, Any]]:
-    """Detections -> the COCO results list (``bbox`` as ``[x, y, w, h]``, keypoint visibility =
-    the detection's score)."""
+def detections_to_results(detections: Sequence[Dict[str, torch.Tensor]], image_ids: Sequence[int],
+                          task: Optional["Task"] = None) -> List[Dict[str, Any]]:
+    """Detections -> the COCO results list (``bbox`` as ``[x, y, w, h]``, each keypoint's
+    visibility = the detection's score).
+
+    ``task`` maps class indices back to the dataset's category ids and keeps each class's own
+    keypoints (``K_c`` of the K slots); None: category id = class index, every keypoint kept.
+    """
     results: List[Dict[str, Any]] = []
     for det, image_id in zip(detections, image_ids):
         boxes = det["boxes"].detach().cpu().tolist()
         scores = det["scores"].detach().cpu().tolist()
         labels = det["labels"].detach().cpu().tolist()
-        points = det["keypoints"].detach().cpu()[:, 0, :2].tolist()
-        for (x1, y1, x2, y2), score, label, (px, py) in zip(boxes, scores, labels, points):
+        keypoints = det["keypoints"].detach().cpu()[..., :2].tolist()  # [N, K, 2]
+        for (x1, y1, x2, y2), score, label, points in zip(boxes, scores, labels, keypoints):
+            if task is not None:
+                category_id, count = task.class_ids[label], len(task.keypoint_names[label])
+            else:
+                category_id, count = label, len(points)
+            flat: List[float] = []
+            for px, py in points[:count]:
+                flat += [px, py, float(score)]
             results.append({
                 "image_id": int(image_id),
-                "category_id": int(label),
+                "category_id": int(category_id),
                 "bbox": [x1, y1, x2 - x1, y2 - y1],
                 "score": float(score),
-                "keypoints": [px, py, float(score)],
+                "keypoints": flat,
             })
     return results
 
@@ -87,9 +102,11 @@ def iterate_predictions(predictor: torch.nn.Module, batches: Iterable[Batch], de
         predictor.train(was_training)
 
 
-def predict_results(predictor: torch.nn.Module, batches: Iterable[Batch], device: torch.device) -> List[Dict[str, Any]]:
-    """COCO results of ``predictor`` on every batch (targets need an ``image_id`` each)."""
+def predict_results(predictor: torch.nn.Module, batches: Iterable[Batch], device: torch.device,
+                    task: Optional["Task"] = None) -> List[Dict[str, Any]]:
+    """COCO results of ``predictor`` on every batch (targets need an ``image_id`` each), with
+    ``task``'s category ids and keypoints (see :func:`detections_to_results`)."""
     results: List[Dict[str, Any]] = []
     for _, targets, detections in iterate_predictions(predictor, batches, device):
-        results += detections_to_results(detections, [t["image_id"] for t in targets])
+        results += detections_to_results(detections, [t["image_id"] for t in targets], task)
     return results

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import time
@@ -26,11 +27,13 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ocrloc.config import Config, config_to_dict, save_config
-from ocrloc.data.canvas import CanvasGenerator, get_preset
-from ocrloc.data.coco import split_coco
-from ocrloc.data.datasets import CocoKeypointDataset, InMemoryCocoDataset, SyntheticCanvasDataset, collate_detection
-from ocrloc.data.mnist import load_digit_pool
+from ocrloc.config import Config, ConfigError, config_to_dict, save_config
+from ocrloc.data.canvas import get_preset
+from ocrloc.data.coco import ANNOTATIONS_FILE, split_coco
+from ocrloc.data.datasets import (CocoKeypointDataset, InMemoryCocoDataset, SyntheticCanvasDataset, canvas_generator,
+                                  collate_detection)
+from ocrloc.data.glyphs import GLYPH_PRESETS, glyph_task
+from ocrloc.data.task import Task, digits_task
 from ocrloc.engine.checkpoint import load_checkpoint, save_checkpoint
 from ocrloc.engine.distributed import init_distributed
 from ocrloc.engine.inference import detections_to_results, iterate_predictions, to_device
@@ -56,14 +59,39 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) 
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def describe_training_data(config: Config) -> Dict[str, Any]:
+    """What the training data is, read from the data itself: the task (classes, ids, keypoint
+    names), the image size the model trains on, and, for generated canvases, the preset and the
+    rule that made them (None for a COCO folder: its annotations define the points).
+
+    Raises:
+        FileNotFoundError: naming a missing ``data.train_path``.
+        ValueError: naming the file, for categories without keypoint names.
+    """
+    d = config.data
+    if d.train_path:
+        path = Path(d.train_path)
+        annotation_file = path / ANNOTATIONS_FILE if path.is_dir() else path
+        if not annotation_file.is_file():
+            raise FileNotFoundError(f"data.train_path: no annotation file at {annotation_file}")
+        coco = json.loads(annotation_file.read_text())
+        task = Task.from_categories(coco.get("categories", []), source=str(annotation_file))
+        sizes = [(int(im["height"]), int(im["width"])) for im in coco.get("images", []) if "height" in im and "width" in im]
+        size = [max(h for h, _ in sizes), max(w for _, w in sizes)] if sizes else None
+        return {"task": task, "train_size": size, "preset": None, "rule": None}
+    preset = get_preset(d.preset)
+    glyphs = preset.name in GLYPH_PRESETS
+    return {"task": glyph_task() if glyphs else digits_task(), "train_size": [preset.height, preset.width],
+            "preset": preset.name, "rule": None if glyphs else d.rule}
+
+
 def build_train_dataset(config: Config, total_samples: int) -> Tuple[Dataset, Optional[int]]:
     """The training dataset and the length to hand the sampler (None: unlimited fresh canvases)."""
     d = config.data
     if d.train_path:
         dataset = CocoKeypointDataset(d.train_path)
         return dataset, len(dataset)
-    pool = load_digit_pool("train", d.data_root)
-    generator = CanvasGenerator(d.preset, d.rule, "train", d.train_seed, pool, d.digit_augment, d.canvas_augment)
+    generator = canvas_generator(d, "train", d.train_seed, augment=True)
     if d.train_canvases > 0:
         return SyntheticCanvasDataset(generator, d.train_canvases), d.train_canvases
     return SyntheticCanvasDataset(generator, max(1, total_samples)), None
@@ -76,7 +104,7 @@ def build_val_data(config: Config) -> Tuple[Dataset, Dict[str, Any]]:
     if d.val_path:
         dataset = CocoKeypointDataset(d.val_path)
         return dataset, dataset.coco.dataset
-    generator = CanvasGenerator(d.preset, d.rule, "val", d.val_seed, load_digit_pool("val", d.data_root))
+    generator = canvas_generator(d, "val", d.val_seed)
     images: Dict[str, Any] = {}
     gt = split_coco(generator, d.val_count, image_writer=images.__setitem__, progress=False)
     return InMemoryCocoDataset(gt, images), gt
@@ -183,7 +211,9 @@ class Trainer:
         if not resume and last.is_file():
             raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose another --out")
         torch.manual_seed(config.train.seed)
-        self.detector = build(config).to(self.device)
+        data = describe_training_data(config)
+        self.task: Task = data["task"]
+        self.detector = build(config, self.task).to(self.device)
         self.model, self.criterion, self.predictor = self.detector.model, self.detector.criterion, self.detector.predictor
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
         o, steps = config.optim, config.train.steps
@@ -207,8 +237,9 @@ class Trainer:
             self.train_model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
-        preset = get_preset(config.data.preset)
-        self.meta = {"rule": config.data.rule, "preset": preset.name, "train_size": [preset.height, preset.width]}
+        # Read from the data, not the config: what a checkpoint's user needs to know about its inputs.
+        self.meta = {"rule": data["rule"], "preset": data["preset"], "train_size": data["train_size"],
+                     "task": self.task.to_dict(), "class_names": list(self.task.class_names)}
 
     # ------------------------------------------------------------------ checkpoints
     def _restore(self, path: Path) -> None:
@@ -264,7 +295,7 @@ class Trainer:
             for name, value in {"loss": loss, **{f"loss_{k}": v for k, v in terms.items()}}.items():
                 totals[name] = totals.get(name, 0.0) + float(value)
             batches += 1
-            results += detections_to_results(detections, [t["image_id"] for t in targets])
+            results += detections_to_results(detections, [t["image_id"] for t in targets], self.task)
         self.detector.train()
         scores = evaluate(gt, results)
         return {**{k: v / max(batches, 1) for k, v in totals.items()}, **scores}
@@ -283,6 +314,10 @@ class Trainer:
         val_loader, val_gt = None, None
         if self.ctx.is_main:
             val_set, val_gt = build_val_data(self.config)
+            if val_set.task != self.task:
+                raise ConfigError(f"data.val_path {self.config.data.val_path}: its categories are not the training "
+                                  f"data's (classes {list(val_set.task.class_ids)} vs {list(self.task.class_ids)}, "
+                                  f"or other keypoint names)")
             # Generated val canvases are already in memory: a worker would only copy them.
             val_loader = DataLoader(val_set, batch_size=batch, num_workers=workers if self.config.data.val_path else 0,
                                     collate_fn=collate_detection)

@@ -6,11 +6,12 @@ Loading it needs only torch and torchvision: ``import torchvision`` (which regis
 
 # No `from __future__ import annotations` here: TorchScript reads the class attribute annotations.
 import os
-from typing import Dict, List, Union
+from typing import Dict, List, Optional, Union
 
 import torch
 from torch import nn
 
+from ocrloc.data.task import Task, digits_task
 from ocrloc.models.family import PredictorModule
 from ocrloc.utils.io import atomic_path
 
@@ -22,22 +23,34 @@ class ExportedDetector(nn.Module):
     ``labels``, ``keypoints``), as torchvision detection models return.
 
     Attributes:
-        rule: the point rule the model was trained for.
-        train_size: ``[H, W]`` of its training canvases.
+        rule: the point rule the model was trained for ("" when a COCO folder's annotations defined
+            the points).
+        train_size: ``[H, W]`` of its training images.
+        class_ids: the dataset's category id of each class index (what ``labels`` index).
+        class_names: the name of each class.
+        keypoint_names: the keypoint names of each class (``keypoints`` rows ``0 .. K_c - 1``).
         size_divisible, min_size, max_size: the predictor's input rule (``max_size`` 0: none).
     """
 
     rule: str
     train_size: List[int]
+    class_ids: List[int]
+    class_names: List[str]
+    keypoint_names: List[List[str]]
     size_divisible: int
     min_size: int
     max_size: int
 
-    def __init__(self, predictor: PredictorModule, rule: str, train_size: List[int]) -> None:
+    def __init__(self, predictor: PredictorModule, rule: Optional[str], train_size: List[int],
+                 task: Optional[Task] = None) -> None:
         super().__init__()
+        task = task if task is not None else digits_task()
         self.predictor = predictor
-        self.rule = rule
+        self.rule = rule or ""
         self.train_size = [int(v) for v in train_size]
+        self.class_ids = list(task.class_ids)
+        self.class_names = list(task.class_names)
+        self.keypoint_names = [list(names) for names in task.keypoint_names]
         self.size_divisible = predictor.size_divisible
         self.min_size = predictor.min_size
         self.max_size = predictor.max_size
@@ -56,11 +69,11 @@ class ExportedDetector(nn.Module):
         return self.predictor(images.float())
 
 
-def export_torchscript(predictor: PredictorModule, rule: str, train_size: List[int],
-                       path: Union[str, os.PathLike]) -> torch.jit.ScriptModule:
-    """Script ``predictor`` (with its input check and metadata) into ``path``, written atomically,
-    and return the scripted module."""
-    wrapper = ExportedDetector(predictor.eval(), rule, train_size).eval()
+def export_torchscript(predictor: PredictorModule, rule: Optional[str], train_size: List[int],
+                       path: Union[str, os.PathLike], task: Optional[Task] = None) -> torch.jit.ScriptModule:
+    """Script ``predictor`` (with its input check and metadata: ``task``'s classes and keypoint
+    names, the MNIST digits when None) into ``path``, written atomically, and return the scripted module."""
+    wrapper = ExportedDetector(predictor.eval(), rule, train_size, task).eval()
     scripted = torch.jit.script(wrapper)
     with atomic_path(path, suffix=".pt.tmp") as tmp:
         scripted.save(str(tmp))

@@ -84,7 +84,8 @@ class ArgmaxPointHead(nn.Module):
 
     def __init__(self, feature_channels: int, feature_stride: int = 4, crop_size: int = 48, box_margin: float = 1.0,
                  soft_channels: int = 8, num_classes: int = NUM_CLASSES, point_fit: str = "ridge",
-                 ridge_decay: float = 0.99, ridge: float = 1e-3, threshold_tau: float = 0.002, reach: float = 0.0) -> None:
+                 ridge_decay: float = 0.99, ridge: float = 1e-3, threshold_tau: float = 0.002, reach: float = 0.0,
+                 num_keypoints: int = 1) -> None:
         super().__init__()
         if crop_size % feature_stride:
             raise ValueError(f"crop_size {crop_size} must be a multiple of the feature stride {feature_stride}")
@@ -96,6 +97,7 @@ class ArgmaxPointHead(nn.Module):
         self.reach = float(reach)
         self.grow_steps = 2 * int(math.ceil(reach)) + 2  # enough to follow a stroke around a bend
         self.num_classes = num_classes
+        self.num_keypoints = num_keypoints
         self.point_fit = point_fit
         # A cut-off at mid-grey, then learned: the middle of the [0, 1] range, not a rule.
         self.threshold = SoftThreshold(1, threshold=0.5, tau=threshold_tau)
@@ -108,10 +110,13 @@ class ArgmaxPointHead(nn.Module):
         self.num_features = len(COORDINATE_FEATURES) + 2 * soft_channels
         # The gradient-trained map: the whole map for point_fit=gradient, the correction to the
         # closed-form fit for point_fit=ridge. Zero start: a correction starts as none.
-        self.point = nn.Linear(self.num_features, 2 * num_classes)
+        self.point = nn.Linear(self.num_features, 2 * num_keypoints * num_classes)
         nn.init.zeros_(self.point.weight)
         nn.init.zeros_(self.point.bias)
-        self.readout = RidgeReadout(self.num_features, 2, num_classes, ridge_decay, ridge) if point_fit == "ridge" else None
+        # One closed-form map per (class, keypoint): a keypoint unlabelled on an instance (v = 0)
+        # then simply leaves that map's statistics alone.
+        self.readout = (RidgeReadout(self.num_features, 2, num_classes * num_keypoints, ridge_decay, ridge)
+                        if point_fit == "ridge" else None)
 
     def coordinates(self, images: Tensor, features: Tensor, boxes: List[Tensor]) -> Tuple[Tensor, Tensor]:
         """The coordinate features of every box, normalised to the crop (``coords / crop_size - 0.5``,
@@ -169,26 +174,35 @@ class ArgmaxPointHead(nn.Module):
         return ((xs > local[:, 0].view(-1, 1, 1, 1) - margin) & (xs < local[:, 2].view(-1, 1, 1, 1) + margin)
                 & (ys > local[:, 1].view(-1, 1, 1, 1) - margin) & (ys < local[:, 3].view(-1, 1, 1, 1) + margin))
 
+    def _slots(self, labels: Tensor) -> Tensor:
+        """``[N, K]``: the readout's map index ``class * K + keypoint`` of each box's keypoints."""
+        k = self.num_keypoints
+        return labels[:, None] * k + torch.arange(k, device=labels.device)[None, :]
+
     def read(self, coords: Tensor, labels: Tensor, origin: Tensor) -> Tensor:
-        """Normalised coordinates ``[N, D]`` of boxes of classes ``labels [N]`` -> points ``[N, 2]`` in canvas pixels."""
-        n = coords.shape[0]
-        per_class = self.point(coords).view(n, self.num_classes, 2)
+        """Normalised coordinates ``[N, D]`` of boxes of classes ``labels [N]`` -> keypoints
+        ``[N, K, 2]`` in canvas pixels."""
+        n, k = coords.shape[0], self.num_keypoints
+        per_class = self.point(coords).view(n, self.num_classes, k, 2)
         normalised = per_class[torch.arange(n, device=coords.device), labels]
         if self.readout is not None:
-            normalised = normalised + self.readout(coords, labels)
-        return (normalised + 0.5) * float(self.crop_size) + origin
+            fitted = self.readout(coords.repeat_interleave(k, dim=0), self._slots(labels).reshape(-1))
+            normalised = normalised + fitted.view(n, k, 2)
+        return (normalised + 0.5) * float(self.crop_size) + origin[:, None, :]
 
     @torch.jit.unused  # training only
     def fit(self, coords: Tensor, labels: Tensor, origin: Tensor, points: Tensor, visible: Tensor) -> None:
-        """Stream annotated ``points [N, 2]`` (canvas pixels; ``visible [N]`` False leaves one out)
-        into the closed-form fit and re-solve it (``point_fit=ridge``; nothing otherwise)."""
+        """Stream annotated keypoints ``points [N, K, 2]`` (canvas pixels; ``visible [N, K]`` False
+        leaves one out) into the closed-form fit and re-solve it (``point_fit=ridge``; nothing otherwise)."""
         if self.readout is not None:
-            target = (points - origin) / float(self.crop_size) - 0.5
-            self.readout.update(coords.detach(), labels, target, visible.to(coords.dtype))
+            k = self.num_keypoints
+            target = (points - origin[:, None, :]) / float(self.crop_size) - 0.5
+            self.readout.update(coords.detach().repeat_interleave(k, dim=0), self._slots(labels).reshape(-1),
+                                target.reshape(-1, 2), visible.reshape(-1).to(coords.dtype))
 
     def forward(self, images: Tensor, features: Tensor, boxes: List[Tensor], labels: Tensor) -> Tensor:
         """``images [B, 1, H, W]`` in [0, 1], ``features [B, C, H / s, W / s]``, per image boxes
-        ``[N_i, 4]`` (xyxy, canvas pixels), ``labels [sum N_i]`` -> points ``[sum N_i, 2]``."""
+        ``[N_i, 4]`` (xyxy, canvas pixels), ``labels [sum N_i]`` -> keypoints ``[sum N_i, K, 2]``."""
         coords, origin = self.coordinates(images, features, boxes)
         return self.read(coords, labels, origin)
 
@@ -212,12 +226,15 @@ class ArgmaxDetector(nn.Module):
     def __init__(self, backbone: str = "resnet18", fpn_channels: int = 64, head_stride: int = 4,
                  head_channels: int = 64, pretrained_path: Optional[str] = None, crop_size: int = 48,
                  box_margin: float = 1.0, soft_channels: int = 8, box_jitter: float = 1.0, point_fit: str = "ridge",
-                 crop_classifier: bool = True, ink_reach: float = 6.0, num_classes: int = NUM_CLASSES) -> None:
+                 crop_classifier: bool = True, ink_reach: float = 6.0, num_classes: int = NUM_CLASSES,
+                 num_keypoints: int = 1) -> None:
         super().__init__()
         self.dense = CenterNetDetector(backbone, fpn_channels, head_stride, head_channels, point_mode="offset",
-                                       pretrained_path=pretrained_path, num_classes=num_classes)
+                                       pretrained_path=pretrained_path, num_classes=num_classes,
+                                       num_keypoints=num_keypoints)
         self.head = ArgmaxPointHead(fpn_channels, head_stride, crop_size, box_margin, soft_channels,
-                                    num_classes=num_classes, point_fit=point_fit, reach=ink_reach)
+                                    num_classes=num_classes, point_fit=point_fit, reach=ink_reach,
+                                    num_keypoints=num_keypoints)
         self.classifier = CropClassifier(num_classes) if crop_classifier else None
         self.box_jitter = box_jitter
         self.size_divisible = self.dense.size_divisible
@@ -236,8 +253,8 @@ class ArgmaxDetector(nn.Module):
             labels = torch.cat([t["labels"] for t in targets]).long()
             coords, origin = self.head.coordinates(images, features, boxes)
             if self.training and labels.numel() > 0:
-                keypoints = torch.cat([t["keypoints"][:, 0, :] for t in targets]).float()
-                self.head.fit(coords, labels, origin, keypoints[:, :2], keypoints[:, 2] > 0)
+                keypoints = torch.cat([t["keypoints"] for t in targets]).float()
+                self.head.fit(coords, labels, origin, keypoints[..., :2], keypoints[..., 2] > 0)
             outputs["argmax_points"] = self.head.read(coords, labels, origin)
             if self.classifier is not None:
                 outputs["crop_logits"] = self.classifier(images, boxes)
@@ -259,7 +276,8 @@ class ArgmaxDetector(nn.Module):
             n = d["boxes"].shape[0]
             s = scores[start:start + n]
             order = torch.argsort(s, descending=True)
-            keypoints = torch.cat([points[start:start + n], s[:, None]], dim=1)[:, None, :]
+            point_scores = s[:, None, None].expand(n, points.shape[1], 1)
+            keypoints = torch.cat([points[start:start + n], point_scores], dim=2)
             results.append({"boxes": d["boxes"][order], "scores": s[order], "labels": labels[start:start + n][order],
                             "keypoints": keypoints[order]})
             start += n
@@ -294,9 +312,9 @@ class ArgmaxCriterion(Criterion):
     def forward(self, outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]]) -> Tuple[Tensor, Dict[str, Tensor]]:
         loss, terms = self.dense(outputs, targets)
         pred = outputs["argmax_points"]
-        keypoints = torch.cat([t["keypoints"][:, 0, :] for t in targets]).float()
-        visible = (keypoints[:, 2] > 0).to(pred.dtype)
-        error = (pred - keypoints[:, :2]).abs().sum(dim=1) * visible
+        keypoints = torch.cat([t["keypoints"] for t in targets]).float().view(pred.shape[0], pred.shape[1], 3)
+        visible = (keypoints[..., 2] > 0).to(pred.dtype)
+        error = (pred - keypoints[..., :2]).abs().sum(dim=-1) * visible
         argmax_point = error.sum() / visible.sum().clamp_min(1.0)
         terms["argmax_point"] = argmax_point
         loss = loss + self.weight * argmax_point

@@ -56,6 +56,7 @@ __all__ = [
     "BaselinePredictor",
     "DetectorLoss",
     "BoxPointPostprocess",
+    "box_point_names",
     "build_baseline",
 ]
 
@@ -154,13 +155,14 @@ class TorchvisionDetector(nn.Module):
                  min_stride: int = 8, canvas_size: Sequence[int] = (128, 128),
                  anchor_sizes: Optional[List[List[float]]] = None, aspect_ratios: Optional[List[float]] = None,
                  score_threshold: float = 0.05, max_detections: int = 100, pretrained_path: Optional[str] = None,
-                 num_classes: int = NUM_CLASSES) -> None:
+                 num_classes: int = NUM_CLASSES, num_keypoints: int = 1) -> None:
         super().__init__()
         if kind not in BASELINE_TYPES:
             raise ValueError(f"unknown baseline {kind!r}; known: {', '.join(BASELINE_TYPES)}")
         get_rule(rule)  # fail early on an unknown rule
         self.kind = kind
         self.num_classes = num_classes
+        self.num_keypoints = num_keypoints
         # SSD and R-CNN keep label 0 for background; RetinaNet and FCOS have no background class.
         self.label_offset = 1 if kind in ("ssd", "keypointrcnn") else 0
         body = Trunk(backbone, fpn_channels, min_stride, pretrained_path)
@@ -195,7 +197,7 @@ class TorchvisionDetector(nn.Module):
                 box_roi_pool=MultiScaleRoIAlign(names, 7, 2), keypoint_roi_pool=MultiScaleRoIAlign(names, 14, 2),
                 box_head=TwoMLPHead(fpn_channels * 7 * 7, 256), box_predictor=FastRCNNPredictor(256, num_classes + 1),
                 keypoint_head=KeypointRCNNHeads(fpn_channels, (64, 64)),
-                keypoint_predictor=KeypointRCNNPredictor(64, num_classes),
+                keypoint_predictor=KeypointRCNNPredictor(64, num_classes * num_keypoints),
                 rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300,
                 rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100,
                 box_batch_size_per_image=64, box_score_thresh=score_threshold,
@@ -213,13 +215,16 @@ class TorchvisionDetector(nn.Module):
         device = labels.device
         out = {"boxes": target["boxes"].float(), "labels": labels + self.label_offset}
         if self.kind == "keypointrcnn":
-            # One channel per class: the instance's point in its own class's channel, the other
-            # channels invisible (visibility 0 carries no loss in keypointrcnn_loss).
-            n = labels.shape[0]
-            keypoints = torch.zeros(n, self.num_classes, 3, device=device)
-            point = target["keypoints"][:, 0, :2].float()
-            keypoints[torch.arange(n, device=device), labels, :2] = point
-            keypoints[torch.arange(n, device=device), labels, 2] = 1.0
+            # One channel per (class, keypoint): the instance's keypoints in its own class's
+            # channels, every other channel invisible (visibility 0 carries no loss in
+            # keypointrcnn_loss; so does a keypoint the instance leaves unlabelled).
+            n, k = labels.shape[0], self.num_keypoints
+            keypoints = torch.zeros(n, self.num_classes * k, 3, device=device)
+            given = target["keypoints"].float().view(n, k, 3)
+            slots = labels[:, None] * k + torch.arange(k, device=device)[None, :]
+            rows = torch.arange(n, device=device)[:, None].expand(n, k)
+            keypoints[rows, slots, :2] = given[..., :2]
+            keypoints[rows, slots, 2] = (given[..., 2] > 0).float()
             out["keypoints"] = keypoints
         return out
 
@@ -228,7 +233,7 @@ class TorchvisionDetector(nn.Module):
 
         Args:
             images: ``[B, 1, H, W]`` in [0, 1].
-            targets: ocrloc targets (``boxes`` xyxy, ``labels`` 0-9, ``keypoints`` ``[N, 1, 3]``),
+            targets: ocrloc targets (``boxes`` xyxy, ``labels`` class indices, ``keypoints`` ``[N, K, 3]``),
                 on the images' device. Required: detections come from :class:`BaselinePredictor`.
         """
         if targets is None:
@@ -284,36 +289,47 @@ class DetectorLoss(Criterion):
 
 
 class BoxPointPostprocess(nn.Module):
-    """torchvision detections -> SPEC section 8 dicts (``boxes``, ``scores``, ``labels`` 0-9,
-    ``keypoints`` ``[N, 1, 3]``).
+    """torchvision detections -> SPEC section 8 dicts (``boxes``, ``scores``, ``labels`` (class
+    indices), ``keypoints`` ``[N, K, 3]``).
 
-    Labels are mapped back by ``label_offset``; duplicates of different classes on one digit are
-    suppressed class-agnostically (as ocrloc's own postprocess does: one digit has one class).
-    The point is the SPEC rule on box geometry (:data:`BOX_POINT_COEFFICIENTS`) or, with
-    ``from_keypoints``, the keypoint channel of the predicted class.
+    Labels are mapped back by ``label_offset``; duplicates of different classes on one character
+    are suppressed class-agnostically (as ocrloc's own decoder does: one character has one class).
+    Each keypoint is its name's rule on box geometry (:data:`BOX_POINT_COEFFICIENTS`; a name the
+    box cannot give, such as a typographic baseline, falls back to the box center) or, with
+    ``from_keypoints``, the keypoint channels of the predicted class.
 
     Args:
-        rule: the point rule.
+        point_names: the keypoint names of each class (K per class; see :func:`box_point_names`).
         label_offset: subtracted from torchvision's labels.
-        from_keypoints: read ``keypoints[N, num_classes, 3]`` at the label instead of the box rule.
+        from_keypoints: read ``keypoints[N, num_classes * K, 3]`` at the label instead of the box rule.
         iou_threshold: class-agnostic suppression threshold.
         max_detections: detections kept per image.
     """
 
-    def __init__(self, rule: str, label_offset: int = 0, from_keypoints: bool = False, iou_threshold: float = 0.6,
-                 max_detections: int = 100, num_classes: int = NUM_CLASSES) -> None:
+    def __init__(self, point_names: Sequence[Sequence[str]], label_offset: int = 0, from_keypoints: bool = False,
+                 iou_threshold: float = 0.6, max_detections: int = 100) -> None:
         super().__init__()
-        table = get_rule(rule)
-        coefficients = torch.tensor([BOX_POINT_COEFFICIENTS[table.get(c, "center")] for c in range(num_classes)])
+        k = max(len(names) for names in point_names)
+        center = BOX_POINT_COEFFICIENTS["center"]
+        coefficients = torch.tensor([[BOX_POINT_COEFFICIENTS.get(name, center) for name in names]
+                                     + [center] * (k - len(names)) for names in point_names])  # [C, K, 4]
         self.register_buffer("coefficients", coefficients, persistent=False)
         self.label_offset = label_offset
         self.from_keypoints = from_keypoints
         self.iou_threshold = iou_threshold
         self.max_detections = max_detections
-        self.num_classes = num_classes
+        self.num_classes = len(point_names)
+        self.num_keypoints = k
+
+    @classmethod
+    def from_rule(cls, rule: str, num_classes: int = NUM_CLASSES, **kwargs) -> "BoxPointPostprocess":
+        """The box rule of a SPEC rule (or rule file) over digit classes ``0 .. num_classes - 1``."""
+        table = get_rule(rule)
+        return cls([[table.get(c, "center")] for c in range(num_classes)], **kwargs)
 
     def forward(self, detections: List[Dict[str, Tensor]]) -> List[Dict[str, Tensor]]:
         results: List[Dict[str, Tensor]] = []
+        k = self.num_keypoints
         for det in detections:
             boxes, scores = det["boxes"], det["scores"]
             labels = det["labels"] - self.label_offset
@@ -321,26 +337,40 @@ class BoxPointPostprocess(nn.Module):
             keep = box_ops.nms(boxes[valid], scores[valid], self.iou_threshold)[: self.max_detections]
             index = torch.nonzero(valid).flatten()[keep]
             boxes, scores, labels = boxes[index], scores[index], labels[index]
+            n = labels.shape[0]
             if self.from_keypoints:
-                point = det["keypoints"][index, labels, :2]
+                slots = labels[:, None] * k + torch.arange(k, device=labels.device)[None, :]
+                rows = index[:, None].expand(n, k)
+                point = det["keypoints"][rows, slots, :2]  # [N, K, 2]
             else:
-                a = self.coefficients.to(boxes.dtype)[labels]
-                x = a[:, 0] * boxes[:, 0] + a[:, 1] * boxes[:, 2]
-                y = a[:, 2] * boxes[:, 1] + a[:, 3] * boxes[:, 3]
-                point = torch.stack([x, y], dim=1)
-            keypoints = torch.cat([point, scores[:, None]], dim=1)[:, None, :]
+                a = self.coefficients.to(boxes.dtype)[labels]  # [N, K, 4]
+                x = a[..., 0] * boxes[:, None, 0] + a[..., 1] * boxes[:, None, 2]
+                y = a[..., 2] * boxes[:, None, 1] + a[..., 3] * boxes[:, None, 3]
+                point = torch.stack([x, y], dim=2)
+            keypoints = torch.cat([point, scores[:, None, None].expand(n, k, 1)], dim=2)
             results.append({"boxes": boxes, "scores": scores, "labels": labels, "keypoints": keypoints})
         return results
 
 
-def build_baseline(kind: str, model_config, postprocess_config, rule: str, canvas_size: Sequence[int]) -> Detector:
-    """The :class:`~ocrloc.models.family.Detector` of a baseline from ocrloc's config sections."""
+def box_point_names(task, rule: str) -> List[List[str]]:
+    """The keypoint names a box baseline places for each class of ``task``: a digits dataset's one
+    keypoint (``point``) means the rule's point of that digit (SPEC section 4); any other
+    dataset names its keypoints itself."""
+    if all(names == ("point",) for names in task.keypoint_names):
+        table = get_rule(rule)
+        return [[table.get(cid, "center")] for cid in task.class_ids]
+    return [list(names) for names in task.keypoint_names]
+
+
+def build_baseline(kind: str, model_config, postprocess_config, rule: str, canvas_size: Sequence[int], task) -> Detector:
+    """The :class:`~ocrloc.models.family.Detector` of a baseline from ocrloc's config sections and the data's task."""
     model = TorchvisionDetector(
         kind, rule=rule, backbone=model_config.backbone, fpn_channels=model_config.fpn_channels,
         min_stride=model_config.head_stride, canvas_size=canvas_size, anchor_sizes=model_config.baseline.anchor_sizes,
         aspect_ratios=model_config.baseline.aspect_ratios, score_threshold=postprocess_config.score_threshold,
-        max_detections=postprocess_config.max_detections, pretrained_path=model_config.pretrained_path)
-    decoder = BoxPointPostprocess(rule, label_offset=model.label_offset, from_keypoints=kind == "keypointrcnn",
-                                  iou_threshold=postprocess_config.iou_threshold,
+        max_detections=postprocess_config.max_detections, pretrained_path=model_config.pretrained_path,
+        num_classes=task.num_classes, num_keypoints=task.num_keypoints)
+    decoder = BoxPointPostprocess(box_point_names(task, rule), label_offset=model.label_offset,
+                                  from_keypoints=kind == "keypointrcnn", iou_threshold=postprocess_config.iou_threshold,
                                   max_detections=postprocess_config.max_detections)
     return Detector(model, DetectorLoss(LOSS_TERMS[kind]), BaselinePredictor(model, decoder))

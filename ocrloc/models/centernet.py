@@ -23,23 +23,27 @@ from ocrloc.models.trunk import Trunk
 __all__ = ["HEAD_CHANNELS", "CenterNetDetector", "CenterNetPredictor", "head_layout"]
 
 
-def head_layout(point_mode: str, num_classes: int = NUM_CLASSES) -> Dict[str, int]:
+def head_layout(point_mode: str, num_classes: int = NUM_CLASSES, num_keypoints: int = 1) -> Dict[str, int]:
     """The named outputs and their channels (CenterNet's plain dict of heads).
 
     * ``heatmap``: class heatmap logits, one channel per class;
     * ``size``: box width and height, in pixels / stride;
     * ``offset``: box center minus the peak cell's corner, in cells;
-    * ``point`` (``point_mode="offset"``): the class-dependent point minus the peak cell's
-      corner, in cells, one (x, y) pair per class (read at the predicted class);
-    * ``point_heatmap`` + ``point_offset`` (``point_mode="heatmap"``): a heatmap per class
-      peaking at the point, and its sub-cell offset.
+    * ``point`` (``point_mode="offset"``): each class-dependent keypoint minus the peak cell's
+      corner, in cells, one (x, y) pair per (class, keypoint), channel ``2 * (class * K + k) + axis``
+      (read at the predicted class);
+    * ``point_heatmap`` + ``point_offset`` (``point_mode="heatmap"``): a heatmap per (class,
+      keypoint), channel ``class * K + k``, peaking at the keypoint, and each keypoint's sub-cell
+      offset (channels ``2 * k + axis``).
+
+    K = ``num_keypoints``; with K = 1 the channels are exactly those of one point per class.
     """
     layout = {"heatmap": num_classes, "size": 2, "offset": 2}
     if point_mode == "offset":
-        layout["point"] = 2 * num_classes
+        layout["point"] = 2 * num_keypoints * num_classes
     elif point_mode == "heatmap":
-        layout["point_heatmap"] = num_classes
-        layout["point_offset"] = 2
+        layout["point_heatmap"] = num_keypoints * num_classes
+        layout["point_offset"] = 2 * num_keypoints
     else:
         raise ValueError(f"unknown point_mode {point_mode!r}; expected 'offset' or 'heatmap'")
     return layout
@@ -69,6 +73,7 @@ class CenterNetDetector(nn.Module):
         point_mode: ``offset`` or ``heatmap`` (see :func:`head_layout`).
         pretrained_path: optional local backbone checkpoint.
         num_classes: classes.
+        num_keypoints: keypoints per class (K).
     """
 
     def __init__(
@@ -80,13 +85,14 @@ class CenterNetDetector(nn.Module):
         point_mode: str = "offset",
         pretrained_path: Optional[str] = None,
         num_classes: int = NUM_CLASSES,
+        num_keypoints: int = 1,
     ) -> None:
         super().__init__()
         self.trunk = Trunk(backbone, fpn_channels, min_stride=head_stride, pretrained_path=pretrained_path)
         if head_stride not in self.trunk.strides:
             raise ValueError(f"head_stride {head_stride} is not a level of {backbone} (strides {self.trunk.strides})")
         self.head_level = self.trunk.level(head_stride)
-        self.layout = head_layout(point_mode, num_classes)
+        self.layout = head_layout(point_mode, num_classes, num_keypoints)
         prior = -math.log((1 - 0.01) / 0.01)  # heatmap starts at p = 0.01 everywhere (focal-loss prior)
         self.heads = nn.ModuleDict(
             {name: _head(fpn_channels, head_channels, ch, prior if "heatmap" in name else 0.0)
@@ -97,6 +103,7 @@ class CenterNetDetector(nn.Module):
         self.size_divisible = max(self.trunk.body.body.feature_info.reduction())
         self.point_mode = point_mode
         self.num_classes = num_classes
+        self.num_keypoints = num_keypoints
         self.register_buffer("pixel_mean", torch.tensor(PIXEL_MEAN), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(PIXEL_STD), persistent=False)
         # Checkpoints written before the trunk was shared name its parts `backbone.` and `neck.`.

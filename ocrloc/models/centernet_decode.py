@@ -24,7 +24,8 @@ class CenterNetDecoder(nn.Module):
     """Raw outputs ``{name: [B, K, h, w]}`` -> one dict per image, as torchvision detection models return.
 
     Each dict holds ``boxes`` ``[N, 4]`` (xyxy, canvas pixels), ``scores`` ``[N]``, ``labels``
-    ``[N]`` (int64) and ``keypoints`` ``[N, 1, 3]`` (x, y, score), sorted by score, N <= ``max_detections``.
+    ``[N]`` (int64) and ``keypoints`` ``[N, K, 3]`` (x, y, score; the detection's score for every
+    keypoint), sorted by score, N <= ``max_detections``.
 
     Args:
         stride: stride of the head level.
@@ -34,10 +35,12 @@ class CenterNetDecoder(nn.Module):
         iou_threshold: class-agnostic suppression threshold on the decoded boxes.
         point_mode: ``offset`` or ``heatmap`` (see :func:`~ocrloc.models.centernet.head_layout`).
         num_classes: classes.
+        num_keypoints: keypoints per class (K).
     """
 
     def __init__(self, stride: int, max_detections: int = 100, score_threshold: float = 0.05, nms_kernel: int = 3,
-                 iou_threshold: float = 0.6, point_mode: str = "offset", num_classes: int = NUM_CLASSES) -> None:
+                 iou_threshold: float = 0.6, point_mode: str = "offset", num_classes: int = NUM_CLASSES,
+                 num_keypoints: int = 1) -> None:
         super().__init__()
         if nms_kernel % 2 != 1:
             raise ValueError(f"nms_kernel must be odd, got {nms_kernel}")
@@ -48,6 +51,7 @@ class CenterNetDecoder(nn.Module):
         self.iou_threshold = iou_threshold
         self.point_mode = point_mode
         self.num_classes = num_classes
+        self.num_keypoints = num_keypoints
 
     def forward(self, outputs: Dict[str, torch.Tensor]) -> List[Dict[str, torch.Tensor]]:
         heat = outputs["heatmap"].float().sigmoid()
@@ -73,32 +77,39 @@ class CenterNetDecoder(nn.Module):
             half = size.clamp(min=0) * stride / 2
             boxes = torch.cat([center - half, center + half], dim=1)
             boxes = box_ops.clip_boxes_to_image(boxes, (h * self.stride, w * self.stride))
+            k = self.num_keypoints
             if self.point_mode == "offset":
-                point_all = outputs["point"][b].float().reshape(self.num_classes, 2, h, w)
-                points = (cells + point_all[labels, :, cy, cx]) * stride
+                point_all = outputs["point"][b].float().reshape(self.num_classes, k, 2, h, w)
+                points = (cells[:, None, :] + point_all[labels, :, :, cy, cx]) * stride  # [N, K, 2]
             else:
                 points = self._points_from_heatmap(outputs, b, labels, boxes, h, w)
             kept = box_ops.nms(boxes, scores, self.iou_threshold)[: self.max_detections]
-            keypoints = torch.cat([points[kept], scores[kept].unsqueeze(1)], dim=1).unsqueeze(1)
+            point_scores = scores[kept][:, None, None].expand(kept.shape[0], k, 1)
+            keypoints = torch.cat([points[kept], point_scores], dim=2)
             results.append({"boxes": boxes[kept], "scores": scores[kept], "labels": labels[kept].long(),
                             "keypoints": keypoints})
         return results
 
     def _points_from_heatmap(self, outputs: Dict[str, torch.Tensor], b: int, labels: torch.Tensor,
                              boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """Per detection: the peak of its class's point heatmap inside its box (one cell of margin)
-        plus the sub-cell offset there."""
+        """Per detection and keypoint ``[N, K, 2]``: the peak of the (class, keypoint) heatmap inside
+        the detection's box (one cell of margin) plus the keypoint's sub-cell offset there."""
         stride = float(self.stride)
-        maps = outputs["point_heatmap"][b].float()[labels]  # [N, h, w]
+        k = self.num_keypoints
+        n = labels.shape[0]
+        channels = (labels[:, None] * k + torch.arange(k, device=labels.device)[None, :]).reshape(-1)
+        maps = outputs["point_heatmap"][b].float()[channels]  # [N * K, h, w]
         xs = torch.arange(w, device=maps.device, dtype=maps.dtype).view(1, 1, w)
         ys = torch.arange(h, device=maps.device, dtype=maps.dtype).view(1, h, 1)
-        lo = (boxes[:, :2] / stride).floor() - 1
-        hi = (boxes[:, 2:] / stride).floor() + 1
+        lo = (boxes[:, :2] / stride).floor().repeat_interleave(k, dim=0) - 1
+        hi = (boxes[:, 2:] / stride).floor().repeat_interleave(k, dim=0) + 1
         inside = ((xs >= lo[:, 0].view(-1, 1, 1)) & (xs <= hi[:, 0].view(-1, 1, 1))
                   & (ys >= lo[:, 1].view(-1, 1, 1)) & (ys <= hi[:, 1].view(-1, 1, 1)))
         masked = maps.masked_fill(~inside, float("-inf")).reshape(maps.shape[0], h * w)
         best = masked.argmax(dim=1)
         py = torch.div(best, w, rounding_mode="floor")
         px = best % w
-        offset = outputs["point_offset"][b].float()[:, py, px].t()
-        return (torch.stack([px, py], dim=1).to(maps.dtype) + offset) * stride
+        offsets = outputs["point_offset"][b].float().view(k, 2, h, w)
+        which = torch.arange(k, device=labels.device).repeat(n)
+        offset = offsets[which, :, py, px]  # [N * K, 2]
+        return ((torch.stack([px, py], dim=1).to(maps.dtype) + offset) * stride).view(n, k, 2)

@@ -1,14 +1,15 @@
 """The CenterNet loss: focal heatmap loss plus L1 / GIoU regression at the object centers.
 
 Targets are built from torchvision-style target dicts (``boxes`` xyxy, ``labels``,
-``keypoints [N, 1, 3]``) at the heads' stride:
+``keypoints [N, K, 3]``) at the heads' stride:
 
 * class heatmap: a Gaussian per digit, peak 1 at the cell holding the box center, radius from
   the box size (CenterNet's ``gaussian_radius`` with min overlap 0.7);
 * ``size``: (w, h) / stride; ``offset``: center / stride minus the peak cell's corner;
-* ``point``: the class-dependent point / stride minus the same cell's corner, on the digit's
-  class's channel pair; or, with ``point_mode="heatmap"``, a Gaussian per digit at the point's
-  cell on the class's point-heatmap channel and the point's sub-cell offset.
+* ``point``: each class-dependent keypoint / stride minus the same cell's corner, on the
+  object's class's channels (one pair per keypoint); or, with ``point_mode="heatmap"``, a
+  Gaussian per keypoint at its cell on the channel of (class, keypoint) and the keypoint's
+  sub-cell offset. Keypoints with visibility 0 (a class with fewer keypoints than K) carry no loss.
 
 Losses are summed with a weight per term (DETR's ``weight_dict``); each term is returned too.
 """
@@ -66,13 +67,15 @@ class CenterNetCriterion(Criterion):
             ``point_heatmap`` (heatmap mode, covers its offset too), ``giou``.
         point_mode: ``offset`` or ``heatmap``.
         num_classes: classes.
+        num_keypoints: keypoint slots per class (K); an invisible keypoint (v = 0) carries no loss.
 
     Targets must be on the outputs' device already (the caller moves them once).
     """
 
     def __init__(self, stride: int, weights: Mapping[str, float], point_mode: str = "offset",
-                 num_classes: int = NUM_CLASSES) -> None:
+                 num_classes: int = NUM_CLASSES, num_keypoints: int = 1) -> None:
         super().__init__()
+        self.num_keypoints = num_keypoints
         # Every term either mode can give: one metrics.csv layout for every CenterNet run.
         self.loss_terms = ("heatmap", "size", "offset", "point", "point_heatmap", "giou")
         self.stride = stride
@@ -104,7 +107,9 @@ class CenterNetCriterion(Criterion):
                            for i, t in enumerate(targets)])
         boxes = torch.cat([t["boxes"].float() for t in targets]).reshape(-1, 4)
         labels = torch.cat([t["labels"] for t in targets]).long()
-        points = torch.cat([t["keypoints"][:, 0, :2].float() for t in targets]).reshape(-1, 2)
+        k = self.num_keypoints
+        keypoints = torch.cat([t["keypoints"].float() for t in targets]).reshape(-1, k, 3)
+        points, visible = keypoints[..., :2], keypoints[..., 2] > 0  # [N, K, 2], [N, K]
         centers = (boxes[:, :2] + boxes[:, 2:]) / 2 / s
         cells = centers.floor().clamp(min=0)
         cells = torch.stack([cells[:, 0].clamp(max=w - 1), cells[:, 1].clamp(max=h - 1)], dim=1)
@@ -116,16 +121,24 @@ class CenterNetCriterion(Criterion):
             "cells": cells.long(),
             "size": sizes,
             "offset": centers - cells,
-            "point": points / s - cells,
+            "point": points / s - cells[:, None, :],
+            "visible": visible,
             "boxes": boxes,
             "heatmap": self._gaussians(shape, batch, labels, cells, radius),
         }
         if self.point_mode == "heatmap":
-            point_cells = (points / s).floor()
+            # One Gaussian per visible (object, keypoint), on channel class * K + keypoint.
+            flat = points[visible] / s
+            point_cells = flat.floor()
             point_cells = torch.stack([point_cells[:, 0].clamp(0, w - 1), point_cells[:, 1].clamp(0, h - 1)], dim=1)
+            which = torch.arange(k, device=device).expand(len(labels), k)[visible]
+            owner = torch.arange(len(labels), device=device)[:, None].expand(len(labels), k)[visible]
+            out["point_batch"] = batch[owner]
+            out["point_index"] = which
             out["point_cells"] = point_cells.long()
-            out["point_offset"] = points / s - point_cells
-            out["point_heatmap"] = self._gaussians(shape, batch, labels, point_cells, radius)
+            out["point_offset"] = flat - point_cells
+            out["point_heatmap"] = self._gaussians((shape[0], shape[1] * k, h, w), batch[owner],
+                                                   labels[owner] * k + which, point_cells, radius[owner])
         return out
 
     @staticmethod
@@ -149,12 +162,15 @@ class CenterNetCriterion(Criterion):
         offset = self._gather(outputs["offset"], t["batch"], t["cells"]).float()
         terms["size"] = F.l1_loss(size, t["size"], reduction="sum") / n
         terms["offset"] = F.l1_loss(offset, t["offset"], reduction="sum") / n
+        k = self.num_keypoints
         if self.point_mode == "offset":
-            point_all = self._gather(outputs["point"], t["batch"], t["cells"]).float().view(-1, self.num_classes, 2)
+            point_all = self._gather(outputs["point"], t["batch"], t["cells"]).float().view(-1, self.num_classes, k, 2)
             point = point_all[torch.arange(point_all.shape[0], device=heat.device), t["labels"]]
-            terms["point"] = F.l1_loss(point, t["point"], reduction="sum") / n
+            error = (point - t["point"]).abs().sum(dim=-1) * t["visible"]  # keypoints a class lacks carry no loss
+            terms["point"] = error.sum() / n
         else:
-            poff = self._gather(outputs["point_offset"], t["batch"], t["point_cells"]).float()
+            poff = self._gather(outputs["point_offset"], t["point_batch"], t["point_cells"]).float().view(-1, k, 2)
+            poff = poff[torch.arange(poff.shape[0], device=heat.device), t["point_index"]]
             terms["point_heatmap"] = (focal_heatmap_loss(outputs["point_heatmap"].float(), t["point_heatmap"])
                                       + F.l1_loss(poff, t["point_offset"], reduction="sum") / n)
         if self.weights.get("giou", 0.0) > 0 and t["labels"].numel():

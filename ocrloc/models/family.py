@@ -22,10 +22,12 @@ these three; targets are moved to the device once, by the caller
 
 # No `from __future__ import annotations`: TorchScript reads these annotations.
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
+
+from ocrloc.data.task import Task
 
 __all__ = ["Criterion", "Detector", "PredictorModule"]
 
@@ -73,11 +75,13 @@ class PredictorModule(nn.Module):
 
 @dataclass
 class Detector:
-    """What :func:`~ocrloc.models.build.build` returns: model, criterion and predictor of one family."""
+    """What :func:`~ocrloc.models.build.build` returns: model, criterion and predictor of one family,
+    and the task (classes, keypoints) they were built for."""
 
     model: nn.Module
     criterion: Criterion
     predictor: PredictorModule
+    task: Optional[Task] = None
 
     def to(self, device: torch.device) -> "Detector":
         """Move all three (the predictor's own buffers too); returns self."""

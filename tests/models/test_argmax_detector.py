@@ -109,7 +109,7 @@ def test_head_features_give_the_exact_spec_points_on_real_canvases(pools, point)
                               for d in canvas.digits], dtype=torch.float32)
         labels = torch.tensor([d.label for d in canvas.digits])
         with torch.no_grad():
-            points = head(image, torch.zeros(1, 8, 32, 32), [boxes], labels)
+            points = head(image, torch.zeros(1, 8, 32, 32), [boxes], labels)[:, 0]  # the one keypoint
         for digit, predicted in zip(canvas.digits, points.tolist()):
             truth = digit.points[point]
             assert abs(predicted[0] - truth[0]) <= 1e-3 and abs(predicted[1] - truth[1]) <= 1e-3, (
@@ -123,7 +123,7 @@ def test_neighbouring_ink_outside_the_box_margin_is_ignored():
     head = picking_head({0: "topleft", 1: "rightmost"})
     box = torch.tensor([[20.0, 20.0, 26.0, 30.0]] * 2)
     with torch.no_grad():
-        points = head(image, torch.zeros(1, 8, 16, 16), [box], torch.tensor([0, 1]))
+        points = head(image, torch.zeros(1, 8, 16, 16), [box], torch.tensor([0, 1]))[:, 0]
     assert points.tolist() == [[20.0, 20.0], [26.0, 25.0]]
 
 
@@ -138,8 +138,8 @@ def test_ink_reach_gives_back_a_digit_cut_by_its_box_and_never_a_neighbour():
     classes = torch.tensor([0, 1])
     features = torch.zeros(1, 8, 16, 16)
     with torch.no_grad():
-        without = picking_head({0: "topleft", 1: "rightmost"}, reach=0.0)(image, features, [cut], classes)
-        reach = picking_head({0: "topleft", 1: "rightmost"}, reach=6.0)(image, features, [cut], classes)
+        without = picking_head({0: "topleft", 1: "rightmost"}, reach=0.0)(image, features, [cut], classes)[:, 0]
+        reach = picking_head({0: "topleft", 1: "rightmost"}, reach=6.0)(image, features, [cut], classes)[:, 0]
     assert without[1].tolist() == [28.0, 29.0]  # the mask stops 1 px past the cut
     assert reach.tolist() == [[20.0, 20.0], [30.0, 29.0]]  # the foot is back, the neighbour is not
     # A box that is right is unchanged by the reach.
@@ -165,7 +165,7 @@ def test_train_mode_gives_head_points_for_every_target_and_a_finite_loss(pools):
     targets = [canvas_target(c, "all10", i + 1) for i, c in enumerate(canvases)]
     outputs = model.train()(images, targets)
     n = sum(len(t["labels"]) for t in targets)
-    assert outputs["argmax_points"].shape == (n, 2) and outputs["crop_logits"].shape == (n, 10)
+    assert outputs["argmax_points"].shape == (n, 1, 2) and outputs["crop_logits"].shape == (n, 10)
     # The closed-form fit saw this batch's classes (and only those) during the forward pass.
     seen = torch.cat([t["labels"] for t in targets]).unique()
     fitted = model.head.readout.weight.flatten(1).abs().sum(dim=1) > 0
