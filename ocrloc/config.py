@@ -66,7 +66,7 @@ MODEL_TYPES: Tuple[str, ...] = typing.get_args(ModelType)
 
 # The names of ocrloc.data.canvas.PRESETS, spelt out because that module imports cv2 and
 # albumentations; tests/test_config.py checks that the two agree.
-PresetName = Literal["canvas128", "single"]
+PresetName = Literal["canvas128", "single", "glyphs128"]
 PRESET_NAMES: Tuple[str, ...] = typing.get_args(PresetName)
 
 _DENSE = ("centernet", "argmax")

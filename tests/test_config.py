@@ -82,7 +82,7 @@ def test_shipped_configs_load(name):
 @pytest.mark.parametrize("text, message", [
     ("model:\n  type: centernt\n",
      "model.type = 'centernt' is not one of centernet, argmax, study, retinanet, ssd, fcos, keypointrcnn"),
-    ("data:\n  preset: canvas64\n", "data.preset = 'canvas64' is not one of canvas128, single"),
+    ("data:\n  preset: canvas64\n", "data.preset = 'canvas64' is not one of canvas128, single, glyphs128"),
     ("model:\n  type: study\n  study:\n    inputs: [canvas, stage3]\n",
      "model.study.inputs[1] = 'stage3' is not one of canvas, stage1, stage2"),
     ("model:\n  type: argmax\n  argmax:\n    point_init: zero\n",
@@ -166,8 +166,9 @@ def test_old_flat_saved_config_migrates():
 
 def test_preset_names_match_the_canvas_presets():
     from ocrloc.data.canvas import PRESETS
+    from ocrloc.data.glyphs import GLYPH_PRESETS
 
-    assert set(PRESET_NAMES) == set(PRESETS)
+    assert set(PRESET_NAMES) == set(PRESETS) | set(GLYPH_PRESETS)
 
 
 def test_model_types_match_build():

@@ -24,7 +24,9 @@ from ocrloc.cli.defaults import PRESET_NAMES, RULE_NAMES, SPLIT_NAMES
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``ocrloc make-dataset``."""
     parser.add_argument("--preset", default="canvas128", choices=PRESET_NAMES,
-                        help="canvas recipe: size, digits per canvas, digit sizes (default: %(default)s)")
+                        help="canvas recipe: canvas128 and single compose MNIST digits (the --rule picks each digit's point); "
+                             "glyphs128 composes printed characters (62 classes, five named points each, docs/data.md) "
+                             "(default: %(default)s)")
     parser.add_argument("--rule", default="all10",
                         help=f"a SPEC rule ({', '.join(RULE_NAMES)}) or a YAML / JSON rule file mapping classes to "
                              "point names (docs/data.md, 'Rules'; default: %(default)s)")
@@ -49,27 +51,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the split; return 0, or 2 for a bad rule, an existing folder or missing MNIST."""
+    from ocrloc.config import DataConfig
     from ocrloc.data.augment import CanvasAugmentConfig, DigitAugmentConfig
-    from ocrloc.data.canvas import CanvasGenerator
     from ocrloc.data.coco import write_split
-    from ocrloc.data.mnist import load_digit_pool
+    from ocrloc.data.datasets import canvas_generator
     from ocrloc.data.rules import get_rule
     from ocrloc.visualize import save_canvas_preview
 
     try:
         get_rule(args.rule)  # an unknown rule or a bad rule file fails before any MNIST is read
-        pool = load_digit_pool(args.split, args.data_root)
-        generator = CanvasGenerator(
-            args.preset, args.rule, args.split, args.seed, pool,
-            digit_augment=DigitAugmentConfig(enabled=args.augment),
-            canvas_augment=CanvasAugmentConfig(enabled=args.augment),
-        )
+        data = DataConfig(preset=args.preset, rule=args.rule, data_root=args.data_root,
+                          digit_augment=DigitAugmentConfig(enabled=args.augment),
+                          canvas_augment=CanvasAugmentConfig(enabled=args.augment))
+        generator = canvas_generator(data, args.split, args.seed, augment=args.augment)
         start = time.perf_counter()
         coco = write_split(generator, args.count, args.out, write_images=not args.no_images, overwrite=args.overwrite)
         elapsed = time.perf_counter() - start
     except (FileNotFoundError, FileExistsError, ValueError) as err:
         return fail(err)
-    print(f"wrote {len(coco['images'])} canvases, {len(coco['annotations'])} digits to {args.out} "
+    print(f"wrote {len(coco['images'])} canvases, {len(coco['annotations'])} characters to {args.out} "
           f"in {elapsed:.1f} s ({len(coco['images']) / elapsed:.0f} canvases/s)")
     if args.preview:
         save_canvas_preview(generator, args.preview, count=args.preview_count)

@@ -59,12 +59,18 @@ PRESETS: Dict[str, CanvasPreset] = {
 }
 
 
-def get_preset(name: str) -> CanvasPreset:
-    """The preset called ``name``; a ValueError lists the known ones."""
-    try:
+def get_preset(name: str):
+    """The preset called ``name``: an MNIST :class:`CanvasPreset` or a printed-glyph
+    :class:`~ocrloc.data.glyphs.GlyphPreset` (both have ``name``, ``height``, ``width``); a
+    ValueError lists the known ones."""
+    from ocrloc.data.glyphs import GLYPH_PRESETS
+
+    if name in PRESETS:
         return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}") from None
+    if name in GLYPH_PRESETS:
+        return GLYPH_PRESETS[name]
+    known = sorted(PRESETS) + sorted(GLYPH_PRESETS)
+    raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(known)}")
 
 
 @dataclass
