@@ -214,10 +214,15 @@ class BaselineConfig:
             default-box scales as fractions of the canvas, levels + 1 of them); None takes the
             defaults of ``ocrloc.models.baselines.DEFAULT_ANCHORS``.
         aspect_ratios: anchor aspect ratios (h / w; for SSD the extra ratios).
+        shared_keypoints: ``keypointrcnn`` only: one set of K keypoint channels for every class
+            (torchvision's own design, right when a keypoint name means the same on every class,
+            as the glyphs' baseline does) instead of K channels per class (needed when one name
+            means a different point per class, as the digits' rule ``point`` does).
     """
 
     anchor_sizes: Optional[List[List[float]]] = None
     aspect_ratios: Optional[List[float]] = None
+    shared_keypoints: bool = False
 
 
 @dataclass

@@ -53,11 +53,13 @@ def test_the_dataset_defines_the_task(folders):
     assert target["keypoints"].shape[1:] == (2, 3) and target["labels"].max() <= 9  # contiguous indices inside
 
 
-@pytest.mark.parametrize("family", ["argmax", "centernet_heatmap", "keypointrcnn"])
+@pytest.mark.parametrize("family", ["argmax", "centernet_heatmap", "keypointrcnn", "keypointrcnn_shared"])
 def test_every_point_family_takes_k_keypoints(folders, family):
     overrides = {"argmax": ["model.type=argmax", "model.argmax.argmax_channels=2"],
                  "centernet_heatmap": ["model.type=centernet"],
-                 "keypointrcnn": ["model.type=keypointrcnn", "model.head_stride=8", "model.fpn_channels=32"]}[family]
+                 "keypointrcnn": ["model.type=keypointrcnn", "model.head_stride=8", "model.fpn_channels=32"],
+                 "keypointrcnn_shared": ["model.type=keypointrcnn", "model.head_stride=8", "model.fpn_channels=32",
+                                         "model.baseline.shared_keypoints=true"]}[family]
     config = load_config(None, ["model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8",
                                 "postprocess.score_threshold=0.0", *overrides])
     dataset = CocoKeypointDataset(folders["train"])
@@ -70,6 +72,9 @@ def test_every_point_family_takes_k_keypoints(folders, family):
     with torch.no_grad():
         (det, _) = detector.eval().predictor(images)
     assert det["keypoints"].shape[1:] == (2, 3) and det["labels"].max() < 10
+    if family.startswith("keypointrcnn"):  # K channels for all classes, or K per class
+        channels = detector.model.detector.roi_heads.keypoint_predictor.kps_score_lowres.out_channels
+        assert channels == (2 if family.endswith("shared") else 20)
 
 
 def test_a_gapped_two_keypoint_folder_trains_predicts_evaluates_and_exports(folders, tmp_path, capsys):
@@ -122,3 +127,14 @@ def test_glyph_canvases_are_a_task_of_62_classes_with_five_keypoints(tmp_path, c
     assert main(["make-dataset", "--preset", "glyphs128", "--augment", "--split", "train", "--count", "2",
                  "--out", str(tmp_path / "aug")]) == 2
     assert "apply to the MNIST presets" in capsys.readouterr().err
+
+
+def test_a_category_without_keypoint_names_is_a_one_line_error(folders, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    coco = json.loads((folders["val"] / "annotations.json").read_text())
+    del coco["categories"][2]["keypoints"]
+    (bad / "annotations.json").write_text(json.dumps(coco))
+    assert main(["train", "--out", str(tmp_path / "run"), "--set", f"data.train_path={bad}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "category 7 ('digit 2') names no keypoints" in err and str(bad) in err

@@ -66,7 +66,7 @@ def describe_training_data(config: Config) -> Dict[str, Any]:
 
     Raises:
         FileNotFoundError: naming a missing ``data.train_path``.
-        ValueError: naming the file, for categories without keypoint names.
+        ConfigError: naming the file, for invalid JSON or categories without keypoint names.
     """
     d = config.data
     if d.train_path:
@@ -74,8 +74,11 @@ def describe_training_data(config: Config) -> Dict[str, Any]:
         annotation_file = path / ANNOTATIONS_FILE if path.is_dir() else path
         if not annotation_file.is_file():
             raise FileNotFoundError(f"data.train_path: no annotation file at {annotation_file}")
-        coco = json.loads(annotation_file.read_text())
-        task = Task.from_categories(coco.get("categories", []), source=str(annotation_file))
+        try:
+            coco = json.loads(annotation_file.read_text())
+            task = Task.from_categories(coco.get("categories", []), source=str(annotation_file))
+        except (json.JSONDecodeError, ValueError) as err:  # a data error, reported as the config key's
+            raise ConfigError(f"data.train_path: {err}") from None
         sizes = [(int(im["height"]), int(im["width"])) for im in coco.get("images", []) if "height" in im and "width" in im]
         size = [max(h for h, _ in sizes), max(w for _, w in sizes)] if sizes else None
         return {"task": task, "train_size": size, "preset": None, "rule": None}

@@ -155,8 +155,9 @@ class TorchvisionDetector(nn.Module):
                  min_stride: int = 8, canvas_size: Sequence[int] = (128, 128),
                  anchor_sizes: Optional[List[List[float]]] = None, aspect_ratios: Optional[List[float]] = None,
                  score_threshold: float = 0.05, max_detections: int = 100, pretrained_path: Optional[str] = None,
-                 num_classes: int = NUM_CLASSES, num_keypoints: int = 1) -> None:
+                 num_classes: int = NUM_CLASSES, num_keypoints: int = 1, shared_keypoints: bool = False) -> None:
         super().__init__()
+        self.shared_keypoints = shared_keypoints
         if kind not in BASELINE_TYPES:
             raise ValueError(f"unknown baseline {kind!r}; known: {', '.join(BASELINE_TYPES)}")
         get_rule(rule)  # fail early on an unknown rule
@@ -197,7 +198,8 @@ class TorchvisionDetector(nn.Module):
                 box_roi_pool=MultiScaleRoIAlign(names, 7, 2), keypoint_roi_pool=MultiScaleRoIAlign(names, 14, 2),
                 box_head=TwoMLPHead(fpn_channels * 7 * 7, 256), box_predictor=FastRCNNPredictor(256, num_classes + 1),
                 keypoint_head=KeypointRCNNHeads(fpn_channels, (64, 64)),
-                keypoint_predictor=KeypointRCNNPredictor(64, num_classes * num_keypoints),
+                keypoint_predictor=KeypointRCNNPredictor(64, num_keypoints if shared_keypoints
+                                                         else num_classes * num_keypoints),
                 rpn_pre_nms_top_n_train=600, rpn_post_nms_top_n_train=300,
                 rpn_pre_nms_top_n_test=300, rpn_post_nms_top_n_test=100,
                 box_batch_size_per_image=64, box_score_thresh=score_threshold,
@@ -219,8 +221,11 @@ class TorchvisionDetector(nn.Module):
             # channels, every other channel invisible (visibility 0 carries no loss in
             # keypointrcnn_loss; so does a keypoint the instance leaves unlabelled).
             n, k = labels.shape[0], self.num_keypoints
-            keypoints = torch.zeros(n, self.num_classes * k, 3, device=device)
             given = target["keypoints"].float().view(n, k, 3)
+            if self.shared_keypoints:  # every class's keypoints in the same K channels
+                out["keypoints"] = torch.cat([given[..., :2], (given[..., 2:] > 0).float()], dim=2)
+                return out
+            keypoints = torch.zeros(n, self.num_classes * k, 3, device=device)
             slots = labels[:, None] * k + torch.arange(k, device=device)[None, :]
             rows = torch.arange(n, device=device)[:, None].expand(n, k)
             keypoints[rows, slots, :2] = given[..., :2]
@@ -307,8 +312,9 @@ class BoxPointPostprocess(nn.Module):
     """
 
     def __init__(self, point_names: Sequence[Sequence[str]], label_offset: int = 0, from_keypoints: bool = False,
-                 iou_threshold: float = 0.6, max_detections: int = 100) -> None:
+                 iou_threshold: float = 0.6, max_detections: int = 100, shared_keypoints: bool = False) -> None:
         super().__init__()
+        self.shared_keypoints = shared_keypoints
         k = max(len(names) for names in point_names)
         center = BOX_POINT_COEFFICIENTS["center"]
         coefficients = torch.tensor([[BOX_POINT_COEFFICIENTS.get(name, center) for name in names]
@@ -339,7 +345,9 @@ class BoxPointPostprocess(nn.Module):
             boxes, scores, labels = boxes[index], scores[index], labels[index]
             n = labels.shape[0]
             if self.from_keypoints:
-                slots = labels[:, None] * k + torch.arange(k, device=labels.device)[None, :]
+                slots = torch.arange(k, device=labels.device)[None, :].expand(n, k)
+                if not self.shared_keypoints:
+                    slots = slots + labels[:, None] * k
                 rows = index[:, None].expand(n, k)
                 point = det["keypoints"][rows, slots, :2]  # [N, K, 2]
             else:
@@ -369,8 +377,10 @@ def build_baseline(kind: str, model_config, postprocess_config, rule: str, canva
         min_stride=model_config.head_stride, canvas_size=canvas_size, anchor_sizes=model_config.baseline.anchor_sizes,
         aspect_ratios=model_config.baseline.aspect_ratios, score_threshold=postprocess_config.score_threshold,
         max_detections=postprocess_config.max_detections, pretrained_path=model_config.pretrained_path,
-        num_classes=task.num_classes, num_keypoints=task.num_keypoints)
+        num_classes=task.num_classes, num_keypoints=task.num_keypoints,
+        shared_keypoints=model_config.baseline.shared_keypoints)
     decoder = BoxPointPostprocess(box_point_names(task, rule), label_offset=model.label_offset,
                                   from_keypoints=kind == "keypointrcnn", iou_threshold=postprocess_config.iou_threshold,
-                                  max_detections=postprocess_config.max_detections)
+                                  max_detections=postprocess_config.max_detections,
+                                  shared_keypoints=model_config.baseline.shared_keypoints)
     return Detector(model, DetectorLoss(LOSS_TERMS[kind]), BaselinePredictor(model, decoder))
