@@ -138,3 +138,19 @@ def test_a_category_without_keypoint_names_is_a_one_line_error(folders, tmp_path
     assert main(["train", "--out", str(tmp_path / "run"), "--set", f"data.train_path={bad}"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "category 7 ('digit 2') names no keypoints" in err and str(bad) in err
+
+
+def test_a_training_folder_is_held_to_the_evaluators_checks(folders, tmp_path, capsys):
+    bad = tmp_path / "outside"
+    bad.mkdir()
+    coco = json.loads((folders["val"] / "annotations.json").read_text())
+    coco["annotations"][1]["keypoints"][0] = 500.0  # a keypoint outside its 128 x 128 image
+    (bad / "annotations.json").write_text(json.dumps(coco))
+    with pytest.raises(ValueError, match=r"annotations\[1\].*outside"):
+        CocoKeypointDataset(bad)
+    sets = [f"data.train_path={folders['train']}", f"data.val_path={bad}", "data.num_workers=0",
+            "model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8", "train.steps=1",
+            "train.batch_size=2", "train.val_every=1", "optim.warmup_steps=1"]
+    assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *[a for s in sets for a in ("--set", s)]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: data.val_path: ") and err.count("\n") == 1 and "outside" in err

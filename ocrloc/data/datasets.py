@@ -97,6 +97,11 @@ class CocoKeypointDataset(Dataset):
         path = Path(path)
         self.annotation_file = path / ANNOTATIONS_FILE if path.is_dir() else path
         self.coco = load_coco(self.annotation_file)
+        # The evaluator's checks, so a training folder is held to what it will be scored against:
+        # keypoint counts per category, keypoints inside their image, unique ids (one line, naming the entry).
+        from ocrloc.evaluation.inputs import check_ground_truth
+
+        check_ground_truth(self.coco.dataset, str(self.annotation_file))
         self.image_dir = Path(image_dir) if image_dir is not None else self.annotation_file.parent
         self.image_ids: List[int] = sorted(self.coco.getImgIds())
         self.task: Task = Task.from_categories(self.coco.dataset.get("categories", []), source=str(self.annotation_file))

@@ -92,7 +92,7 @@ def build_train_dataset(config: Config, total_samples: int) -> Tuple[Dataset, Op
     """The training dataset and the length to hand the sampler (None: unlimited fresh canvases)."""
     d = config.data
     if d.train_path:
-        dataset = CocoKeypointDataset(d.train_path)
+        dataset = _coco_folder(d.train_path, "data.train_path")
         return dataset, len(dataset)
     generator = canvas_generator(d, "train", d.train_seed, augment=True)
     if d.train_canvases > 0:
@@ -100,12 +100,20 @@ def build_train_dataset(config: Config, total_samples: int) -> Tuple[Dataset, Op
     return SyntheticCanvasDataset(generator, max(1, total_samples)), None
 
 
+def _coco_folder(path: str, key: str) -> CocoKeypointDataset:
+    """A COCO folder for training or validation; bad data is a ConfigError naming ``key``, the file and the entry."""
+    try:
+        return CocoKeypointDataset(path)
+    except ValueError as err:
+        raise ConfigError(f"{key}: {err}") from None
+
+
 def build_val_data(config: Config) -> Tuple[Dataset, Dict[str, Any]]:
     """The fixed validation split and its COCO ground truth (``data.val_path``, or canvases
     generated once, in memory: the images the model sees are the ones the ground truth describes)."""
     d = config.data
     if d.val_path:
-        dataset = CocoKeypointDataset(d.val_path)
+        dataset = _coco_folder(d.val_path, "data.val_path")
         return dataset, dataset.coco.dataset
     generator = canvas_generator(d, "val", d.val_seed)
     images: Dict[str, Any] = {}
