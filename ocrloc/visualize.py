@@ -80,9 +80,9 @@ def save_grid(panels: Sequence[torch.Tensor], path: str | os.PathLike, nrow: int
 def save_canvas_preview(generator, path: str | os.PathLike, count: int = 16, nrow: int = 4, scale: int = 3) -> None:
     """Save canvases ``0 .. count-1`` of a canvas generator (MNIST digits or printed glyphs) with
     their ink boxes, class names and keypoints, as one PNG grid."""
-    from ocrloc.data.datasets import generated_target, generated_task
+    from ocrloc.data.datasets import generated_target
 
-    names = generated_task(generator).class_names
+    names = generator.task.class_names
     panels = []
     for index in range(count):
         canvas = generator(index)

@@ -23,6 +23,7 @@ from ocrloc.data.augment import CanvasAugment, CanvasAugmentConfig, DigitAugment
 from ocrloc.data.mnist import SPLITS, DigitPool
 from ocrloc.data.points import POINT_NAMES, box_points, ink_box, named_points
 from ocrloc.data.rules import get_rule, rule_classes
+from ocrloc.data.task import digits_task
 
 __all__ = ["CanvasPreset", "PRESETS", "get_preset", "DigitInstance", "Canvas", "CanvasGenerator", "INK_THRESHOLD"]
 
@@ -145,6 +146,7 @@ class CanvasGenerator:
     ) -> None:
         self.preset = get_preset(preset) if isinstance(preset, str) else preset
         self.rule = rule
+        self.task = digits_task()  # what its canvases hold: digits 0-9, one keypoint each
         self.classes = rule_classes(rule)
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")

@@ -91,7 +91,7 @@ def split_coco(
     """
     if count < 1:
         raise ValueError(f"count must be >= 1, got {count}")
-    from ocrloc.data.glyphs import GlyphCanvasGenerator, glyph_annotations, glyph_task
+    from ocrloc.data.glyphs import GlyphCanvasGenerator, glyph_annotations
 
     glyphs = isinstance(generator, GlyphCanvasGenerator)
     rule = None if glyphs else generator.rule
@@ -121,7 +121,7 @@ def split_coco(
         },
         "images": images,
         "annotations": annotations,
-        "categories": glyph_task().categories("character") if glyphs else CATEGORIES,
+        "categories": generator.task.categories("character" if glyphs else "digit"),
     }
 
 

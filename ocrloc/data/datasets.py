@@ -22,7 +22,7 @@ from torchvision.ops import box_convert
 from ocrloc.data.canvas import Canvas, CanvasGenerator
 from ocrloc.data.coco import ANNOTATIONS_FILE, load_coco, read_grey_image
 from ocrloc.data.rules import get_rule
-from ocrloc.data.task import Task, digits_task
+from ocrloc.data.task import Task
 
 __all__ = ["Target", "detection_target", "canvas_target", "image_tensor", "CocoKeypointDataset", "InMemoryCocoDataset",
            "SyntheticCanvasDataset", "collate_detection"]
@@ -183,13 +183,6 @@ def generated_target(generator, canvas, image_id: int) -> Target:
     return canvas_target(canvas, generator.rule, image_id)
 
 
-def generated_task(generator) -> Task:
-    """The task of a canvas generator's data."""
-    from ocrloc.data.glyphs import GlyphCanvasGenerator, glyph_task
-
-    return glyph_task() if isinstance(generator, GlyphCanvasGenerator) else digits_task()
-
-
 def canvas_generator(data, split: str, seed: int, augment: bool = False):
     """The generator of ``data.preset`` (an :class:`~ocrloc.config.DataConfig`) for ``split``:
     MNIST digits read from ``data.data_root``, or printed glyphs (which need no data root).
@@ -231,7 +224,7 @@ class SyntheticCanvasDataset(Dataset):
         if length < 1:
             raise ValueError(f"length must be >= 1, got {length}")
         self.generator = generator
-        self.task = generated_task(generator)
+        self.task = generator.task
         self.length = length
         self.resample_each_epoch = resample_each_epoch
         self.epoch = 0

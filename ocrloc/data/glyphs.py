@@ -402,6 +402,7 @@ class GlyphCanvasGenerator:
         for name in p.fonts:
             font_path(name)  # a clear error now rather than at the first canvas
         self.split = split
+        self.task = glyph_task()  # what its canvases hold: 62 characters, five keypoints each
         self.seed = int(seed)
         self._labels = [_CLASS_INDEX[c] for c in p.chars]
         self._stream_key = [self.seed, _stable_id(p.name), _stable_id(split)]

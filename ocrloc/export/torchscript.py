@@ -59,10 +59,7 @@ class ExportedDetector(nn.Module):
         if images.dim() != 4 or images.shape[1] != 1:
             raise ValueError("expected a float tensor [B, 1, H, W] with values in [0, 1]")
         h, w = images.shape[2], images.shape[3]
-        ok = h % self.size_divisible == 0 and w % self.size_divisible == 0 and h >= self.min_size and w >= self.min_size
-        if self.max_size > 0:
-            ok = ok and h <= self.max_size and w <= self.max_size
-        if not ok:
+        if not self.predictor.accepts(h, w):
             raise ValueError(f"H and W must be multiples of {self.size_divisible}, at least {self.min_size}"
                              + (f" and at most {self.max_size}" if self.max_size > 0 else "")
                              + f"; got {h} x {w}")
