@@ -36,9 +36,6 @@ __all__ = ["Detections", "Predictor", "POLARITIES"]
 #: ``dark_on_light``: black ink on white paper, inverted (``1 - x``) first.
 POLARITIES = ("light_on_dark", "dark_on_light")
 
-#: Class names when neither the checkpoint nor the exported file names its classes.
-DEFAULT_CLASS_NAMES = tuple(str(i) for i in range(10))
-
 # ITU-R 601 luma, as PIL's "L" conversion (uint8 colour goes through PIL itself, exactly).
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 # Float inputs may overshoot [0, 1] by rounding; anything further is refused, not guessed at.
@@ -181,8 +178,8 @@ class Predictor:
     def from_exported(cls, path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> "Predictor":
         """A TorchScript file written by ``ocrloc export`` (:func:`ocrloc.export.export_torchscript`).
 
-        Rule, training size and class names come from the file's attributes (``class_names``
-        when present, else the digits ``"0"``..``"9"``).
+        Rule, training size, class names and ids come from the file's attributes (a file without
+        ``class_names`` names each class by its index).
         """
         self = cls.__new__(cls)
         self._load_exported(_existing_file(path), device)
@@ -255,7 +252,9 @@ class Predictor:
         self.device = device
         self.rule = None if rule is None else str(rule)
         self.train_size = None if train_size is None else [int(v) for v in train_size]
-        self.class_names = [str(n) for n in class_names] if class_names else list(DEFAULT_CLASS_NAMES)
+        # A module without class names (from_module without them, a file from before names were
+        # stored) names each class by its index: nothing here assumes ten digits.
+        self.class_names = [str(n) for n in class_names] if class_names else []
         self.task = task
         self.input_rule = _rule_text(module.size_divisible, module.min_size, module.max_size)
         self.source = source
@@ -264,7 +263,7 @@ class Predictor:
     def __repr__(self) -> str:
         where = f" {self.path}" if self.path is not None else ""
         return (f"Predictor({self.source}{where}, rule={self.rule}, train_size={self.train_size}, "
-                f"classes={len(self.class_names)}, device={self.device}, input: {self.input_rule})")
+                f"classes={len(self.class_names) or 'unnamed'}, device={self.device}, input: {self.input_rule})")
 
     # -- prediction -------------------------------------------------------------------------------
 

@@ -138,6 +138,7 @@ def test_a_category_without_keypoint_names_is_a_one_line_error(folders, tmp_path
     assert main(["train", "--out", str(tmp_path / "run"), "--set", f"data.train_path={bad}"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "category 7 ('digit 2') names no keypoints" in err and str(bad) in err
+    assert not (tmp_path / "run").exists()  # nothing half-written
 
 
 def test_a_training_folder_is_held_to_the_evaluators_checks(folders, tmp_path, capsys):
@@ -154,3 +155,4 @@ def test_a_training_folder_is_held_to_the_evaluators_checks(folders, tmp_path, c
     assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *[a for s in sets for a in ("--set", s)]]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: data.val_path: ") and err.count("\n") == 1 and "outside" in err
+    assert not (tmp_path / "run").exists()  # the data is checked before the run folder is made

@@ -203,7 +203,7 @@ def test_clipping_sorting_and_names_on_a_fixed_model():
     assert result.boxes.tolist() == [[0.0, 50.0, 77.0, 100.0], [10.0, 20.0, 30.0, 40.0]]
     assert result.points.tolist() == [[[77.0, 100.0]], [[20.0, 30.0]]]
     assert result.point_scores[:, 0].tolist() == pytest.approx([0.8, 0.1])
-    assert result.class_names == ["12", "3"]  # a label beyond the class names: its number
+    assert result.class_names == ["12", "3"]  # a module without class names: each label by its number
 
 
 def test_bad_inputs_raise_clear_errors(api, files, tmp_path):

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import time
@@ -59,29 +58,21 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) 
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def describe_training_data(config: Config) -> Dict[str, Any]:
+def describe_training_data(config: Config, train_set: Dataset) -> Dict[str, Any]:
     """What the training data is, read from the data itself: the task (classes, ids, keypoint
     names), the image size the model trains on, and, for generated canvases, the preset and the
     rule that made them (None for a COCO folder: its annotations define the points).
 
-    Raises:
-        FileNotFoundError: naming a missing ``data.train_path``.
-        ConfigError: naming the file, for invalid JSON or categories without keypoint names.
+    Args:
+        config: the resolved config.
+        train_set: the training dataset of :func:`build_train_dataset` (already checked).
     """
     d = config.data
     if d.train_path:
-        path = Path(d.train_path)
-        annotation_file = path / ANNOTATIONS_FILE if path.is_dir() else path
-        if not annotation_file.is_file():
-            raise FileNotFoundError(f"data.train_path: no annotation file at {annotation_file}")
-        try:
-            coco = json.loads(annotation_file.read_text())
-            task = Task.from_categories(coco.get("categories", []), source=str(annotation_file))
-        except (json.JSONDecodeError, ValueError) as err:  # a data error, reported as the config key's
-            raise ConfigError(f"data.train_path: {err}") from None
-        sizes = [(int(im["height"]), int(im["width"])) for im in coco.get("images", []) if "height" in im and "width" in im]
+        images = train_set.coco.dataset.get("images", [])
+        sizes = [(int(im["height"]), int(im["width"])) for im in images if "height" in im and "width" in im]
         size = [max(h for h, _ in sizes), max(w for _, w in sizes)] if sizes else None
-        return {"task": task, "train_size": size, "preset": None, "rule": None}
+        return {"task": train_set.task, "train_size": size, "preset": None, "rule": None}
     preset = get_preset(d.preset)
     glyphs = preset.name in GLYPH_PRESETS
     return {"task": glyph_task() if glyphs else digits_task(), "train_size": [preset.height, preset.width],
@@ -102,6 +93,9 @@ def build_train_dataset(config: Config, total_samples: int) -> Tuple[Dataset, Op
 
 def _coco_folder(path: str, key: str) -> CocoKeypointDataset:
     """A COCO folder for training or validation; bad data is a ConfigError naming ``key``, the file and the entry."""
+    annotation_file = Path(path) / ANNOTATIONS_FILE if Path(path).is_dir() else Path(path)
+    if not annotation_file.is_file():
+        raise ConfigError(f"{key}: no annotation file at {annotation_file}")
     try:
         return CocoKeypointDataset(path)
     except ValueError as err:
@@ -222,8 +216,19 @@ class Trainer:
         if not resume and last.is_file():
             raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose another --out")
         torch.manual_seed(config.train.seed)
-        data = describe_training_data(config)
+        # The data is built and checked before anything is written: bad data leaves no run folder.
+        cfg = config.train
+        self.train_set, self.train_length = build_train_dataset(config, cfg.steps * cfg.batch_size * self.ctx.world_size)
+        data = describe_training_data(config, self.train_set)
         self.task: Task = data["task"]
+        self.val_set: Optional[Dataset] = None
+        self.val_gt: Optional[Dict[str, Any]] = None
+        if self.ctx.is_main:
+            self.val_set, self.val_gt = build_val_data(config)
+            if self.val_set.task != self.task:
+                raise ConfigError(f"data.val_path {config.data.val_path}: its categories are not the training "
+                                  f"data's (classes {list(self.val_set.task.class_ids)} vs {list(self.task.class_ids)}, "
+                                  f"or other keypoint names)")
         self.detector = build(config, self.task).to(self.device)
         self.model, self.criterion, self.predictor = self.detector.model, self.detector.criterion, self.detector.predictor
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
@@ -316,21 +321,15 @@ class Trainer:
         """Train to ``train.steps``, validating every ``train.val_every`` steps; returns the final val scores."""
         cfg = self.config.train
         batch, world = cfg.batch_size, self.ctx.world_size
-        train_set, length = build_train_dataset(self.config, cfg.steps * batch * world)
-        sampler = StepSampler(length, batch, cfg.steps, self.step, cfg.seed, self.ctx.rank, world)
+        sampler = StepSampler(self.train_length, batch, cfg.steps, self.step, cfg.seed, self.ctx.rank, world)
         workers = self.config.data.num_workers
-        loader = DataLoader(train_set, batch_size=batch, sampler=sampler, num_workers=workers,
+        loader = DataLoader(self.train_set, batch_size=batch, sampler=sampler, num_workers=workers,
                             collate_fn=collate_detection, persistent_workers=False,
                             pin_memory=self.device.type == "cuda")
-        val_loader, val_gt = None, None
-        if self.ctx.is_main:
-            val_set, val_gt = build_val_data(self.config)
-            if val_set.task != self.task:
-                raise ConfigError(f"data.val_path {self.config.data.val_path}: its categories are not the training "
-                                  f"data's (classes {list(val_set.task.class_ids)} vs {list(self.task.class_ids)}, "
-                                  f"or other keypoint names)")
+        val_loader, val_gt = None, self.val_gt
+        if self.val_set is not None:
             # Generated val canvases are already in memory: a worker would only copy them.
-            val_loader = DataLoader(val_set, batch_size=batch, num_workers=workers if self.config.data.val_path else 0,
+            val_loader = DataLoader(self.val_set, batch_size=batch, num_workers=workers if self.config.data.val_path else 0,
                                     collate_fn=collate_detection)
         amp = cfg.amp and self.device.type == "cuda"
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not self.progress,

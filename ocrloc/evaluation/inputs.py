@@ -207,7 +207,8 @@ def _check_categories(cats: list, name: str) -> tuple[dict[int, Category], tuple
         kp_names = c.get("keypoints")
         if not isinstance(kp_names, list) or not kp_names:
             raise EvaluationInputError(
-                f"{where}: 'keypoints' must be a non-empty list of keypoint names, got {_short(kp_names)}")
+                f"{where}: category {cid} ({c.get('name')!r}) names no keypoints ('keypoints' must be a non-empty "
+                f"list of keypoint names, got {_short(kp_names)})")
         for n in kp_names:
             if not isinstance(n, str) or not n:
                 raise EvaluationInputError(f"{where}: keypoint name {_short(n)} is not a non-empty string")

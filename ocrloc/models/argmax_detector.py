@@ -47,7 +47,6 @@ from ocrloc.models.argmax import EXTREME_FEATURES, ExtremePoints, SoftArgmax2d, 
 from ocrloc.models.centernet import CenterNetDetector
 from ocrloc.models.centernet_decode import CenterNetDecoder
 from ocrloc.models.centernet_loss import CenterNetCriterion
-from ocrloc.models.constants import NUM_CLASSES
 from ocrloc.models.crop_classifier import CropClassifier
 from ocrloc.models.family import Criterion, PredictorModule
 from ocrloc.models.readout import RidgeReadout
@@ -83,9 +82,9 @@ class ArgmaxPointHead(nn.Module):
     """
 
     def __init__(self, feature_channels: int, feature_stride: int = 4, crop_size: int = 48, box_margin: float = 1.0,
-                 soft_channels: int = 8, num_classes: int = NUM_CLASSES, point_fit: str = "ridge",
+                 soft_channels: int = 8, point_fit: str = "ridge",
                  ridge_decay: float = 0.99, ridge: float = 1e-3, threshold_tau: float = 0.002, reach: float = 0.0,
-                 num_keypoints: int = 1) -> None:
+                 *, num_classes: int, num_keypoints: int) -> None:
         super().__init__()
         if crop_size % feature_stride:
             raise ValueError(f"crop_size {crop_size} must be a multiple of the feature stride {feature_stride}")
@@ -226,8 +225,8 @@ class ArgmaxDetector(nn.Module):
     def __init__(self, backbone: str = "resnet18", fpn_channels: int = 64, head_stride: int = 4,
                  head_channels: int = 64, pretrained_path: Optional[str] = None, crop_size: int = 48,
                  box_margin: float = 1.0, soft_channels: int = 8, box_jitter: float = 1.0, point_fit: str = "ridge",
-                 crop_classifier: bool = True, ink_reach: float = 6.0, num_classes: int = NUM_CLASSES,
-                 num_keypoints: int = 1) -> None:
+                 crop_classifier: bool = True, ink_reach: float = 6.0, *, num_classes: int,
+                 num_keypoints: int) -> None:
         super().__init__()
         self.dense = CenterNetDetector(backbone, fpn_channels, head_stride, head_channels, point_mode="offset",
                                        pretrained_path=pretrained_path, num_classes=num_classes,

@@ -42,7 +42,7 @@ from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
 
 from ocrloc.data.rules import RULE_POINT_NAMES, get_rule
-from ocrloc.models.constants import NUM_CLASSES, PIXEL_MEAN, PIXEL_STD
+from ocrloc.models.constants import PIXEL_MEAN, PIXEL_STD
 from ocrloc.models.family import Criterion, Detector, PredictorModule
 from ocrloc.models.trunk import Trunk
 
@@ -141,7 +141,6 @@ class TorchvisionDetector(nn.Module):
 
     Args:
         kind: one of :data:`BASELINE_TYPES`.
-        rule: the point rule (sets which keypoint channel each class trains).
         backbone: timm model name.
         fpn_channels: FPN channels.
         min_stride: the finest FPN level (8: p3-p5).
@@ -149,18 +148,20 @@ class TorchvisionDetector(nn.Module):
         anchor_sizes, aspect_ratios: None for :data:`DEFAULT_ANCHORS`.
         score_threshold, max_detections: the detector's own decoding.
         pretrained_path: optional local backbone checkpoint.
+        num_classes, num_keypoints: the data's classes and keypoints per class (K).
+        shared_keypoints: KeypointRCNN only: K keypoint channels shared by every class instead of
+            one set per class.
     """
 
-    def __init__(self, kind: str, rule: str = "all10", backbone: str = "resnet18", fpn_channels: int = 64,
+    def __init__(self, kind: str, backbone: str = "resnet18", fpn_channels: int = 64,
                  min_stride: int = 8, canvas_size: Sequence[int] = (128, 128),
                  anchor_sizes: Optional[List[List[float]]] = None, aspect_ratios: Optional[List[float]] = None,
                  score_threshold: float = 0.05, max_detections: int = 100, pretrained_path: Optional[str] = None,
-                 num_classes: int = NUM_CLASSES, num_keypoints: int = 1, shared_keypoints: bool = False) -> None:
+                 *, num_classes: int, num_keypoints: int, shared_keypoints: bool = False) -> None:
         super().__init__()
         self.shared_keypoints = shared_keypoints
         if kind not in BASELINE_TYPES:
             raise ValueError(f"unknown baseline {kind!r}; known: {', '.join(BASELINE_TYPES)}")
-        get_rule(rule)  # fail early on an unknown rule
         self.kind = kind
         self.num_classes = num_classes
         self.num_keypoints = num_keypoints
@@ -328,7 +329,7 @@ class BoxPointPostprocess(nn.Module):
         self.num_keypoints = k
 
     @classmethod
-    def from_rule(cls, rule: str, num_classes: int = NUM_CLASSES, **kwargs) -> "BoxPointPostprocess":
+    def from_rule(cls, rule: str, num_classes: int, **kwargs) -> "BoxPointPostprocess":
         """The box rule of a SPEC rule (or rule file) over digit classes ``0 .. num_classes - 1``."""
         table = get_rule(rule)
         return cls([[table.get(c, "center")] for c in range(num_classes)], **kwargs)
@@ -373,7 +374,7 @@ def box_point_names(task, rule: str) -> List[List[str]]:
 def build_baseline(kind: str, model_config, postprocess_config, rule: str, canvas_size: Sequence[int], task) -> Detector:
     """The :class:`~ocrloc.models.family.Detector` of a baseline from ocrloc's config sections and the data's task."""
     model = TorchvisionDetector(
-        kind, rule=rule, backbone=model_config.backbone, fpn_channels=model_config.fpn_channels,
+        kind, backbone=model_config.backbone, fpn_channels=model_config.fpn_channels,
         min_stride=model_config.head_stride, canvas_size=canvas_size, anchor_sizes=model_config.baseline.anchor_sizes,
         aspect_ratios=model_config.baseline.aspect_ratios, score_threshold=postprocess_config.score_threshold,
         max_detections=postprocess_config.max_detections, pretrained_path=model_config.pretrained_path,

@@ -16,14 +16,14 @@ import torch
 from torch import Tensor, nn
 
 from ocrloc.models.centernet_decode import CenterNetDecoder
-from ocrloc.models.constants import NUM_CLASSES, PIXEL_MEAN, PIXEL_STD
+from ocrloc.models.constants import PIXEL_MEAN, PIXEL_STD
 from ocrloc.models.family import PredictorModule
 from ocrloc.models.trunk import Trunk
 
-__all__ = ["HEAD_CHANNELS", "CenterNetDetector", "CenterNetPredictor", "head_layout"]
+__all__ = ["CenterNetDetector", "CenterNetPredictor", "head_layout"]
 
 
-def head_layout(point_mode: str, num_classes: int = NUM_CLASSES, num_keypoints: int = 1) -> Dict[str, int]:
+def head_layout(point_mode: str, num_classes: int, num_keypoints: int) -> Dict[str, int]:
     """The named outputs and their channels (CenterNet's plain dict of heads).
 
     * ``heatmap``: class heatmap logits, one channel per class;
@@ -48,8 +48,6 @@ def head_layout(point_mode: str, num_classes: int = NUM_CLASSES, num_keypoints: 
         raise ValueError(f"unknown point_mode {point_mode!r}; expected 'offset' or 'heatmap'")
     return layout
 
-
-HEAD_CHANNELS = head_layout("offset")
 
 
 def _head(in_channels: int, hidden: int, out_channels: int, bias_fill: float = 0.0) -> nn.Sequential:
@@ -84,8 +82,9 @@ class CenterNetDetector(nn.Module):
         head_channels: int = 64,
         point_mode: str = "offset",
         pretrained_path: Optional[str] = None,
-        num_classes: int = NUM_CLASSES,
-        num_keypoints: int = 1,
+        *,
+        num_classes: int,
+        num_keypoints: int,
     ) -> None:
         super().__init__()
         self.trunk = Trunk(backbone, fpn_channels, min_stride=head_stride, pretrained_path=pretrained_path)

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import boxes as box_ops
 
-from ocrloc.models.constants import NUM_CLASSES
 
 __all__ = ["CenterNetDecoder"]
 
@@ -39,8 +38,8 @@ class CenterNetDecoder(nn.Module):
     """
 
     def __init__(self, stride: int, max_detections: int = 100, score_threshold: float = 0.05, nms_kernel: int = 3,
-                 iou_threshold: float = 0.6, point_mode: str = "offset", num_classes: int = NUM_CLASSES,
-                 num_keypoints: int = 1) -> None:
+                 iou_threshold: float = 0.6, point_mode: str = "offset", *, num_classes: int,
+                 num_keypoints: int) -> None:
         super().__init__()
         if nms_kernel % 2 != 1:
             raise ValueError(f"nms_kernel must be odd, got {nms_kernel}")

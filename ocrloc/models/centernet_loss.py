@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import generalized_box_iou_loss
 
-from ocrloc.models.constants import NUM_CLASSES
 from ocrloc.models.family import Criterion
 
 __all__ = ["CenterNetCriterion", "gaussian_radius", "focal_heatmap_loss"]
@@ -73,7 +72,7 @@ class CenterNetCriterion(Criterion):
     """
 
     def __init__(self, stride: int, weights: Mapping[str, float], point_mode: str = "offset",
-                 num_classes: int = NUM_CLASSES, num_keypoints: int = 1) -> None:
+                 *, num_classes: int, num_keypoints: int) -> None:
         super().__init__()
         self.num_keypoints = num_keypoints
         # Every term either mode can give: one metrics.csv layout for every CenterNet run.

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from ocrloc.models.argmax import (EXTREME_FEATURES, AddCoords, ExtremePoints, HardArgmax2d, SoftArgmax2d, SoftThreshold,
                                   spatial_expectation)
-from ocrloc.models.constants import NUM_CLASSES, PIXEL_MEAN, PIXEL_STD
+from ocrloc.models.constants import PIXEL_MEAN, PIXEL_STD
 from ocrloc.models.family import Criterion, PredictorModule
 from ocrloc.models.readout import RidgeReadout
 
@@ -112,7 +112,7 @@ class PointFeatures(nn.Module):
         elif head in ("pool", "coordconv"):
             self.dim = 2 * channels
         elif head == "extremes":
-            self.dim = 10 * k
+            self.dim = 5 * 2 * k  # per map: four extreme points and the centroid, (x, y) each
         else:
             self.dim = 2 * k
 
@@ -162,8 +162,8 @@ class StudyNet(nn.Module):
 
     def __init__(self, head: str = "pool", inputs: Tuple[str, ...] = ("stage2",), hidden_layers: int = 1,
                  hidden: int = 256, stem_pool: str = "max", argmax_channels: int = 8, dummy: str = "none",
-                 canvas_size: int = 32, width: int = 32, num_classes: int = NUM_CLASSES, point_fit: str = "gradient",
-                 canvas_maps: str = "conv") -> None:
+                 canvas_size: int = 32, width: int = 32, point_fit: str = "gradient",
+                 canvas_maps: str = "conv", *, num_classes: int) -> None:
         super().__init__()
         if head not in STUDY_HEADS:
             raise ValueError(f"unknown study head {head!r}; expected one of {', '.join(STUDY_HEADS)}")

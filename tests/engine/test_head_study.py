@@ -86,7 +86,7 @@ def test_fit_fidelity_finds_the_feature_that_holds_a_target():
 def test_extreme_features_of_the_thresholded_canvas_are_the_spec_points(pools):
     test = make_test_set("single", "all10", 64, 1000)
     assert test.named_points.shape == (64, len(POINT_NAMES), 2)
-    exact = StudyNet(head="extremes", inputs=("canvas",), argmax_channels=1)
+    exact = StudyNet(head="extremes", inputs=("canvas",), argmax_channels=1, num_classes=10)
     features = exact.point_features[0]
     with torch.no_grad():  # the map is the canvas; cut between the SPEC's ink levels 127 and 128
         features.conv.weight.fill_(1.0)
@@ -99,7 +99,7 @@ def test_extreme_features_of_the_thresholded_canvas_are_the_spec_points(pools):
     assert fidelity["centroid"] < 0.2  # the mask's centroid, not the intensity-weighted one
     assert fidelity["features"] == 10
     # The same head on an untrained stride-4 map has no such features.
-    coarse = feature_fidelity(StudyNet(head="extremes", inputs=("stage2",), argmax_channels=1), test, torch.device("cpu"))
+    coarse = feature_fidelity(StudyNet(head="extremes", inputs=("stage2",), argmax_channels=1, num_classes=10), test, torch.device("cpu"))
     assert coarse["edges"] > 0.5
 
 

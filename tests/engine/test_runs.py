@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from ocrloc.cli import main
-from ocrloc.config import ConfigError
 from ocrloc.engine.checkpoint import load_checkpoint
 from ocrloc.engine.distributed import cpu_threads, resolve_device
 from ocrloc.engine.runs import SAFE_ON_RESUME, resume_config

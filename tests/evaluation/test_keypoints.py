@@ -292,9 +292,9 @@ def _set(path: list, value):
 
 BAD_GT = {
     "category_without_keypoints": (lambda g: g["categories"][1].pop("keypoints"),
-                                   "categories[1]: 'keypoints' must be a non-empty list of keypoint names"),
+                                   "names no keypoints ('keypoints' must be a non-empty list of keypoint names, got None)"),
     "category_empty_keypoints": (_set(["categories", 2, "keypoints"], []),
-                                 "categories[2]: 'keypoints' must be a non-empty list of keypoint names, got []"),
+                                 "names no keypoints ('keypoints' must be a non-empty list of keypoint names, got [])"),
     "keypoint_name_twice": (_set(["categories", 0, "keypoints"], ["center", "center"]),
                             "categories[0]: keypoint name 'center' appears twice"),
     "duplicate_category_id": (_set(["categories", 2, "id"], 3), "categories[2]: id 3 appears twice"),

@@ -37,7 +37,7 @@ def picking_head(point_per_class, reach=0.0) -> ArgmaxPointHead:
     (the rule oracle, used here as a probe of the features), with a near-hard cut-off at 0.5
     (ink is >= 128 / 255)."""
     head = ArgmaxPointHead(feature_channels=8, feature_stride=4, crop_size=48, soft_channels=2, point_fit="gradient",
-                           reach=reach)
+                           reach=reach, num_classes=10, num_keypoints=1)
     tell_argmax_head(head, point_per_class)
     with torch.no_grad():
         head.threshold.log_tau.fill_(math.log(1e-4))
@@ -45,7 +45,7 @@ def picking_head(point_per_class, reach=0.0) -> ArgmaxPointHead:
 
 
 def test_rule_oracle_weights_pick_the_spec_features():
-    head = ArgmaxPointHead(feature_channels=8, soft_channels=2, point_fit="gradient")
+    head = ArgmaxPointHead(feature_channels=8, soft_channels=2, point_fit="gradient", num_classes=10, num_keypoints=1)
     tell_argmax_head(head, get_rule("all10"))
     expected = torch.zeros_like(head.point.weight)
     for cls, name in get_rule("all10").items():
@@ -55,20 +55,20 @@ def test_rule_oracle_weights_pick_the_spec_features():
     assert torch.equal(head.point.weight, expected)
     assert torch.equal(head.point.bias, torch.zeros(20))
     # Without the oracle the map starts at zero; classes a rule leaves out stay at zero.
-    assert not ArgmaxPointHead(8, soft_channels=2).point.weight.any()
-    seed37 = ArgmaxPointHead(8, soft_channels=2, point_fit="gradient")
+    assert not ArgmaxPointHead(8, soft_channels=2, num_classes=10, num_keypoints=1).point.weight.any()
+    seed37 = ArgmaxPointHead(8, soft_channels=2, point_fit="gradient", num_classes=10, num_keypoints=1)
     tell_argmax_head(seed37, get_rule("seed37"))
     assert seed37.point.weight[[6, 7, 14, 15]].any() and not seed37.point.weight[[0, 1, 2, 3, 4, 5, 8, 9]].any()
 
 
 def test_rule_oracle_errors_name_the_class_point_and_setting():
-    gradient_head = ArgmaxPointHead(8, point_fit="gradient")
+    gradient_head = ArgmaxPointHead(8, point_fit="gradient", num_classes=10, num_keypoints=1)
     with pytest.raises(ValueError, match="class 12 outside 0..9"):
         tell_argmax_head(gradient_head, {12: "center"})
     with pytest.raises(ValueError, match="class 3 wants unknown point 'middle'"):
         tell_argmax_head(gradient_head, {3: "middle"})
     with pytest.raises(ValueError, match="needs point_fit 'gradient'"):
-        tell_argmax_head(ArgmaxPointHead(8), get_rule("all10"))
+        tell_argmax_head(ArgmaxPointHead(8, num_classes=10, num_keypoints=1), get_rule("all10"))
     with pytest.raises(ValueError, match="model.argmax.point_init = 'ones' is not one of learned, rule"):
         tiny_config("model.argmax.point_init=ones")
     with pytest.raises(ValueError, match="model.argmax.point_init=rule .* needs model.argmax.point_fit=gradient"):
@@ -93,7 +93,7 @@ def test_default_head_learns_and_is_told_nothing():
 
 def test_point_init_rule_takes_the_configured_rule():
     model = build(tiny_config("model.argmax.point_fit=gradient", "model.argmax.point_init=rule", "data.rule=seed37")).model
-    reference = ArgmaxPointHead(8, soft_channels=2, point_fit="gradient")
+    reference = ArgmaxPointHead(8, soft_channels=2, point_fit="gradient", num_classes=10, num_keypoints=1)
     tell_argmax_head(reference, get_rule("seed37"))
     assert torch.equal(model.head.point.weight, reference.point.weight)
 
@@ -208,4 +208,4 @@ def test_outputs_are_the_same_kind_in_train_and_eval_mode(pools):
 
 def test_crop_size_must_be_a_multiple_of_the_feature_stride():
     with pytest.raises(ValueError, match="crop_size 50 must be a multiple of the feature stride 4"):
-        ArgmaxPointHead(8, 4, crop_size=50)
+        ArgmaxPointHead(8, 4, crop_size=50, num_classes=10, num_keypoints=1)

@@ -12,8 +12,8 @@ from ocrloc.models.baselines import (BASELINE_TYPES, LOSS_TERMS, BaselinePredict
                                      TorchvisionDetector)
 from ocrloc.models.build import build
 
-def tiny(kind: str, rule: str = "all10", **kwargs) -> TorchvisionDetector:
-    return TorchvisionDetector(kind, rule=rule, backbone="test_resnet", fpn_channels=32, **kwargs)
+def tiny(kind: str, **kwargs) -> TorchvisionDetector:
+    return TorchvisionDetector(kind, backbone="test_resnet", fpn_channels=32, num_classes=10, num_keypoints=1, **kwargs)
 
 
 def targets():
@@ -38,7 +38,7 @@ def test_baseline_trains_and_predicts_through_the_ocrloc_interface(kind):
     stem = next(model.detector.backbone.body.parameters())
     assert stem.grad is not None and stem.grad.abs().sum() > 0
 
-    decoder = BoxPointPostprocess.from_rule("all10", label_offset=model.label_offset, from_keypoints=kind == "keypointrcnn")
+    decoder = BoxPointPostprocess.from_rule("all10", 10, label_offset=model.label_offset, from_keypoints=kind == "keypointrcnn")
     with torch.no_grad():
         (det,) = BaselinePredictor(model, decoder).eval()(images)
     n = det["scores"].shape[0]
@@ -106,7 +106,7 @@ def test_box_to_point_rule_on_hand_built_boxes():
         8: (20.0, 40.0),  # centroid
         9: (20.0, 20.0),  # topmost
     }
-    postprocess = BoxPointPostprocess.from_rule("all10")
+    postprocess = BoxPointPostprocess.from_rule("all10", 10)
     for label, (x, y) in expected.items():
         (det,) = postprocess([{"boxes": torch.tensor([box]), "scores": torch.tensor([0.9]),
                                "labels": torch.tensor([label])}])
@@ -121,7 +121,7 @@ def test_postprocess_maps_labels_back_and_suppresses_duplicates_across_classes()
         "scores": torch.tensor([0.8, 0.9, 0.7]),
         "labels": torch.tensor([2, 8, 4]),
     }]
-    (det,) = BoxPointPostprocess.from_rule("seed37", label_offset=1)(detections)
+    (det,) = BoxPointPostprocess.from_rule("seed37", 10, label_offset=1)(detections)
     assert det["labels"].tolist() == [7, 3]
     assert det["scores"].tolist() == pytest.approx([0.9, 0.7])
     assert det["keypoints"][:, 0, :2].tolist() == [[5.0, 9.0], [40.0, 40.0]]  # 7 -> center, 3 -> topleft
@@ -133,14 +133,14 @@ def test_keypoint_rcnn_point_is_read_at_the_predicted_class():
     keypoints[1, 7] = torch.tensor([70.0, 71.0, 5.0])
     detections = [{"boxes": torch.tensor([[10.0, 10.0, 30.0, 40.0], [60.0, 60.0, 80.0, 90.0]]),
                    "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([4, 8]), "keypoints": keypoints}]
-    (det,) = BoxPointPostprocess.from_rule("seed37", label_offset=1, from_keypoints=True)(detections)
+    (det,) = BoxPointPostprocess.from_rule("seed37", 10, label_offset=1, from_keypoints=True)(detections)
     assert det["labels"].tolist() == [3, 7]
     assert det["keypoints"][:, 0, :2].tolist() == [[11.0, 12.0], [70.0, 71.0]]
 
 
 def test_bad_baseline_settings_name_the_problem():
     with pytest.raises(ValueError, match="unknown baseline 'yolo'"):
-        TorchvisionDetector("yolo")
+        TorchvisionDetector("yolo", num_classes=10, num_keypoints=1)
     with pytest.raises(ValueError, match=r"model.baseline.anchor_sizes for retinanet: expected one list of sizes per FPN level \(3\)"):
         tiny("retinanet", anchor_sizes=[[16.0]])
     with pytest.raises(ValueError, match="model.baseline.anchor_sizes for ssd: expected 4 scales"):

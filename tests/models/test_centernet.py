@@ -24,20 +24,21 @@ def test_backbone_levels_match_feature_info(name):
 @pytest.mark.parametrize("name, stride", [("resnet18", 4), ("mobilenetv3_small_100", 8), ("efficientnet_b0", 4)])
 @pytest.mark.parametrize("point_mode", ["offset", "heatmap"])
 def test_detector_returns_every_head_at_the_head_stride(name, stride, point_mode):
-    model = CenterNetDetector(name, fpn_channels=16, head_stride=stride, head_channels=16, point_mode=point_mode)
+    model = CenterNetDetector(name, fpn_channels=16, head_stride=stride, head_channels=16, point_mode=point_mode,
+                              num_classes=10, num_keypoints=1)
     for mode in (model.train, model.eval):
         mode()
         out = model(torch.rand(2, 1, 64, 128))
-        assert set(out) == set(head_layout(point_mode))
-        for key, channels in head_layout(point_mode).items():
+        assert set(out) == set(head_layout(point_mode, 10, 1))
+        for key, channels in head_layout(point_mode, 10, 1).items():
             assert out[key].shape == (2, channels, 64 // stride, 128 // stride), key
 
 
 def test_unknown_stride_and_point_mode_are_errors():
     with pytest.raises(ValueError, match="head_stride 2"):
-        CenterNetDetector("test_convnext", head_stride=2)
+        CenterNetDetector("test_convnext", head_stride=2, num_classes=10, num_keypoints=1)
     with pytest.raises(ValueError, match="point_mode 'corner'"):
-        head_layout("corner")
+        head_layout("corner", 10, 1)
 
 
 def empty_outputs(h=8, w=8, point_mode="offset"):
@@ -64,7 +65,7 @@ def test_decoding_hand_built_outputs_gives_exact_detections():
     out["heatmap"][0, 1, 1, 6] = 1.0
     out["size"][0, :, 1, 6] = torch.tensor([1.0, 2.0])
     out["heatmap"][0, 4, 3, 2] = 1.5
-    det = CenterNetDecoder(stride=4, score_threshold=0.3)(out)[0]
+    det = CenterNetDecoder(stride=4, score_threshold=0.3, num_classes=10, num_keypoints=1)(out)[0]
     assert det["labels"].tolist() == [7, 1]
     torch.testing.assert_close(det["scores"], torch.tensor([2.0, 1.0]).sigmoid())
     # 7: center ((2 + 0.5) * 4, (3 + 0.25) * 4) = (10, 13), size (12, 20).
@@ -81,7 +82,7 @@ def test_point_heatmap_decoding_takes_the_peak_inside_the_box():
     out["point_heatmap"][0, 2, 3, 2] = 2.0  # inside the box: the point
     out["point_heatmap"][0, 2, 0, 7] = 5.0  # stronger but outside the box: ignored
     out["point_offset"][0, :, 3, 2] = torch.tensor([0.75, 0.5])
-    det = CenterNetDecoder(stride=4, point_mode="heatmap")(out)[0]
+    det = CenterNetDecoder(stride=4, point_mode="heatmap", num_classes=10, num_keypoints=1)(out)[0]
     assert det["labels"].tolist() == [2]
     torch.testing.assert_close(det["keypoints"][0, 0, :2], torch.tensor([(2 + 0.75) * 4, (3 + 0.5) * 4]))
 
@@ -91,7 +92,8 @@ def test_postprocess_keeps_at_most_max_detections_sorted_by_score():
     torch.manual_seed(0)  # two classes peaking on one cell give one box: suppressed as duplicates
     out["heatmap"] = torch.randn(1, 10, 16, 16)
     out["size"] += 0.5  # tiny boxes: nothing suppressed
-    det = CenterNetDecoder(stride=4, max_detections=7, score_threshold=0.0, iou_threshold=0.99)(out)[0]
+    det = CenterNetDecoder(stride=4, max_detections=7, score_threshold=0.0, iou_threshold=0.99,
+                           num_classes=10, num_keypoints=1)(out)[0]
     assert len(det["scores"]) == 7
     assert torch.all(det["scores"][:-1] >= det["scores"][1:])
 
@@ -103,11 +105,11 @@ def target(boxes, labels, points):
 
 @pytest.mark.parametrize("point_mode", ["offset", "heatmap"])
 def test_loss_is_finite_and_perfect_outputs_score_lower(point_mode):
-    crit = CenterNetCriterion(4, {"giou": 1.0}, point_mode=point_mode)
+    crit = CenterNetCriterion(4, {"giou": 1.0}, point_mode=point_mode, num_classes=10, num_keypoints=1)
     targets = [target([[8.0, 4.0, 20.0, 28.0]], [5], [(12.5, 7.0)]), target([], [], [])]
     targets[1]["keypoints"] = torch.zeros(0, 1, 3)
     targets[1]["boxes"] = torch.zeros(0, 4)
-    out = {k: torch.zeros(2, c, 8, 8) for k, c in head_layout(point_mode).items()}
+    out = {k: torch.zeros(2, c, 8, 8) for k, c in head_layout(point_mode, 10, 1).items()}
     loss, terms = crit(out, targets)
     assert torch.isfinite(loss) and set(terms) >= {"heatmap", "size", "offset"}
     built = crit.build_targets(targets, (2, 10, 8, 8), torch.device("cpu"))

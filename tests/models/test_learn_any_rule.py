@@ -100,7 +100,7 @@ _ALL10 = {0: "topmost", 1: "bottommost", 2: "leftmost", 3: "topleft", 4: "rightm
 def test_head_fits_the_rule_from_the_annotations(rule_folders):
     """The closed-form fit alone (no gradient step), fed the train folder at jittered boxes."""
     torch.manual_seed(0)
-    head = ArgmaxPointHead(feature_channels=8, soft_channels=2)
+    head = ArgmaxPointHead(feature_channels=8, soft_channels=2, num_classes=10, num_keypoints=1)
     dataset = CocoKeypointDataset(rule_folders["train"])
     for start in range(0, len(dataset), 32):
         images, targets = collate_detection([dataset[i] for i in range(start, min(start + 32, len(dataset)))])

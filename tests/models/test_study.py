@@ -24,7 +24,7 @@ def batch(n=3, side=32):
 @pytest.mark.parametrize("head", STUDY_HEADS)
 def test_every_head_trains_predicts_and_scripts(head):
     torch.manual_seed(0)
-    model = StudyNet(head, inputs=("canvas", "stage2"), width=8, hidden=16, argmax_channels=2)
+    model = StudyNet(head, inputs=("canvas", "stage2"), width=8, hidden=16, argmax_channels=2, num_classes=10)
     images, targets = batch()
     outputs = model.train()(images, targets)
     assert outputs["logits"].shape == (3, 10) and outputs["points"].shape == (3, 10, 2)
@@ -64,17 +64,17 @@ def test_random_dummy_inputs_change_every_call_and_constant_ones_do_not():
     images, _ = batch(2)
     for dummy, same in (("constant", True), ("random", False)):
         torch.manual_seed(0)
-        model = StudyNet("extremes", width=8, hidden=16, argmax_channels=2, dummy=dummy).eval()
+        model = StudyNet("extremes", width=8, hidden=16, argmax_channels=2, dummy=dummy, num_classes=10).eval()
         assert torch.equal(model(images)["points"], model(images)["points"]) == same
 
 
 def test_bad_study_settings_name_the_problem():
     with pytest.raises(ValueError, match="unknown study head 'mlp'"):
-        StudyNet("mlp")
+        StudyNet("mlp", num_classes=10)
     with pytest.raises(ValueError, match=r"study inputs must be a non-empty subset of canvas, stage1, stage2, got \['stage3'\]"):
-        StudyNet("pool", inputs=("stage3",))
+        StudyNet("pool", inputs=("stage3",), num_classes=10)
     with pytest.raises(ValueError, match="unknown stem pool 'median'"):
-        StudyNet("pool", stem_pool="median")
+        StudyNet("pool", stem_pool="median", num_classes=10)
 
 
 def test_build_reads_the_study_section():
@@ -92,7 +92,7 @@ def test_build_reads_the_study_section():
 def test_rule_oracle_start_gives_the_spec_points_before_any_training(rule, pools):
     test = make_test_set("single", rule, 200, 1000)
     torch.manual_seed(0)
-    model = StudyNet("extremes", inputs=("canvas",), width=8, hidden=16)
+    model = StudyNet("extremes", inputs=("canvas",), width=8, hidden=16, num_classes=10)
     tell_study_net(model, get_rule(rule))
     model.eval()
     with torch.no_grad():
@@ -106,13 +106,13 @@ def test_rule_oracle_start_gives_the_spec_points_before_any_training(rule, pools
 
 def test_rule_oracle_needs_the_extremes_head_on_the_canvas_with_a_gradient_path():
     with pytest.raises(ValueError, match=r"rule_prior needs the extremes head on the canvas alone, got head 'pool'"):
-        tell_study_net(StudyNet("pool", inputs=("canvas",)), get_rule("all10"))
+        tell_study_net(StudyNet("pool", inputs=("canvas",), num_classes=10), get_rule("all10"))
     with pytest.raises(ValueError, match=r"inputs \['canvas', 'stage2'\]"):
-        tell_study_net(StudyNet("extremes", inputs=("canvas", "stage2")), get_rule("all10"))
+        tell_study_net(StudyNet("extremes", inputs=("canvas", "stage2"), num_classes=10), get_rule("all10"))
     with pytest.raises(ValueError, match="rule_prior: class 10 outside 0..9"):
-        tell_study_net(StudyNet("extremes", inputs=("canvas",)), {10: "center"})
+        tell_study_net(StudyNet("extremes", inputs=("canvas",), num_classes=10), {10: "center"})
     with pytest.raises(ValueError, match="needs model.study.point_fit 'gradient'"):
-        tell_study_net(StudyNet("extremes", inputs=("canvas",), point_fit="ridge"), get_rule("all10"))
+        tell_study_net(StudyNet("extremes", inputs=("canvas",), point_fit="ridge", num_classes=10), get_rule("all10"))
     with pytest.raises(ValueError, match="model.study.point_init = 'spec' is not one of learned, rule"):
         load_config(None, ["model.type=study", "data.preset=single", "model.study.point_init=spec"])
 
@@ -129,7 +129,7 @@ def test_ridge_head_learns_the_rule_from_annotations_without_a_gradient_step(rul
     """Identity-started canvas maps give the ink's geometry; the closed-form fit reads which
     coordinates each class's annotated point is, from 1,280 canvases, with no optimiser at all."""
     torch.manual_seed(0)
-    model = StudyNet("extremes", inputs=("canvas",), width=8, hidden=16, point_fit="ridge", canvas_maps="identity")
+    model = StudyNet("extremes", inputs=("canvas",), width=8, hidden=16, point_fit="ridge", canvas_maps="identity", num_classes=10)
     assert model.linear_path is None and not model.point_mlp[-1].weight.any()
     model.train()
     with torch.no_grad():
@@ -147,13 +147,13 @@ def test_ridge_head_learns_the_rule_from_annotations_without_a_gradient_step(rul
 
 def test_ridge_and_identity_settings_name_the_problem():
     with pytest.raises(ValueError, match="point_fit 'ridge' fits the linear path of a coordinate head"):
-        StudyNet("pool", point_fit="ridge")
+        StudyNet("pool", point_fit="ridge", num_classes=10)
     with pytest.raises(ValueError, match="unknown point_fit 'lasso'"):
-        StudyNet("extremes", point_fit="lasso")
+        StudyNet("extremes", point_fit="lasso", num_classes=10)
     with pytest.raises(ValueError, match="unknown canvas_maps 'ones'"):
-        StudyNet("extremes", canvas_maps="ones")
+        StudyNet("extremes", canvas_maps="ones", num_classes=10)
     with pytest.raises(ValueError, match="identity-started maps need a coordinate head on a one-channel input"):
-        StudyNet("pool", inputs=("canvas",), canvas_maps="identity")
+        StudyNet("pool", inputs=("canvas",), canvas_maps="identity", num_classes=10)
     config = load_config(None, ["model.type=study", "data.preset=single", "model.study.head=extremes",
                                 "model.study.inputs=[canvas]", "model.study.point_fit=ridge",
                                 "model.study.canvas_maps=identity", "model.study.width=8"])
