@@ -93,7 +93,9 @@ APPLIES_TO: Dict[str, Tuple[str, ...]] = {
 
 # A zero here would divide by zero or never run.
 POSITIVE_KEYS = ("train.steps", "train.batch_size", "train.val_every", "train.log_every", "data.val_count")
-NON_NEGATIVE_KEYS = ("train.checkpoint_every", "train.threads", "data.num_workers", "data.train_canvases")
+# Seeds too: numpy's SeedSequence refuses negative entropy, deep inside a DataLoader worker.
+NON_NEGATIVE_KEYS = ("train.checkpoint_every", "train.threads", "data.num_workers", "data.train_canvases",
+                     "train.seed", "data.train_seed", "data.val_seed")
 
 # The flat model keys of configs saved before the family sections, and where each went.
 MOVED_KEYS: Dict[str, str] = {

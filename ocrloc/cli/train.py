@@ -57,10 +57,12 @@ def next_steps(preset: Optional[str], rule: Optional[str], out: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train; return 0, or 2 for a bad config, rule, run folder or missing MNIST."""
+    """Train; return 0, or 2 (one ``error:`` line) for a bad config, rule, data, checkpoint or run
+    folder, missing MNIST, a run folder in use, or a loss that stopped being finite."""
     from ocrloc.config import ConfigError, load_config
     from ocrloc.data.mnist import MnistNotFoundError
     from ocrloc.data.rules import get_rule
+    from ocrloc.engine.runlock import RunLockedError
     from ocrloc.engine.runs import resume_config
     from ocrloc.engine.trainer import Trainer
     from ocrloc.evaluation import format_table
@@ -83,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         trainer = Trainer(config, out, resume=args.resume, progress=not args.no_progress)
         scores = trainer.fit()
-    except (ConfigError, FileNotFoundError, FileExistsError, MnistNotFoundError) as err:
+    except (ValueError, OSError, MnistNotFoundError, RunLockedError, FloatingPointError) as err:
+        # ValueError: config, data (DataError) and checkpoint errors; OSError: an --out that cannot
+        # be written; each says what and where in one line.
         return fail(err)
     if trainer.ctx.is_main:
         print(f"\nfinal validation scores (step {trainer.step}, {trainer.wall_s / 60:.1f} min of training):")

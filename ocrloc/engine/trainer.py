@@ -18,7 +18,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -35,13 +35,41 @@ from ocrloc.data.glyphs import GLYPH_PRESETS, glyph_task
 from ocrloc.data.task import Task, digits_task
 from ocrloc.engine.checkpoint import load_checkpoint, save_checkpoint
 from ocrloc.engine.distributed import init_distributed
+from ocrloc.engine.runlock import RunLock
 from ocrloc.engine.inference import detections_to_results, iterate_predictions, to_device
 from ocrloc.engine.sampler import StepSampler
 from ocrloc.evaluation import evaluate
+from ocrloc.utils.io import write_text_atomic
 
-__all__ = ["Trainer", "build_val_data", "build_train_dataset", "lr_factor", "metric_columns"]
+__all__ = ["DataError", "Trainer", "build_val_data", "build_train_dataset", "lr_factor", "metric_columns",
+           "remove_temporaries"]
 
 SCORE_COLUMNS = ("kpt_AP", "kpt_AP50", "kpt_AP75", "box_AP", "mean_px", "median_px", "p95_px", "miss_rate", "cls_acc")
+
+
+class DataError(ValueError):
+    """A training or validation sample could not be read (one line, naming the file)."""
+
+
+def one_line(err: BaseException) -> str:
+    """The message of an error raised in a DataLoader worker, without the worker's traceback that
+    torch re-raises it with: its last line, the original ``Type: message``, minus the type."""
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    last = lines[-1] if lines else type(err).__name__
+    head, sep, tail = last.partition(": ")
+    return tail if sep and head.isidentifier() else last
+
+
+def remove_temporaries(folder: Path) -> List[Path]:
+    """Remove the temporary files a killed atomic write left in ``folder`` (hidden ``.<name>.*.tmp``
+    files of :func:`ocrloc.utils.io.atomic_path`); only the run's lock holder may call this."""
+    removed = []
+    if folder.is_dir():
+        for path in folder.glob(".*.tmp"):
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def metric_columns(loss_terms: Sequence[str]) -> Tuple[str, ...]:
@@ -115,6 +143,31 @@ def build_val_data(config: Config) -> Tuple[Dataset, Dict[str, Any]]:
     return InMemoryCocoDataset(gt, images), gt
 
 
+def _number(value: str) -> Any:
+    """A CSV cell as the number it was written from (``""`` and text stay as they are)."""
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return float(value)
+        except ValueError:
+            return value
+
+
+def _readable(loader: Iterable[Any]) -> Iterator[Any]:
+    """``loader``'s batches; a sample that cannot be read ends the loop as one :class:`DataError`
+    line (naming the file), not as the DataLoader worker's traceback."""
+    iterator = iter(loader)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except (ValueError, OSError) as err:
+            raise DataError(one_line(err)) from None
+        yield batch
+
+
 class ThroughputMeter:
     """Training images per second since the last :meth:`restart`.
 
@@ -146,17 +199,45 @@ class MetricsLog:
         self.pending: List[Dict[str, Any]] = []
         self._writer = None
         self._tb_dir = run_dir / "tensorboard"
+        # The last step TensorBoard holds, written after each flush: rows the CSV got but
+        # TensorBoard did not (a kill between the two writes) are sent again on resume.
+        self._tb_step_file = self._tb_dir / "last_step"
 
     def add(self, row: Dict[str, Any]) -> None:
         self.pending.append({k: row.get(k, "") for k in self.columns})
 
-    def last_step(self) -> int:
-        """Largest step already in ``metrics.csv`` (-1 when none)."""
+    def rows(self) -> List[Dict[str, str]]:
+        """The rows of ``metrics.csv`` as written (strings)."""
         if not self.path.is_file():
-            return -1
+            return []
         with open(self.path, newline="") as f:
-            steps = [int(r["step"]) for r in csv.DictReader(f) if r.get("step")]
-        return max(steps, default=-1)
+            return [r for r in csv.DictReader(f) if r.get("step")]
+
+    def repair(self) -> None:
+        """Cut a torn last line (a kill inside a row write) so the next rows start on a line of their own."""
+        if not self.enabled or not self.path.is_file():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with open(self.path, "r+b") as f:
+                f.truncate(data.rfind(b"\n") + 1)
+                f.flush()
+                os.fsync(f.fileno())
+
+    def sync_tensorboard(self) -> int:
+        """Send TensorBoard the CSV rows it missed; return how many. Events it may hold beyond its
+        recorded step (a kill inside its write) are purged, so each step is there exactly once."""
+        if not self.enabled or self._writer is not None:
+            return 0
+        try:
+            done = int(self._tb_step_file.read_text())
+        except (OSError, ValueError):
+            done = -1
+        missed = [{k: _number(v) for k, v in r.items()} for r in self.rows() if int(r["step"]) > done]
+        if not missed or not self._open_tensorboard(purge_step=done + 1):
+            return 0
+        self._tensorboard(missed)
+        return len(missed)
 
     def commit(self, rows: Optional[List[Dict[str, Any]]] = None) -> None:
         """Append ``rows`` (default: the pending ones) to the CSV and TensorBoard."""
@@ -174,22 +255,29 @@ class MetricsLog:
         if rows is self.pending:
             self.pending = []
 
-    def _tensorboard(self, rows: List[Dict[str, Any]]) -> None:
+    def _open_tensorboard(self, purge_step: Optional[int] = None) -> bool:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # TensorBoard is optional at run time; the CSV is the record.
-            return
+            return False
         if self._writer is None:
-            self._writer = SummaryWriter(str(self._tb_dir))
+            self._writer = SummaryWriter(str(self._tb_dir), purge_step=purge_step)
+        return True
+
+    def _tensorboard(self, rows: List[Dict[str, Any]]) -> None:
+        if not rows or not self._open_tensorboard():
+            return
         for row in rows:
             for key, value in row.items():
                 if key not in ("phase", "step") and isinstance(value, (int, float)) and value is not None:
                     self._writer.add_scalar(f"{row['phase']}/{key}", value, int(row["step"]))
         self._writer.flush()
+        write_text_atomic(str(max(int(r["step"]) for r in rows)), self._tb_step_file)
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+            self._writer = None
 
 
 class Trainer:
@@ -211,10 +299,6 @@ class Trainer:
         self.ctx, self.device = init_distributed(config.train.device, config.train.threads)
         self.progress = progress and self.ctx.is_main
         last = self.ckpt_dir / "last.pt"
-        if resume and not last.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint to resume at {last}")
-        if not resume and last.is_file():
-            raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose another --out")
         torch.manual_seed(config.train.seed)
         # The data is built and checked before anything is written: bad data leaves no run folder.
         cfg = config.train
@@ -230,6 +314,26 @@ class Trainer:
                                   f"data's (classes {list(self.val_set.task.class_ids)} vs {list(self.task.class_ids)}, "
                                   f"or other keypoint names)")
         self.detector = build(config, self.task).to(self.device)
+        # Read from the data, not the config: what a checkpoint's user needs to know about its inputs.
+        self.meta = {"rule": data["rule"], "preset": data["preset"], "train_size": data["train_size"],
+                     "task": self.task.to_dict(), "class_names": list(self.task.class_names)}
+        # From here on the run folder is written: one writer at a time (RunLock), and only then
+        # is it decided whether the folder holds a run, so two starts cannot both find it empty.
+        self.lock: Optional[RunLock] = RunLock(self.run_dir).acquire() if self.ctx.is_main else None
+        try:
+            self._open_run(config, resume, last)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_run(self, config: Config, resume: bool, last: Path) -> None:
+        if resume and not last.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint to resume at {last}")
+        if not resume and last.is_file():
+            raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose another --out")
+        if self.ctx.is_main:  # what a killed atomic write left: we hold the lock, nobody writes them now
+            for folder in (self.run_dir, self.ckpt_dir, self.run_dir / "tensorboard"):
+                remove_temporaries(folder)
         self.model, self.criterion, self.predictor = self.detector.model, self.detector.criterion, self.detector.predictor
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
         o, steps = config.optim, config.train.steps
@@ -244,7 +348,6 @@ class Trainer:
         if resume:
             self._restore(last)
         if self.ctx.is_main:  # on resume too: config.yaml always describes the run as it continues
-            self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(config, self.run_dir / "config.yaml")
         self.train_model: nn.Module = self.model
         if self.ctx.enabled:
@@ -253,9 +356,15 @@ class Trainer:
             self.train_model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
-        # Read from the data, not the config: what a checkpoint's user needs to know about its inputs.
-        self.meta = {"rule": data["rule"], "preset": data["preset"], "train_size": data["train_size"],
-                     "task": self.task.to_dict(), "class_names": list(self.task.class_names)}
+
+    def close(self) -> None:
+        """Release the run folder (the lock); :meth:`fit` calls it when it ends, however it ends."""
+        log = getattr(self, "log", None)
+        if log is not None:
+            log.close()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     # ------------------------------------------------------------------ checkpoints
     def _restore(self, path: Path) -> None:
@@ -266,10 +375,18 @@ class Trainer:
         self.step = int(state["step"])
         self.wall_s = float(state.get("wall_s", 0.0))
         self.best = dict(state.get("best", self.best))
-        # Rows the checkpoint covers but the CSV lacks (a crash between the two writes).
+        # Rows the checkpoint covers but the CSV lacks (a crash between the two writes), after the
+        # rows TensorBoard missed (a crash between the CSV and TensorBoard writes): the run's own
+        # record, repaired even when there is nothing left to train.
         if self.ctx.is_main:
-            done = self.log.last_step()
-            self.log.commit([r for r in state.get("rows", []) if int(r["step"]) > done])
+            self.log.repair()
+            self.log.sync_tensorboard()
+            done = {(r["phase"], int(r["step"])) for r in self.log.rows()}
+            self.log.commit([r for r in state.get("rows", []) if (r["phase"], int(r["step"])) not in done])
+        steps = self.config.train.steps
+        if self.step >= steps:  # before config.yaml is written: it keeps the run's own steps
+            raise ConfigError(f"--resume: {self.run_dir} is at step {self.step} and train.steps is {steps}: nothing "
+                              f"to train; to train on, pass --set train.steps=N with N > {self.step}")
 
     def _state(self, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
         return {
@@ -291,9 +408,12 @@ class Trainer:
         if improved:
             self.best = {"kpt_AP": scores["kpt_AP"], "step": self.step}
         state = self._state(list(self.log.pending))
-        save_checkpoint(state, self.ckpt_dir / "last.pt")
+        # best.pt before last.pt: a kill between the two leaves a last.pt whose best step is older
+        # than best.pt (resuming redoes the steps and writes the same best again), never a
+        # last.pt naming a best.pt that is not there.
         if improved:
             save_checkpoint(state, self.ckpt_dir / "best.pt")
+        save_checkpoint(state, self.ckpt_dir / "last.pt")
         self.log.commit()
 
     # ------------------------------------------------------------------ validation
@@ -304,7 +424,7 @@ class Trainer:
         totals: Dict[str, float] = {}
         batches = 0
         results: List[Dict[str, Any]] = []
-        for images, targets, detections in iterate_predictions(self.predictor, loader, self.device):
+        for images, targets, detections in iterate_predictions(self.predictor, _readable(loader), self.device):
             # The loss needs the raw outputs at the ground truth; the detections come from the
             # predictor, the same call export and `ocrloc predict` make.
             loss, terms = self.criterion(self.model(images, targets), targets)
@@ -318,7 +438,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def fit(self) -> Dict[str, Any]:
-        """Train to ``train.steps``, validating every ``train.val_every`` steps; returns the final val scores."""
+        """Train to ``train.steps``, validating every ``train.val_every`` steps; returns the final val scores.
+
+        Raises:
+            DataError: a sample could not be read (naming its file).
+            FloatingPointError: the loss was not finite; ``checkpoints/last.pt`` then holds the
+                weights before that step, to look at or to resume from with other settings.
+        """
+        try:
+            return self._fit()
+        finally:
+            self.close()
+
+    def _fit(self) -> Dict[str, Any]:
         cfg = self.config.train
         batch, world = cfg.batch_size, self.ctx.world_size
         sampler = StepSampler(self.train_length, batch, cfg.steps, self.step, cfg.seed, self.ctx.rank, world)
@@ -337,13 +469,18 @@ class Trainer:
         self.detector.train()
         last_tick = time.perf_counter()
         throughput = ThroughputMeter(last_tick)
-        for images, targets in loader:
+        for images, targets in _readable(loader):
             images, targets = to_device(images, targets, self.device, non_blocking=True)
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=amp):
                 outputs = self.train_model(images, targets)
             loss, terms = self.criterion(outputs, targets)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"step {self.step}: loss is {float(loss)} ({ {k: float(v) for k, v in terms.items()} })")
+                # The weights are still those of the last good step: keep them, then stop.
+                self._checkpoint({})
+                bad = ", ".join(f"{k} {float(v.detach()):.4g}" for k, v in terms.items())
+                raise FloatingPointError(f"step {self.step + 1}: loss is {float(loss)} ({bad}); the weights of step "
+                                         f"{self.step} are in {self.ckpt_dir / 'last.pt'} (lower optim.lr or "
+                                         f"set optim.grad_clip, then --resume)")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.config.optim.grad_clip > 0:
@@ -373,7 +510,6 @@ class Trainer:
                 last_tick = time.perf_counter()  # validating and saving are not training time
                 throughput.restart(last_tick)
         bar.close()
-        self.log.close()
         return self.last_scores
 
     def _validate_and_checkpoint(self, loader: Optional[DataLoader], gt: Optional[Dict[str, Any]]) -> None:

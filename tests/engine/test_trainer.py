@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ocrloc.config import load_config
+from ocrloc.config import ConfigError, load_config
 from ocrloc.engine.checkpoint import detector_from_checkpoint, load_checkpoint
 from ocrloc.engine.sampler import StepSampler
 from ocrloc.engine.trainer import ThroughputMeter, Trainer, lr_factor
@@ -55,8 +55,15 @@ def test_resume_restores_rows_lost_in_a_crash_between_checkpoint_and_log(tmp_pat
     # Simulate a crash after last.pt was written but before its rows reached metrics.csv.
     lines = (run / "metrics.csv").read_text().splitlines(keepends=True)
     (run / "metrics.csv").write_text("".join(lines[:2]))  # header + step 1
-    Trainer(load_config(None, TINY + ["train.steps=3"]), run, resume=True, progress=False)
+    config_text = (run / "config.yaml").read_text()
+    with pytest.raises(ConfigError, match=r"is at step 3 and train.steps is 3: nothing to train; .* N > 3"):
+        Trainer(load_config(None, TINY + ["train.steps=3"]), run, resume=True, progress=False)
     assert [(r["phase"], r["step"]) for r in rows(run)] == [("train", "1"), ("train", "2"), ("train", "3"), ("val", "3")]
+    # A resume with fewer steps than done is refused the same way, and config.yaml keeps the run's steps.
+    with pytest.raises(ConfigError, match="is at step 3 and train.steps is 2"):
+        Trainer(load_config(None, TINY + ["train.steps=2"]), run, resume=True, progress=False)
+    assert (run / "config.yaml").read_text() == config_text
+    assert not (run / ".lock").exists()  # released on the way out
 
 
 def test_checkpoint_every_makes_a_rarely_validated_run_resumable(tmp_path, pools, monkeypatch):

@@ -1,0 +1,109 @@
+"""Crash-resume under fire: a tiny training killed with SIGKILL again and again (inside checkpoint
+writes, between a temporary file and its rename, between the CSV and TensorBoard, and at random
+moments), resumed each time, ends exactly where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Tuple
+
+import torch
+
+from ocrloc.engine.checkpoint import load_checkpoint
+
+SETS = ["data.preset=single", "data.rule=seed37", "data.val_count=4", "data.num_workers=0",
+        "model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8", "train.batch_size=2",
+        "train.log_every=1", "train.val_every=2", "train.steps=8", "optim.warmup_steps=2"]
+TIMING = ("wall_s", "img_per_s")  # the only columns allowed to differ between the two runs
+
+# Runs `ocrloc train` with one kill point armed from OCRLOC_TEST_KILL=<point>:<n> (the n-th call):
+#   save:    torch.save writes the temporary checkpoint, which is cut in half, then the process dies
+#   replace: dies just before a finished temporary file is renamed onto its destination
+#   fsync:   dies at an fsync: after the CSV rows are flushed, before TensorBoard gets them, ...
+DRIVER = r'''
+import os, signal, sys
+import torch
+point, n = os.environ["OCRLOC_TEST_KILL"].split(":") if os.environ.get("OCRLOC_TEST_KILL") else ("", "0")
+calls = {"n": 0}
+
+def due():
+    calls["n"] += 1
+    return calls["n"] == int(n)
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if point == "save":
+    import ocrloc.engine.checkpoint as checkpoint
+    original_save = torch.save
+    def save(obj, f, *args, **kwargs):
+        original_save(obj, f, *args, **kwargs)
+        if due():
+            os.truncate(f, os.path.getsize(f) // 2)
+            die()
+    checkpoint.torch.save = save
+elif point in ("replace", "fsync"):
+    original = getattr(os, point)
+    def wrapped(*args, **kwargs):
+        if due():
+            die()
+        return original(*args, **kwargs)
+    setattr(os, point, wrapped)
+
+from ocrloc.cli import main
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+def train(run: Path, driver: Path, kill: str = "", delay: float = 0.0) -> Tuple[int, str]:
+    resume = ["--resume"] if (run / "checkpoints" / "last.pt").is_file() else []
+    sets = [] if resume else [a for s in SETS for a in ("--set", s)]
+    env = {**os.environ, "OCRLOC_TEST_KILL": kill, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(driver), "train", "--out", str(run), "--no-progress", *sets, *resume],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if delay:
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    finished = proc.returncode == 2 and "nothing to train" in err  # a resume of a complete run
+    assert proc.returncode in (0, -signal.SIGKILL) or finished, err
+    return proc.returncode, err
+
+
+def rows(run: Path):
+    with open(run / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader(f)]
+
+
+def test_sigkill_anywhere_then_resume_gives_the_uninterrupted_run(tmp_path, pools):
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    reference, crashed = tmp_path / "reference", tmp_path / "crashed"
+    assert train(reference, driver)[0] == 0
+
+    kills = ["save:1", "replace:2", "fsync:3", "save:2", "fsync:1"]
+    rng = random.Random(0)
+    outcomes = [train(crashed, driver, kill)[0] for kill in kills]
+    outcomes += [train(crashed, driver, delay=rng.uniform(2.0, 8.0))[0] for _ in range(1)]  # at a random moment
+    assert outcomes[:len(kills)] == [-signal.SIGKILL] * len(kills)  # every armed kill struck
+    # Resume until the trainer says there is nothing left to train, as a user would; that last
+    # resume also repairs the record of a run killed after its final checkpoint.
+    for _ in range(5):
+        if train(crashed, driver)[0] == 2:
+            break
+
+    assert rows(crashed) == rows(reference)  # no row lost, repeated or torn
+    for name in ("last.pt", "best.pt"):
+        ours, theirs = (load_checkpoint(r / "checkpoints" / name) for r in (crashed, reference))
+        assert ours["step"] == theirs["step"] and ours["best"] == theirs["best"]
+        assert all(torch.equal(ours["model"][k], theirs["model"][k]) for k in theirs["model"])  # bit-identical
+    leftovers = [p for p in crashed.rglob(".*") if p.is_file() and p.name != ".gitignore"]
+    assert leftovers == []  # no temporaries, no lock
