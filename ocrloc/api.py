@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import warnings
-import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,7 +146,10 @@ class Predictor:
 
         Raises:
             FileNotFoundError: naming the path.
-            ValueError: when the file is neither kind.
+            ValueError: when the path is a folder or the file is neither kind: a checkpoint that is
+                truncated, corrupt or refused by the safe loader (``weights_only=True``: a file holding
+                Python objects beyond tensors and plain containers cannot run code) raises
+                :class:`ocrloc.engine.checkpoint.CheckpointError`, a ``ValueError`` naming the file.
         """
         path = _existing_file(path)
         if _is_torchscript(path):
@@ -157,9 +159,10 @@ class Predictor:
                 self._load_checkpoint(path, "auto" if device is None else device)
             except (FileNotFoundError, ValueError):
                 raise
-            except Exception as err:  # an unpickling error, a truncated file, ...
+            except Exception as err:  # load_checkpoint names every bad file itself; this is the last resort
+                reason = " ".join(f"{type(err).__name__}: {err}".split())  # one line, whatever raised it
                 raise ValueError(f"{path}: neither an ocrloc checkpoint nor an exported TorchScript file "
-                                 f"({type(err).__name__}: {err})") from err
+                                 f"({reason})") from err
 
     # -- loaders ----------------------------------------------------------------------------------
 
@@ -230,7 +233,10 @@ class Predictor:
                 warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning)
                 module = torch.jit.load(str(path), map_location=resolved)
         except Exception as err:
-            raise ValueError(f"{path}: not an exported TorchScript file ({type(err).__name__}: {err})") from err
+            # torch's TorchScript errors run over many lines (C++ frames); the first says what is wrong.
+            first = (str(err).strip().splitlines() or [""])[0]
+            raise ValueError(f"{path}: not a loadable exported TorchScript file "
+                             f"({type(err).__name__}: {first})") from err
         module.eval()
         from ocrloc.data.task import Task
 
@@ -401,23 +407,18 @@ def _rule_text(size_divisible: int, min_size: int, max_size: int) -> str:
 
 def _existing_file(path: Union[str, os.PathLike]) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path}: a folder, not a checkpoint or exported file")
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     return path
 
 
 def _is_torchscript(path: Path) -> bool:
-    """Whether ``path`` is a TorchScript archive (``torch.jit.save``): a zip with ``<root>/constants.pkl``
-    or ``<root>/code/...``. ``torch.save`` archives hold ``<root>/data.pkl`` and data only."""
-    if not zipfile.is_zipfile(path):
-        return False
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except zipfile.BadZipFile:
-        return False
-    inner = [n.split("/", 1)[1] for n in names if "/" in n]
-    return any(n == "constants.pkl" or n.startswith("code/") for n in inner)
+    """Whether ``path`` is a TorchScript archive (:func:`ocrloc.engine.checkpoint.is_torchscript_archive`)."""
+    from ocrloc.engine.checkpoint import is_torchscript_archive
+
+    return is_torchscript_archive(path)
 
 
 def _to_grey(item: Any, what: str) -> List[Tensor]:

@@ -3,6 +3,7 @@ come back in the given image's pixels (CPU, a tiny untrained model, seconds)."""
 
 from __future__ import annotations
 
+import pathlib
 import subprocess
 import sys
 from typing import Dict, List
@@ -15,7 +16,7 @@ from torch import Tensor
 
 from ocrloc.api import Detections, Predictor
 from ocrloc.config import config_to_dict, load_config
-from ocrloc.engine.checkpoint import save_checkpoint
+from ocrloc.engine.checkpoint import CheckpointError, save_checkpoint
 from ocrloc.engine.inference import detections_to_results, pad_to_rule
 from ocrloc.export import export_torchscript
 from ocrloc.models.build import build
@@ -230,6 +231,33 @@ def test_bad_inputs_raise_clear_errors(api, files, tmp_path):
         Predictor(junk)
     with pytest.raises(ValueError, match="from_exported"):
         Predictor.from_checkpoint(files["exported"])
+
+
+class _Touch:
+    """Unpickling this creates ``marker`` (a crafted checkpoint could run any code instead)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (self.marker,)
+
+
+def test_bad_checkpoints_raise_the_loaders_one_line_error(files, tmp_path):
+    crafted = tmp_path / "crafted.pt"
+    torch.save({"model": {}, "config": {}, "x": _Touch(tmp_path / "pwned")}, crafted)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(files["checkpoint"].read_bytes()[:1000])
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    for path, expected in [(crafted, "refused"), (truncated, "truncated or corrupt"), (empty, "empty")]:
+        for load in (Predictor, Predictor.from_checkpoint):
+            with pytest.raises(CheckpointError, match=expected) as err:  # a ValueError, passed on unchanged
+                load(path)
+            assert str(path) in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "pwned").exists()
+    with pytest.raises(ValueError, match="a folder"):
+        Predictor(tmp_path)
 
 
 def test_import_ocrloc_stays_light():

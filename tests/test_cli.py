@@ -25,7 +25,8 @@ HEAVY = ("torch", "torchvision", "numpy", "albumentations", "timm", "pycocotools
 # Options each subcommand must list in its --help (all of them, as in the tools/ scripts before the move).
 OPTIONS = {
     "train": ["--config", "--set", "--out", "--resume", "--data-root", "--no-progress"],
-    "predict": ["--checkpoint", "--images", "--out", "--viz", "--viz-count", "--viz-score", "--batch-size", "--device"],
+    "predict": ["--checkpoint", "--images", "--unlisted", "--out", "--viz", "--viz-count", "--viz-score", "--batch-size",
+                "--device"],
     "evaluate": ["--gt", "--results", "--oracle", "--sigma", "--json"],
     "export": ["--checkpoint", "--out"],
     "make-dataset": ["--preset", "--rule", "--split", "--count", "--seed", "--out", "--data-root", "--preview",

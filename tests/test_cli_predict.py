@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import pathlib
 
+import numpy as np
+import pytest
 import torch
+from PIL import Image
 
 from ocrloc.cli import main
+from ocrloc.engine.images import UNLISTED, images_and_ids
 from ocrloc.config import config_to_dict, load_config
 from ocrloc.data.canvas import CanvasGenerator
 from ocrloc.data.coco import write_split
@@ -55,3 +61,171 @@ def test_predict_bad_checkpoint_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and str(bad) in err
     assert not (tmp_path / "r.json").exists()
+
+
+# -- bad checkpoints and image ids: one `error:` line, exit 2, nothing written ------------------------
+
+TINY = ["model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8",
+        "postprocess.score_threshold=0.0"]  # random weights: keep every peak, so results carry every image id
+
+
+class _Touch:
+    """Unpickling this creates ``marker`` (a crafted checkpoint could run any code instead)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return pathlib.Path.touch, (self.marker,)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    config = load_config(None, TINY)
+    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
+    save_checkpoint({"model": build(config).model.state_dict(), "config": config_to_dict(config), "step": 0,
+                     "meta": {"rule": "all10", "preset": "canvas128", "train_size": [128, 128]}}, path)
+    return path
+
+
+def _bad_checkpoint(kind, folder, good):
+    path = folder / f"{kind}.pt"
+    if kind == "truncated":
+        path.write_bytes(good.read_bytes()[:good.stat().st_size // 2])
+    elif kind == "zero_bytes":
+        path.write_bytes(b"")
+    elif kind == "random_bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(2048))
+    elif kind == "crafted":
+        torch.save({"model": {}, "config": {}, "x": _Touch(folder / "pwned")}, path)
+    return path
+
+
+BAD_CHECKPOINTS = {"truncated": "truncated or corrupt", "zero_bytes": "the file is empty",
+                   "random_bytes": "truncated or corrupt", "crafted": "refused: the file holds Python objects"}
+
+
+def _images(folder, count, listed=None, first_id=1):
+    """``count`` grey PNGs in ``folder/images``; ``folder/annotations.json`` lists the first
+    ``listed`` of them (all by default) with ids from ``first_id``."""
+    (folder / "images").mkdir(parents=True)
+    names = [f"{k:03d}.png" for k in range(count)]
+    for k, name in enumerate(names):
+        Image.fromarray(np.full((32, 32), 40 * k, np.uint8)).save(folder / "images" / name)
+    if listed is not False:
+        entries = [{"id": first_id + k, "file_name": f"images/{name}", "height": 32, "width": 32}
+                   for k, name in enumerate(names[:listed])]
+        (folder / "annotations.json").write_text(json.dumps({"images": entries, "annotations": [], "categories": []}))
+    return folder / "images"
+
+
+def _one_error_line(capsys, *named) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    for name in named:
+        assert str(name) in err, err
+    return err
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_CHECKPOINTS))
+def test_predict_and_export_refuse_a_bad_checkpoint_in_one_line(tmp_path, capsys, checkpoint, kind):
+    bad = _bad_checkpoint(kind, tmp_path, checkpoint)
+    images = _images(tmp_path / "split", 2)
+    out = tmp_path / "results.json"
+    assert main(["predict", "--checkpoint", str(bad), "--images", str(images), "--out", str(out)]) == 2
+    assert BAD_CHECKPOINTS[kind] in _one_error_line(capsys, bad)
+    assert main(["export", "--checkpoint", str(bad), "--out", str(tmp_path / "model.ts")]) == 2
+    assert BAD_CHECKPOINTS[kind] in _one_error_line(capsys, bad)
+    assert not out.exists() and not (tmp_path / "model.ts").exists()
+    assert not (tmp_path / "pwned").exists()  # the crafted file's code never ran
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporaries
+
+
+def test_export_to_an_unwritable_place_is_one_line(tmp_path, capsys, checkpoint):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["export", "--checkpoint", str(checkpoint), "--out", str(blocker / "model.ts")]) == 2
+    _one_error_line(capsys, blocker / "model.ts")
+
+
+def test_an_image_the_annotation_file_does_not_list_is_an_error_unless_skipped(tmp_path, capsys, checkpoint):
+    images = _images(tmp_path / "split", 3, listed=2, first_id=7)
+    annotations = tmp_path / "split" / "annotations.json"
+    out = tmp_path / "results.json"
+    args = ["predict", "--checkpoint", str(checkpoint), "--images", str(images), "--out", str(out)]
+    assert main(args) == 2
+    assert "not listed in" in _one_error_line(capsys, images / "002.png", annotations)
+    assert not out.exists()
+
+    assert main(args + ["--unlisted", "skip"]) == 0
+    err = capsys.readouterr().err
+    assert f"note: skipped 1 image(s) not listed in {annotations} (--unlisted skip): 002.png" in err
+    assert {r["image_id"] for r in json.loads(out.read_text())} == {7, 8}
+
+    assert main(args + ["--unlisted", "new-ids"]) == 0
+    assert "002.png" in capsys.readouterr().err
+    assert {r["image_id"] for r in json.loads(out.read_text())} == {7, 8, 9}  # 9: above every listed id
+
+
+def test_image_ids_with_and_without_annotations(tmp_path):
+    plain = _images(tmp_path / "plain", 3, listed=False)
+    assert images_and_ids([plain]) == ([(plain / f"{k:03d}.png", k + 1) for k in range(3)], [])  # as before
+    split = _images(tmp_path / "split", 2, first_id=1)
+    chosen, notes = images_and_ids([split, plain])
+    # Images without an annotation file, given with a split, are numbered above the split's ids.
+    assert [i for _, i in chosen] == [1, 2, 3, 4, 5] and "new ids 3..5" in notes[0]
+    chosen, notes = images_and_ids([split / "001.png"])
+    assert chosen == [(split / "001.png", 2)] and notes == []
+    other = _images(tmp_path / "other", 2, first_id=2)  # ids 2, 3: 2 is also split's 001.png
+    with pytest.raises(ValueError, match="image id 2 is given to both"):
+        images_and_ids([split, other])
+    only_unlisted = _images(tmp_path / "empty", 2, listed=0)
+    with pytest.raises(ValueError, match="no images left to predict"):
+        images_and_ids([only_unlisted], "skip")
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("{not json", "invalid JSON"),
+    ("[]", "needs an 'images' list"),
+    ('{"annotations": []}', "needs an 'images' list"),
+    ('{"images": [{"id": 1}]}', "images[0] has no 'file_name'"),
+    ('{"images": [{"file_name": "images/000.png"}]}', "images[0] (images/000.png) has no integer 'id'"),
+    ('{"images": [{"file_name": "images/000.png", "id": "1"}]}', "has no integer 'id'"),
+    ('{"images": [7]}', "images[0] is a int, not an object"),
+])
+def test_a_malformed_annotation_file_beside_the_images_is_one_line(tmp_path, capsys, checkpoint, content, expected):
+    images = _images(tmp_path / "split", 1, listed=False)
+    annotations = tmp_path / "split" / "annotations.json"
+    annotations.write_text(content)
+    out = tmp_path / "results.json"
+    assert main(["predict", "--checkpoint", str(checkpoint), "--images", str(images), "--out", str(out)]) == 2
+    assert expected in _one_error_line(capsys, annotations)
+    assert not out.exists()
+
+
+def test_predict_help_says_how_ids_are_chosen(capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "image ids:" in help_text and "--unlisted {error,skip,new-ids}" in help_text
+    assert "numbered 1, 2, ... in the order given" in help_text
+
+
+def test_a_folder_given_as_checkpoint_is_one_line(tmp_path, capsys):
+    images = _images(tmp_path / "split", 1)
+    assert main(["predict", "--checkpoint", str(tmp_path), "--images", str(images),
+                 "--out", str(tmp_path / "r.json")]) == 2
+    assert "a folder" in _one_error_line(capsys, tmp_path)
+    assert not os.path.exists(tmp_path / "r.json")
+
+
+def test_the_unlisted_choices_are_the_engines():
+    import argparse
+
+    from ocrloc.cli.predict import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    (action,) = [a for a in parser._actions if a.dest == "unlisted"]
+    assert tuple(action.choices) == UNLISTED

@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export; return 0, or 2 for a missing or bad checkpoint."""
+    """Export; return 0, or 2 for a missing or bad checkpoint (truncated, corrupt, or refused by the
+    safe loader: see :func:`ocrloc.engine.checkpoint.load_checkpoint`) or an unwritable ``--out``."""
     from ocrloc.engine.checkpoint import detector_from_checkpoint
     from ocrloc.export import export_torchscript
 
@@ -38,9 +39,12 @@ def run(args: argparse.Namespace) -> int:
         detector, config, state = detector_from_checkpoint(args.checkpoint)
     except (FileNotFoundError, ValueError) as err:
         return fail(err)
-    meta = state.get("meta", {})
+    meta = state.get("meta") or {}
     rule, train_size = meta.get("rule", config.data.rule), meta.get("train_size") or [128, 128]
-    export_torchscript(detector.predictor, rule, train_size, args.out, detector.task)
+    try:
+        export_torchscript(detector.predictor, rule, train_size, args.out, detector.task)
+    except OSError as err:  # the write is atomic: nothing is left at --out
+        return fail(f"--out {args.out}: cannot write it ({err.strerror or err})")
     print(f"wrote {args.out} (rule {rule or 'from the annotations'}, {detector.task.num_classes} classes, "
           f"{detector.task.num_keypoints} keypoint(s) each, trained on {train_size} images, "
           f"input: {detector.predictor.input_rule()})")

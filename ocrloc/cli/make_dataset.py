@@ -13,8 +13,10 @@ examples:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Optional, Sequence
 
 from ocrloc.cli._common import fail, standalone_main
@@ -49,8 +51,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
 
 
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_can_create(path: Path, flag: str) -> None:
+    """Refuse, before any canvas is made, a ``path`` that could not be created: the split takes
+    minutes, and failing after it (or half-way) wastes them or leaves a half-written output."""
+    home = _nearest_existing(path.parent)
+    if not home.is_dir():
+        raise ValueError(f"{flag} {path}: {home} is not a folder")
+    if not os.access(home, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: {home} is not writable")
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """The checks that need no MNIST and write nothing (ValueError / FileExistsError naming the flag)."""
+    if args.count < 1:
+        raise ValueError(f"--count must be >= 1, got {args.count}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
+    _check_can_create(out, "--out")
+    if args.preview:
+        if args.preview_count < 1:
+            raise ValueError(f"--preview-count must be >= 1, got {args.preview_count}")
+        preview = Path(args.preview)
+        if preview.is_dir():
+            raise ValueError(f"--preview {preview} is a folder; give a file such as {preview / 'preview.png'}")
+        _check_can_create(preview, "--preview")
+
+
 def run(args: argparse.Namespace) -> int:
-    """Write the split; return 0, or 2 for a bad rule, an existing folder or missing MNIST."""
+    """Write the split; return 0, or 2 for a bad rule, an existing folder, an unwritable --out or
+    --preview, or missing MNIST (all checked before any canvas is made, so nothing is half-written)."""
     from ocrloc.config import DataConfig
     from ocrloc.data.augment import CanvasAugmentConfig, DigitAugmentConfig
     from ocrloc.data.coco import write_split
@@ -59,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     from ocrloc.visualize import save_canvas_preview
 
     try:
+        _check_arguments(args)
         get_rule(args.rule)  # an unknown rule or a bad rule file fails before any MNIST is read
         data = DataConfig(preset=args.preset, rule=args.rule, data_root=args.data_root,
                           digit_augment=DigitAugmentConfig(enabled=args.augment),
@@ -67,12 +107,16 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         coco = write_split(generator, args.count, args.out, write_images=not args.no_images, overwrite=args.overwrite)
         elapsed = time.perf_counter() - start
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
+    except (OSError, ValueError) as err:  # FileNotFoundError (no MNIST), FileExistsError, an unwritable folder
         return fail(err)
     print(f"wrote {len(coco['images'])} canvases, {len(coco['annotations'])} characters to {args.out} "
           f"in {elapsed:.1f} s ({len(coco['images']) / elapsed:.0f} canvases/s)")
     if args.preview:
-        save_canvas_preview(generator, args.preview, count=args.preview_count)
+        try:
+            save_canvas_preview(generator, args.preview, count=args.preview_count)
+        except OSError as err:  # checked above; a disk that fills up in between still gets one line
+            return fail(f"--preview {args.preview}: cannot write it ({err.strerror or err}); the split in "
+                        f"{args.out} is complete")
         print(f"preview: {args.preview}")
     return 0
 

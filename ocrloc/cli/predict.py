@@ -1,8 +1,14 @@
 """Run a checkpoint (or an exported file) over images and write COCO results (SPEC section 6).
 
 Images of any size, grey or colour, are read as grey and run through ocrloc.Predictor (the
-Python API: padded to the model's input rule, batched by size); image ids come from an
-annotations.json beside the images when there is one, so the results score against it.
+Python API: padded to the model's input rule, batched by size).
+
+image ids: an image in a folder with an annotations.json in it or in its parent folder (the
+layout make-dataset writes: SPLIT/annotations.json, SPLIT/images/) gets the id that file gives
+it, so the results score against it; an image that file does not list is an error unless
+--unlisted says otherwise. Without any annotations.json the images are numbered 1, 2, ... in
+the order given (each folder's files sorted by name). Images without an annotations.json given
+together with images that have one are numbered above every id of those files.
 
 examples:
   ocrloc predict --checkpoint runs/quickstart/checkpoints/best.pt \\
@@ -22,13 +28,18 @@ from typing import Optional, Sequence
 
 from ocrloc.cli._common import fail, standalone_main
 
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``ocrloc predict``."""
     parser.add_argument("--checkpoint", required=True,
                         help="a checkpoint written by ocrloc train (e.g. RUN/checkpoints/best.pt) or a file "
                              "written by ocrloc export")
-    parser.add_argument("--images", nargs="+", required=True, help="image files and/or folders of images")
+    parser.add_argument("--images", nargs="+", required=True,
+                        help="image files and/or folders of images (ids: see 'image ids' above)")
+    # ocrloc.engine.images.UNLISTED, spelled out: --help imports nothing beyond the CLI (tested equal).
+    parser.add_argument("--unlisted", default="error", choices=("error", "skip", "new-ids"),
+                        help="an image beside an annotations.json that does not list it: error (stop, naming "
+                             "both), skip (leave it out, with a note), new-ids (number it above every id of the "
+                             "annotation files, with a note) (default: %(default)s)")
     parser.add_argument("--out", required=True, help="COCO results JSON to write")
     parser.add_argument("--viz", default=None, metavar="OUT_DIR",
                         help="also save PNGs with predicted boxes, classes, points")
@@ -49,17 +60,19 @@ def run(args: argparse.Namespace) -> int:
 
     from ocrloc.api import Predictor
     from ocrloc.data.coco import read_grey_image
-    from ocrloc.engine.images import collect_images
+    from ocrloc.engine.images import images_and_ids
     from ocrloc.utils.io import write_json_atomic
     from ocrloc.visualize import draw_detections, save_grid
 
     if args.batch_size < 1:
         return fail(f"--batch-size must be at least 1, got {args.batch_size}")
     try:
+        images, notes = images_and_ids(args.images, args.unlisted)
         predictor = Predictor(args.checkpoint, device=args.device)
-        images = collect_images(args.images)
     except (FileNotFoundError, ValueError) as err:
         return fail(err)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     results, panels = [], []
     for start in tqdm(range(0, len(images), args.batch_size), desc="predict", unit="batch"):
         chunk = images[start:start + args.batch_size]

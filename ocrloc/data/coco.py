@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
@@ -32,8 +36,13 @@ __all__ = [
     "canvas_annotations",
     "split_coco",
     "write_split",
+    "remove_stale_temporaries",
     "load_coco",
+    "read_coco_json",
+    "coco_index",
     "read_grey_image",
+    "ImageFileError",
+    "read_image_file",
 ]
 
 ANNOTATIONS_FILE = "annotations.json"
@@ -125,6 +134,68 @@ def split_coco(
     }
 
 
+def _host() -> str:
+    # Only these characters, so that a folder name parses back unambiguously.
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+
+
+def _writer_tag() -> str:
+    """``tmp-HOST-PID``: which process writes a temporary split folder, so a later run can tell a
+    dead writer's leftovers from a live writer's work in progress (a PID means nothing on another host)."""
+    return f"tmp-{_host()}-{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def remove_stale_temporaries(out_dir: str | os.PathLike, started: float) -> List[Path]:
+    """Remove the temporary folders that killed writers of ``out_dir`` left beside it.
+
+    A writer names its folder ``.NAME.tmp-HOST-PID.XXXXXXXX.tmp``; one is removed when HOST is this
+    host and PID is no longer running. Folders of the older unnamed layout ``.NAME.XXXXXXXX.tmp`` are
+    removed when last modified before ``started`` (this run's start). Anything else, including a
+    live writer's folder and other outputs' folders, is left alone.
+
+    Returns:
+        The folders removed.
+    """
+    out_dir = Path(out_dir)
+    parent = out_dir.parent
+    if not parent.is_dir():
+        return []
+    name = re.escape(out_dir.name)
+    tagged = re.compile(rf"^\.{name}\.tmp-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[a-z0-9_]+\.tmp$")
+    legacy = re.compile(rf"^\.{name}\.[a-z0-9_]{{8}}\.tmp$")
+    host = _host()
+    removed = []
+    for entry in parent.iterdir():
+        if not entry.name.startswith(f".{out_dir.name}.") or not entry.is_dir() or entry.is_symlink():
+            continue
+        match = tagged.match(entry.name)
+        if match:
+            stale = match["host"] == host and not _pid_alive(int(match["pid"]))
+        else:
+            try:
+                stale = bool(legacy.match(entry.name)) and entry.stat().st_mtime < started
+            except OSError:
+                stale = False
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
 def write_split(
     generator: CanvasGenerator,
     count: int,
@@ -136,7 +207,9 @@ def write_split(
     """Generate canvases ``0 .. count-1`` and write them as a COCO keypoints folder.
 
     Everything is written into a temporary folder beside ``out_dir`` and renamed onto it at
-    the end, so an interrupted run leaves no half-written split.
+    the end, so an interrupted run leaves no half-written split. A run killed outright (no
+    ``finally`` runs) leaves its temporary folder; the next write of the same ``out_dir`` removes
+    it (:func:`remove_stale_temporaries`).
 
     Args:
         generator: the split's canvas generator.
@@ -149,12 +222,24 @@ def write_split(
 
     Returns:
         The COCO dictionary that was written.
+
+    Raises:
+        FileExistsError: ``out_dir`` is a file, or a non-empty folder without ``overwrite``.
+        OSError: one line naming ``out_dir`` when its folder cannot be created or written.
     """
+    started = time.time()
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} exists and is not a folder; choose another --out")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir} exists and is not empty; choose another --out or pass --overwrite")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out_dir, started)
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.{_writer_tag()}.", suffix=".tmp", dir=out_dir.parent))
+    except OSError as err:
+        raise OSError(f"{out_dir}: cannot create the output folder ({err.strerror or err}"
+                      + (f": {err.filename})" if err.filename else ")")) from None
 
     def write_png(file_name: str, image: np.ndarray) -> None:
         if not cv2.imwrite(str(tmp_dir / file_name), image):
@@ -174,6 +259,33 @@ def write_split(
     return coco
 
 
+def read_coco_json(annotation_file: str | os.PathLike) -> Any:
+    """The parsed JSON of a COCO file (not yet checked: see :func:`~ocrloc.evaluation.inputs.check_ground_truth`).
+
+    Raises:
+        FileNotFoundError: naming the file.
+        ValueError: naming the file when it is not readable UTF-8 JSON.
+    """
+    path = Path(annotation_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"{path}: not a valid COCO annotation file ({type(err).__name__}: {err})") from None
+
+
+def coco_index(dataset: dict):
+    """A pycocotools ``COCO`` over an already-loaded (and checked) dict, without its progress prints."""
+    from pycocotools.coco import COCO
+
+    coco = COCO()
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
 def load_coco(annotation_file: str | os.PathLike):
     """Load a COCO file with pycocotools, without its progress prints.
 
@@ -181,14 +293,12 @@ def load_coco(annotation_file: str | os.PathLike):
         FileNotFoundError: naming the file.
         ValueError: naming the file when it is not valid COCO JSON.
     """
-    from pycocotools.coco import COCO
-
     path = Path(annotation_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation file not found: {path}")
+    dataset = read_coco_json(path)
+    if not isinstance(dataset, dict):
+        raise ValueError(f"{path}: not a valid COCO annotation file (not a JSON object)")
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            return COCO(str(path))
+        return coco_index(dataset)
     except (ValueError, KeyError, TypeError, AssertionError) as err:
         raise ValueError(f"{path}: not a valid COCO annotation file ({type(err).__name__}: {err})") from None
 
@@ -198,4 +308,50 @@ def read_grey_image(path: str | os.PathLike) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if image is None:
         raise FileNotFoundError(f"cannot read image {path}")
+    return image
+
+
+class ImageFileError(ValueError):
+    """An image of a COCO folder that cannot be read or does not match its annotation entry.
+
+    The message is one line, ``"{image path}: ..."``. A DataLoader worker's exception comes back to
+    the main process re-raised as ``type(err)(worker traceback as text)``; this class keeps only the
+    original line of that text, so ``str(err)`` is the same one line with or without workers.
+    """
+
+    def __init__(self, message: str) -> None:
+        if "Original Traceback" in message:
+            prefix = f"{type(self).__module__}.{type(self).__qualname__}: "
+            last = message.rstrip().splitlines()[-1]
+            if last.startswith(prefix):
+                message = last[len(prefix):]
+        super().__init__(message)
+
+
+def read_image_file(path: str | os.PathLike) -> np.ndarray:
+    """An image file as uint8 ``[H, W]`` grey (colour images are converted).
+
+    Raises:
+        ImageFileError: ``"{path}: cannot read image ({reason})"`` for a missing, unreadable, empty or
+            undecodable (corrupt, truncated, unknown format) file.
+    """
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except FileNotFoundError:
+        raise ImageFileError(f"{path}: cannot read image (no such file)") from None
+    except OSError as err:
+        raise ImageFileError(f"{path}: cannot read image ({err.strerror or err})") from None
+    if data.size == 0:
+        raise ImageFileError(f"{path}: cannot read image (empty file)")
+    # OpenCV logs its own warning for a truncated file on stderr; the error below says it in one line.
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
+    except cv2.error:
+        image = None
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    if image is None:
+        raise ImageFileError(f"{path}: cannot read image (corrupt, truncated or not an image format OpenCV decodes)")
     return image

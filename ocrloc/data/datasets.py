@@ -20,12 +20,12 @@ from torch.utils.data import Dataset
 from torchvision.ops import box_convert
 
 from ocrloc.data.canvas import Canvas, CanvasGenerator
-from ocrloc.data.coco import ANNOTATIONS_FILE, load_coco, read_grey_image
+from ocrloc.data.coco import ANNOTATIONS_FILE, ImageFileError, coco_index, read_coco_json, read_image_file
 from ocrloc.data.rules import get_rule
 from ocrloc.data.task import Task
 
 __all__ = ["Target", "detection_target", "canvas_target", "image_tensor", "CocoKeypointDataset", "InMemoryCocoDataset",
-           "SyntheticCanvasDataset", "collate_detection"]
+           "SyntheticCanvasDataset", "collate_detection", "ImageFileError"]
 
 Target = Dict[str, Any]
 
@@ -96,12 +96,19 @@ class CocoKeypointDataset(Dataset):
     def __init__(self, path: str | os.PathLike, image_dir: Optional[str | os.PathLike] = None) -> None:
         path = Path(path)
         self.annotation_file = path / ANNOTATIONS_FILE if path.is_dir() else path
-        self.coco = load_coco(self.annotation_file)
+        dataset = read_coco_json(self.annotation_file)
         # The evaluator's checks, so a training folder is held to what it will be scored against:
-        # keypoint counts per category, keypoints inside their image, unique ids (one line, naming the entry).
-        from ocrloc.evaluation.inputs import check_ground_truth
+        # ids, keypoint counts per category, boxes and keypoints inside their image (one line, naming
+        # the entry). They run before pycocotools indexes the file, which meets a missing key with a bare KeyError.
+        from ocrloc.evaluation.inputs import EvaluationInputError, check_ground_truth
 
-        check_ground_truth(self.coco.dataset, str(self.annotation_file))
+        check_ground_truth(dataset, str(self.annotation_file))
+        for i, im in enumerate(dataset["images"]):
+            if not isinstance(im.get("file_name"), str) or not im["file_name"]:
+                raise EvaluationInputError(
+                    f"{self.annotation_file}: images[{i}]: needs a 'file_name' (the image's path relative to the "
+                    f"annotation file's folder), got {im.get('file_name')!r}")
+        self.coco = coco_index(dataset)
         self.image_dir = Path(image_dir) if image_dir is not None else self.annotation_file.parent
         self.image_ids: List[int] = sorted(self.coco.getImgIds())
         self.task: Task = Task.from_categories(self.coco.dataset.get("categories", []), source=str(self.annotation_file))
@@ -110,9 +117,22 @@ class CocoKeypointDataset(Dataset):
         return len(self.image_ids)
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, Target]:
+        """Image ``index`` (in image-id order) and its target.
+
+        Raises:
+            ImageFileError: one line naming the image file: it cannot be read (missing, corrupt,
+                truncated) or its pixel size differs from the ``width`` x ``height`` of its entry
+                (its boxes and points would be checked against the wrong size). Checked here, per
+                item, so that constructing a dataset of 100,000 images does not decode them all.
+        """
         image_id = self.image_ids[index]
         info = self.coco.imgs[image_id]
-        image = read_grey_image(self.image_dir / info["file_name"])
+        image_path = self.image_dir / info["file_name"]
+        image = read_image_file(image_path)
+        height, width = image.shape
+        if (width, height) != (info["width"], info["height"]):
+            raise ImageFileError(f"{image_path}: image is {width} x {height} px but {self.annotation_file} declares "
+                                 f"{info['width']} x {info['height']} for image {image_id}")
         anns = self.coco.imgToAnns.get(image_id, [])
         target = detection_target(
             [a["bbox"] for a in anns],
@@ -243,10 +263,23 @@ class SyntheticCanvasDataset(Dataset):
         return image_tensor(canvas.image), generated_target(self.generator, canvas, canvas_index + 1)
 
 
-def collate_detection(batch: Sequence[Tuple[torch.Tensor, Target]]) -> Tuple[torch.Tensor | List[torch.Tensor], List[Target]]:
-    """Stack same-size images into ``[B, 1, H, W]`` (a list when sizes differ); targets stay a list."""
+def collate_detection(batch: Sequence[Tuple[torch.Tensor, Target]]) -> Tuple[torch.Tensor, List[Target]]:
+    """Batch images into one ``[B, C, H, W]`` tensor; targets stay a list.
+
+    Images of different sizes (a COCO folder may mix them) are zero-padded at the right and bottom
+    to the largest height and width of the batch, as torchvision's and detectron2's ``ImageList``
+    do: every image keeps its top-left corner at (0, 0), so its boxes and points are unchanged.
+    """
     images = [item[0] for item in batch]
     targets = [item[1] for item in batch]
     if all(img.shape == images[0].shape for img in images):
         return torch.stack(images), targets
-    return images, targets
+    channels = {img.shape[0] for img in images}
+    if len(channels) != 1:
+        raise ValueError(f"cannot batch images with {sorted(channels)} channels together")
+    height = max(img.shape[1] for img in images)
+    width = max(img.shape[2] for img in images)
+    out = images[0].new_zeros((len(images), images[0].shape[0], height, width))
+    for i, img in enumerate(images):
+        out[i, :, :img.shape[1], :img.shape[2]] = img
+    return out, targets

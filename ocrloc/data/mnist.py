@@ -1,8 +1,10 @@
-"""MNIST digits, found on disk (or downloaded where a network is), split as SPEC section 5 says.
+"""MNIST digits, found on disk (never downloaded unless a Python caller opts in), split as SPEC section 5 says.
 
-The data root is looked up in this order: the explicit argument (``--data-root``), the
-``OCRLOC_DATA`` environment variable, ``./data``, ``../shared/data``. A root holds MNIST
-the way ``torchvision.datasets.MNIST`` expects: ``ROOT/MNIST/raw/*-ubyte``.
+The data root is the explicit argument (``--data-root`` / ``data.data_root``), else the
+``OCRLOC_DATA`` environment variable; a root named either way must hold MNIST (an error names it
+otherwise, nothing else is tried). Only when neither is given are ``./data`` then
+``../shared/data`` searched. A root holds MNIST the way ``torchvision.datasets.MNIST`` expects:
+``ROOT/MNIST/raw/*-ubyte``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ _DOWNLOAD_HOST = ("ossci-datasets.s3.amazonaws.com", 443)  # torchvision's first
 
 
 class MnistNotFoundError(FileNotFoundError):
-    """No data root holds MNIST and it could not be downloaded."""
+    """The named data root (or, with none named, every searched root) lacks MNIST; the message is one line."""
 
 
 @dataclass(frozen=True)
@@ -69,14 +71,26 @@ class DigitPool:
         return np.flatnonzero(np.isin(self.labels, classes))
 
 
-def candidate_roots(data_root: Optional[str | os.PathLike] = None) -> List[Path]:
-    """The data roots to try, in order, without duplicates."""
-    roots: List[Path] = []
-    if data_root is not None:
-        roots.append(Path(data_root))
+def _explicit_root(data_root: Optional[str | os.PathLike]) -> Optional[Tuple[Path, str]]:
+    """The root the user named and where it came from, or None when they named none."""
+    if data_root is not None and str(data_root) != "":
+        return Path(data_root), "--data-root / data.data_root"
     if os.environ.get("OCRLOC_DATA"):
-        roots.append(Path(os.environ["OCRLOC_DATA"]))
-    roots += [Path("data"), Path("..") / "shared" / "data"]
+        return Path(os.environ["OCRLOC_DATA"]), "OCRLOC_DATA"
+    return None
+
+
+def candidate_roots(data_root: Optional[str | os.PathLike] = None) -> List[Path]:
+    """The data roots to try, in order, without duplicates.
+
+    A root the user named (``data_root``, else ``$OCRLOC_DATA``) is the only candidate: falling back
+    to another root would train on data they did not ask for while ``config.yaml`` records theirs.
+    The search of ``./data`` and ``../shared/data`` applies only when neither is given.
+    """
+    explicit = _explicit_root(data_root)
+    if explicit is not None:
+        return [explicit[0]]
+    roots = [Path("data"), Path("..") / "shared" / "data"]
     unique: List[Path] = []
     for root in roots:
         if root.resolve() not in [r.resolve() for r in unique]:
@@ -84,8 +98,12 @@ def candidate_roots(data_root: Optional[str | os.PathLike] = None) -> List[Path]
     return unique
 
 
+def _missing_files(root: Path) -> List[str]:
+    return [name for name in _RAW_FILES if not (root / "MNIST" / "raw" / name).is_file()]
+
+
 def _has_mnist(root: Path) -> bool:
-    return all((root / "MNIST" / "raw" / name).is_file() for name in _RAW_FILES)
+    return not _missing_files(root)
 
 
 def _network_reachable(timeout: float = 2.0) -> bool:
@@ -96,16 +114,20 @@ def _network_reachable(timeout: float = 2.0) -> bool:
         return False
 
 
-def resolve_data_root(data_root: Optional[str | os.PathLike] = None, download: bool = True) -> Path:
-    """Find the first root holding MNIST; download into ``./data`` if none does and a network is reachable.
+def resolve_data_root(data_root: Optional[str | os.PathLike] = None, download: bool = False) -> Path:
+    """The data root holding MNIST: the one the user named, or the first of the search.
 
     Args:
-        data_root: explicit root (a ``--data-root`` flag or a config value); tried first.
-        download: allow torchvision's download when no root has the files.
+        data_root: explicit root (a ``--data-root`` flag or ``data.data_root``); when given (or when
+            ``$OCRLOC_DATA`` is set) it must hold MNIST, nothing else is tried.
+        download: opt-in for Python callers only (no command or config sets it): let torchvision
+            download MNIST into the named root (``./data`` when none is named) if no root has it
+            and its host answers. Off by default: ocrloc never reaches the network on its own.
 
     Raises:
-        MnistNotFoundError: listing every path tried and how to fix it.
+        MnistNotFoundError: one line naming the root(s) looked in and how to fix it.
     """
+    explicit = _explicit_root(data_root)
     tried = candidate_roots(data_root)
     for root in tried:
         if _has_mnist(root):
@@ -113,18 +135,22 @@ def resolve_data_root(data_root: Optional[str | os.PathLike] = None, download: b
     if download and _network_reachable():
         import torchvision
 
-        target = Path("data")
+        target = explicit[0] if explicit is not None else Path("data")
         for train in (True, False):
             torchvision.datasets.MNIST(str(target), train=train, download=True)
         return target
-    lines = "\n".join(f"  - {(root / 'MNIST' / 'raw').resolve()}" for root in tried)
+    if explicit is not None:
+        root, source = explicit
+        raw = (root / "MNIST" / "raw").resolve()
+        what = (f"{root.resolve()} is not a folder" if not root.is_dir()
+                else f"{raw} lacks {', '.join(_missing_files(root))}")
+        raise MnistNotFoundError(
+            f"MNIST not found in the data root {root} given by {source}: {what}; point {source} at a folder DIR "
+            "whose DIR/MNIST/raw/ holds the four raw IDX files (no other root is tried when one is given)")
+    looked = ", ".join(str((root / "MNIST" / "raw").resolve()) for root in tried)
     raise MnistNotFoundError(
-        "MNIST not found. Looked for the four raw IDX files "
-        f"({', '.join(_RAW_FILES)}) in:\n{lines}\n"
-        + ("and no network was reachable to download it. " if download else "and downloading is off. ")
-        + "Fix: pass --data-root DIR (or set OCRLOC_DATA=DIR) where DIR/MNIST/raw/ holds the files, "
-        "or run once on a machine with a network so torchvision downloads them into ./data."
-    )
+        f"MNIST not found: none of {looked} holds the four raw IDX files ({', '.join(_RAW_FILES)}); "
+        "pass --data-root DIR (or set OCRLOC_DATA=DIR) where DIR/MNIST/raw/ holds them")
 
 
 @functools.lru_cache(maxsize=4)
@@ -141,13 +167,13 @@ def _load_file(root: str, train: bool) -> Tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def load_digit_pool(split: str, data_root: Optional[str | os.PathLike] = None, download: bool = True) -> DigitPool:
+def load_digit_pool(split: str, data_root: Optional[str | os.PathLike] = None, download: bool = False) -> DigitPool:
     """The digits of ``split`` (SPEC section 5): train 0-54,999, val 55,000-59,999 of the
     MNIST training file, test all 10,000 test digits.
 
     Raises:
         ValueError: for an unknown split.
-        MnistNotFoundError: when no data root has MNIST.
+        MnistNotFoundError: when the named data root, or with none named every searched root, lacks MNIST.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")

@@ -478,7 +478,7 @@ class Trainer:
                 # The weights are still those of the last good step: keep them, then stop.
                 self._checkpoint({})
                 bad = ", ".join(f"{k} {float(v.detach()):.4g}" for k, v in terms.items())
-                raise FloatingPointError(f"step {self.step + 1}: loss is {float(loss)} ({bad}); the weights of step "
+                raise FloatingPointError(f"step {self.step + 1}: loss is {float(loss.detach())} ({bad}); the weights of step "
                                          f"{self.step} are in {self.ckpt_dir / 'last.pt'} (lower optim.lr or "
                                          f"set optim.grad_clip, then --resume)")
             self.optimizer.zero_grad(set_to_none=True)

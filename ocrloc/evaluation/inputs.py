@@ -43,6 +43,9 @@ __all__ = [
 
 PathOrObj = str | os.PathLike | dict | list
 
+# Pixels a ground-truth box may reach past its image's edge (rounding, inclusive-pixel conventions).
+BOX_TOLERANCE = 1.0
+
 
 class EvaluationInputError(ValueError):
     """Ground truth or results the evaluator refuses; the message is one line naming the file and the entry."""
@@ -231,8 +234,9 @@ def check_ground_truth(gt: Any, name: str) -> GroundTruth:
     repeated image id, or an image without ``width``/``height`` numbers > 0; annotation ids <= 0 or repeated
     (``COCOeval`` stores matches as the matched annotation id with 0 meaning "unmatched", so an annotation
     with id 0 could never be matched); annotations on unknown images or categories; a bbox that is not 4
-    finite numbers with w, h >= 0; a non-positive area (the OKS scale); keypoints that are not ``3 * K_c``
-    finite numbers for the category, a negative ``v``, no labelled keypoint at all (COCOeval would silently
+    finite numbers, has w or h <= 0, or reaches more than :data:`BOX_TOLERANCE` (1 px) past its image (results are
+    not held to this: a detector's box may spill over); a non-positive area (the OKS scale); keypoints that are not
+    ``3 * K_c`` finite numbers for the category, a negative ``v``, no labelled keypoint at all (COCOeval would silently
     ignore the annotation), or a labelled keypoint outside its image (``0 <= x <= width``,
     ``0 <= y <= height``); ``iscrowd`` other than 0, or ``num_keypoints`` other than the number of labelled
     keypoints.
@@ -250,6 +254,7 @@ def check_ground_truth(gt: Any, name: str) -> GroundTruth:
 
     image_ids: list[int] = []
     size: dict[int, tuple[float, float]] = {}
+    label: dict[int, str] = {}  # how messages name an image: its id and, when it has one, its file
     coco_images = []
     for i, im in enumerate(images):
         if not isinstance(im, dict) or not _is_int(im.get("id")):
@@ -263,6 +268,8 @@ def check_ground_truth(gt: Any, name: str) -> GroundTruth:
                 f"{name}: images[{i}]: needs 'width' and 'height' > 0 (keypoints must lie in the image), "
                 f"got {_short(w)} x {_short(h)}")
         size[iid] = (w, h)
+        file_name = im.get("file_name")
+        label[iid] = f"image {iid} ({file_name})" if isinstance(file_name, str) and file_name else f"image {iid}"
         image_ids.append(iid)
         coco_images.append({"id": iid, "width": w, "height": h})
 
@@ -291,8 +298,19 @@ def check_ground_truth(gt: Any, name: str) -> GroundTruth:
             raise EvaluationInputError(f"{where}: image_id {_short(iid)} is not in 'images'")
         if not _is_int(cid) or cid not in categories:
             raise EvaluationInputError(f"{where}: category_id {_short(cid)} is not in 'categories'")
-        if not _numbers(bbox, 4) or bbox[2] < 0 or bbox[3] < 0:
-            raise EvaluationInputError(f"{where}: bbox {_short(bbox)} is not [x, y, w, h] with w, h >= 0")
+        if not _numbers(bbox, 4):
+            raise EvaluationInputError(f"{where}: bbox {_short(bbox)} is not [x, y, w, h], 4 finite numbers")
+        if bbox[2] <= 0 or bbox[3] <= 0:
+            raise EvaluationInputError(f"{where}: bbox {_short(bbox)} has width or height <= 0 (on {label[int(iid)]})")
+        w, h = size[int(iid)]
+        bx, by, bw, bh = bbox
+        # A box past the image trains on regions no pixel shows (a 30x loss, silently); 1 px of slack
+        # lets rounded or inclusive-pixel (x2 = x + w - 1 vs x + w) conventions through.
+        if bx < -BOX_TOLERANCE or by < -BOX_TOLERANCE or bx + bw > w + BOX_TOLERANCE or by + bh > h + BOX_TOLERANCE:
+            tol = f"{BOX_TOLERANCE:g}"
+            raise EvaluationInputError(
+                f"{where}: bbox {_short(bbox)} is outside {label[int(iid)]}, {_short(w)} x {_short(h)} px "
+                f"(x1, y1 >= -{tol}, x + w <= width + {tol}, y + h <= height + {tol})")
         if not _is_num(ar) or ar <= 0:
             raise EvaluationInputError(f"{where}: area {_short(ar)} must be a number > 0 (it scales the OKS)")
         cat = categories[int(cid)]
@@ -309,7 +327,6 @@ def check_ground_truth(gt: Any, name: str) -> GroundTruth:
             what = "is not one labelled point [x, y, v] with v > 0" if k == 1 else \
                 f"labels none of its {k} points [x, y, v] (v > 0 on none)"
             raise EvaluationInputError(f"{where}: keypoints {_short(kp)} {what}; COCOeval would ignore it")
-        w, h = size[int(iid)]
         for j in range(k):
             x, y, v = kp[3 * j], kp[3 * j + 1], kp[3 * j + 2]
             if v > 0 and not (0 <= x <= w and 0 <= y <= h):

@@ -20,7 +20,7 @@ __all__ = ["ExportedDetector", "export_torchscript"]
 
 class ExportedDetector(nn.Module):
     """``[B, 1, H, W]`` float in [0, 1] -> ``List[Dict[str, Tensor]]`` (``boxes``, ``scores``,
-    ``labels``, ``keypoints``), as torchvision detection models return.
+    ``labels``, ``keypoints``), as torchvision detection models return; ``B`` may be 0 (an empty list).
 
     Attributes:
         rule: the point rule the model was trained for ("" when a COCO folder's annotations defined
@@ -63,6 +63,11 @@ class ExportedDetector(nn.Module):
             raise ValueError(f"H and W must be multiples of {self.size_divisible}, at least {self.min_size}"
                              + (f" and at most {self.max_size}" if self.max_size > 0 else "")
                              + f"; got {h} x {w}")
+        if images.shape[0] == 0:
+            # The models' decoders reshape by the batch size, which is ambiguous at 0: an empty
+            # batch has an empty answer, one detections dict per image.
+            none: List[Dict[str, torch.Tensor]] = []
+            return none
         return self.predictor(images.float())
 
 

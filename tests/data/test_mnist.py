@@ -28,37 +28,75 @@ def elsewhere(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_order_is_argument_then_environment_then_local_then_shared(elsewhere, monkeypatch):
+def test_a_named_root_is_the_only_candidate_and_the_search_applies_without_one(elsewhere, monkeypatch):
+    assert candidate_roots() == [Path("data"), Path("..") / "shared" / "data"]
     monkeypatch.setenv("OCRLOC_DATA", str(elsewhere / "env"))
-    roots = candidate_roots(elsewhere / "flag")
-    assert roots == [elsewhere / "flag", elsewhere / "env", Path("data"), Path("..") / "shared" / "data"]
+    assert candidate_roots() == [elsewhere / "env"]
+    assert candidate_roots(elsewhere / "flag") == [elsewhere / "flag"]  # the argument wins over the environment
 
 
-def test_first_root_with_the_files_wins(elsewhere, monkeypatch):
+def test_first_searched_root_with_the_files_wins(elsewhere, monkeypatch):
     shared = fake_root(elsewhere / "a" / "shared" / "data")
-    assert resolve_data_root(download=False).resolve() == shared.resolve()
+    assert resolve_data_root().resolve() == shared.resolve()
     local = fake_root(Path("data"))
-    assert resolve_data_root(download=False) == local
+    assert resolve_data_root() == local
     env = fake_root(elsewhere / "env")
     monkeypatch.setenv("OCRLOC_DATA", str(env))
-    assert resolve_data_root(download=False) == env
+    assert resolve_data_root() == env
     flag = fake_root(elsewhere / "flag")
-    assert resolve_data_root(flag, download=False) == flag
+    assert resolve_data_root(flag) == flag
 
 
-def test_missing_mnist_lists_every_path_tried(elsewhere, monkeypatch):
-    monkeypatch.setenv("OCRLOC_DATA", str(elsewhere / "env"))
+def test_a_named_root_without_mnist_is_an_error_not_a_fallback(elsewhere, monkeypatch):
+    fake_root(Path("data"))  # a searched root that would have answered before
+    fake_root(elsewhere / "a" / "shared" / "data")
+    empty = elsewhere / "empty"
+    (empty / "MNIST" / "raw").mkdir(parents=True)
+    (empty / "MNIST" / "raw" / "train-images-idx3-ubyte").write_bytes(b"")
     with pytest.raises(MnistNotFoundError) as info:
-        resolve_data_root(elsewhere / "flag", download=False)
+        resolve_data_root(empty)
     message = str(info.value)
-    for root in (elsewhere / "flag", elsewhere / "env", Path("data"), Path("..") / "shared" / "data"):
+    assert "\n" not in message
+    assert message.startswith(f"MNIST not found in the data root {empty} given by --data-root / data.data_root: ")
+    assert f"{(empty / 'MNIST' / 'raw').resolve()} lacks train-labels-idx1-ubyte, t10k-images-idx3-ubyte, " \
+           "t10k-labels-idx1-ubyte;" in message
+    with pytest.raises(MnistNotFoundError, match=f"data root {elsewhere / 'nowhere'} given by --data-root / "
+                                                 f"data.data_root: {elsewhere / 'nowhere'} is not a folder"):
+        load_digit_pool("test", elsewhere / "nowhere")
+
+    monkeypatch.setenv("OCRLOC_DATA", str(empty))
+    with pytest.raises(MnistNotFoundError, match=f"^MNIST not found in the data root {empty} given by OCRLOC_DATA: "):
+        resolve_data_root()
+    with pytest.raises(MnistNotFoundError, match="point OCRLOC_DATA at a folder"):
+        load_digit_pool("test")
+
+
+def test_missing_mnist_names_every_searched_root_in_one_line(elsewhere):
+    with pytest.raises(MnistNotFoundError) as info:
+        resolve_data_root()
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("MNIST not found: none of ")
+    for root in (Path("data"), Path("..") / "shared" / "data"):
         assert str((root / "MNIST" / "raw").resolve()) in message
     assert "--data-root" in message and "OCRLOC_DATA" in message
 
 
-def test_no_download_attempt_without_a_network(elsewhere, monkeypatch):
+def test_nothing_is_downloaded_or_even_contacted_by_default(elsewhere, monkeypatch):
+    def no_network(timeout=2.0):
+        raise AssertionError("the download host was contacted")
+
+    monkeypatch.setattr(mnist, "_network_reachable", no_network)
+    with pytest.raises(MnistNotFoundError):
+        resolve_data_root()
+    with pytest.raises(MnistNotFoundError):
+        load_digit_pool("test")
+    with pytest.raises(MnistNotFoundError):
+        resolve_data_root(elsewhere / "flag")
+
+
+def test_opt_in_download_without_a_network_is_the_same_error(elsewhere, monkeypatch):
     monkeypatch.setattr(mnist, "_network_reachable", lambda timeout=2.0: False)
-    with pytest.raises(MnistNotFoundError, match="no network was reachable"):
+    with pytest.raises(MnistNotFoundError, match="MNIST not found: none of"):
         resolve_data_root(download=True)
 
 

@@ -210,6 +210,13 @@ BAD_RESULTS = {
                     "entry 2: category_id -1 is not a category of the ground truth"),
     "mixed_bbox": (lambda r: r[2].update(bbox=[0, 0, 5, 5]), "entry 2: has a 'bbox' but entry 0 has none"),
     "not_an_object": (lambda r: r.__setitem__(0, None), "entry 0: not an object"),
+    "negative_score": (lambda r: r[3].update(score=-0.2), "entry 3: score -0.2 is negative (scores must be >= 0)"),
+    "nan_score": (lambda r: r[1].update(score=float("nan")), "entry 1: score nan is not a finite number"),
+    "inf_score": (lambda r: r[2].update(score=float("-inf")), "entry 2: score -inf is not a finite number"),
+    "nan_keypoint": (lambda r: r[0].update(keypoints=[float("nan"), 1.0, 1.0]),
+                     "entry 0: keypoints must be 3 finite numbers"),
+    "inf_keypoint": (lambda r: r[0].update(keypoints=[1.0, float("inf"), 1.0]),
+                     "entry 0: keypoints must be 3 finite numbers"),
 }
 
 

@@ -34,7 +34,9 @@ def make_gt(objects: list[tuple], categories: list[tuple], num_images: int = 3, 
         kp = []
         for p in points:
             kp += [p[0], p[1], p[2] if len(p) > 2 else 2]
-        x0, y0 = min(p[0] for p in points) - 4, min(p[1] for p in points) - 4
+        # The box is drawn around the labelled points: an unlabelled one (v = 0) may sit anywhere, e.g. (0, 0).
+        shown = [p for p in points if len(p) < 3 or p[2] > 0]
+        x0, y0 = min(p[0] for p in shown) - 4, min(p[1] for p in shown) - 4
         anns.append({"id": k + 1, "image_id": img, "category_id": cid, "bbox": [x0, y0, W, H], "area": AREA,
                      "keypoints": kp, "num_keypoints": sum(1 for v in kp[2::3] if v > 0), "iscrowd": 0})
     return {
@@ -269,7 +271,7 @@ def test_table_names_classes_and_lists_keypoints() -> None:
 
 def test_table_wraps_many_classes_and_keeps_ids_when_names_are_ids() -> None:
     cats = [(c, str(c), ["point"]) for c in range(1, 31)]
-    gt = make_gt([(1, c, [(4.0 * c, 50.0)]) for c in range(1, 31)], cats, num_images=1)
+    gt = make_gt([(1, c, [(4.0 * c, 50.0)]) for c in range(1, 31)], cats, num_images=1, size=140)  # boxes reach x = 136
     table = format_table(evaluate(gt, as_results(gt)))
     lines = table.splitlines()
     assert lines[0].startswith("images 1   ground-truth digits 30")
@@ -314,6 +316,13 @@ BAD_GT = {
                             "annotations[1]: keypoints [70.0, 30.0, 2, 70.0, 46.0, -1] has a negative visibility"),
     "num_keypoints": (_set(["annotations", 1, "num_keypoints"], 1),
                       "annotations[1]: num_keypoints must be 2 (its keypoints with v > 0), got 1"),
+    "flat_box": (_set(["annotations", 2, "bbox", 3], 0),
+                 "annotations[2]: bbox [36.0, 56.0, 20, 0] has width or height <= 0 (on image 2 (000002.png))"),
+    "box_outside": (_set(["annotations", 3, "bbox", 1], 100.0),
+                    "annotations[3]: bbox [86.0, 100.0, 20, 30] is outside image 3 (000003.png), 128 x 128 px "
+                    "(x1, y1 >= -1, x + w <= width + 1, y + h <= height + 1)"),
+    "bbox_not_numbers": (_set(["annotations", 0, "bbox"], [1, 2, 3, None]),
+                         "annotations[0]: bbox [1, 2, 3, None] is not [x, y, w, h], 4 finite numbers"),
 }
 
 
@@ -333,6 +342,7 @@ def test_bad_ground_truth_is_named(case: str, tmp_path: Path) -> None:
 
 def test_keypoints_on_the_image_border_are_inside() -> None:
     gt = make_gt([(1, 1, [(0.0, 0.0), (128.0, 128.0)])], GAPPED, num_images=1)
+    gt["annotations"][0]["bbox"] = [0.0, 0.0, 128.0, 128.0]  # the whole image: inside too
     assert evaluate(gt, as_results(gt))["kpt_AP"] == pytest.approx(1.0)
 
 

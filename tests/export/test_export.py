@@ -94,3 +94,17 @@ def test_export_rejects_inputs_outside_the_predictors_rule(tmp_path):
     assert len(scripted(torch.rand(2, 1, 32, 32))) == 2
     with pytest.raises(Exception, match="at most 32"):
         scripted(torch.rand(1, 1, 64, 64))
+
+
+@pytest.mark.parametrize("family", ["centernet_offset", "keypointrcnn"])
+def test_the_exported_file_answers_a_batch_of_0_with_an_empty_list(tmp_path, family):
+    import torchvision  # noqa: F401  (registers torchvision::nms, which the exported file calls)
+
+    detector = build(load_config(None, [*TINY, *FAMILIES[family]]))
+    path = tmp_path / "model.pt"
+    export_torchscript(detector.predictor, "seed37", [128, 128], path)
+    loaded = torch.jit.load(str(path))
+    assert loaded(torch.zeros(0, 1, 64, 64)) == []
+    assert len(loaded(torch.rand(1, 1, 64, 64))) == 1
+    with pytest.raises(Exception, match="multiples of 32"):  # an empty batch is still held to the input rule
+        loaded(torch.zeros(0, 1, 70, 64))
