@@ -199,6 +199,9 @@ CASES: Dict[str, Callable[[Inputs, Path], Case]] = {
     "make-dataset --out under a file": lambda i, t: Case(
         ["make-dataset", "--preset", "single", "--count", "2", "--out", str(_blocker(t) / "split")],
         "is not a folder", new=t / "a_file" / "split"),
+    "make-dataset negative seed": lambda i, t: Case(
+        ["make-dataset", "--preset", "single", "--count", "2", "--out", str(t / "split"), "--seed", "-1"],
+        "--seed must be >= 0, got -1", new=t / "split"),
     "make-dataset data root without MNIST": lambda i, t: Case(
         ["make-dataset", "--preset", "single", "--count", "2", "--out", str(t / "split"), "--data-root", str(t)],
         "MNIST not found in the data root", new=t / "split"),

@@ -72,6 +72,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
     """The checks that need no MNIST and write nothing (ValueError / FileExistsError naming the flag)."""
     if args.count < 1:
         raise ValueError(f"--count must be >= 1, got {args.count}")
+    if args.seed < 0:  # numpy's seed sequence takes no negative entropy
+        raise ValueError(f"--seed must be >= 0, got {args.seed}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a folder; choose another --out")
