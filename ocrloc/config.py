@@ -94,7 +94,7 @@ APPLIES_TO: Dict[str, Tuple[str, ...]] = {
 # A zero here would divide by zero or never run.
 POSITIVE_KEYS = ("train.steps", "train.batch_size", "train.val_every", "train.log_every", "data.val_count")
 # Seeds too: numpy's SeedSequence refuses negative entropy, deep inside a DataLoader worker.
-NON_NEGATIVE_KEYS = ("train.checkpoint_every", "train.threads", "data.num_workers", "data.train_canvases",
+NON_NEGATIVE_KEYS = ("train.checkpoint_every", "train.threads", "data.train_canvases",
                      "train.seed", "data.train_seed", "data.val_seed")
 
 # The flat model keys of configs saved before the family sections, and where each went.
@@ -137,7 +137,8 @@ class DataConfig:
         train_path, val_path: a COCO keypoints folder to use instead of generated canvases.
         train_canvases: 0 draws a fresh canvas for every training sample (an unlimited stream);
             N > 0 cycles through a fixed set of N canvases, reshuffled every pass.
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes; -1 (auto): on the CPU the cores left after
+            ``train.threads`` (none when the threads take every core), on CUDA one per core up to 4.
         digit_augment, canvas_augment: training augmentation (see ``docs/data.md``).
     """
 
@@ -150,7 +151,7 @@ class DataConfig:
     train_path: Optional[str] = None
     val_path: Optional[str] = None
     train_canvases: int = 0
-    num_workers: int = 1
+    num_workers: int = -1
     digit_augment: DigitAugmentConfig = field(default_factory=DigitAugmentConfig)
     canvas_augment: CanvasAugmentConfig = field(default_factory=CanvasAugmentConfig)
 
@@ -351,7 +352,9 @@ class TrainConfig:
         device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:1``.
         threads: CPU threads for torch; 0 gives one per core (shared among local processes).
         seed: seed of model initialisation and data order.
-        amp: mixed precision on CUDA.
+        amp: bf16 autocast of the model (the loss stays fp32), on CUDA or the CPU. Only for a CPU
+            with bf16 instructions: without them bf16 convolutions run ~15x slower (measured by
+            ``benchmarks/train_step.py``).
     """
 
     steps: int = 2000
@@ -525,6 +528,9 @@ def check_config(config: Config, source: str = "config", origins: Optional[Mappi
     for key in NON_NEGATIVE_KEYS:
         if _get(config, key) < 0:
             raise ConfigError(f"{where(key)}: {key} = {_get(config, key)!r} must be >= 0")
+    if config.data.num_workers < -1:
+        raise ConfigError(f"{where('data.num_workers')}: data.num_workers = {config.data.num_workers!r} must be "
+                          f">= 0, or -1 (auto)")
     return config
 
 

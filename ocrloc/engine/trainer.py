@@ -34,15 +34,15 @@ from ocrloc.data.datasets import (CocoKeypointDataset, InMemoryCocoDataset, Synt
 from ocrloc.data.glyphs import GLYPH_PRESETS, glyph_task
 from ocrloc.data.task import Task, digits_task
 from ocrloc.engine.checkpoint import load_checkpoint, save_checkpoint
-from ocrloc.engine.distributed import init_distributed
+from ocrloc.engine.distributed import cpu_cores, data_workers, init_distributed
 from ocrloc.engine.runlock import RunLock
 from ocrloc.engine.inference import detections_to_results, iterate_predictions, to_device
 from ocrloc.engine.sampler import StepSampler
 from ocrloc.evaluation import evaluate
 from ocrloc.utils.io import write_text_atomic
 
-__all__ = ["DataError", "Trainer", "build_val_data", "build_train_dataset", "lr_factor", "metric_columns",
-           "remove_temporaries"]
+__all__ = ["DataError", "Trainer", "build_train_dataset", "build_val_data", "lr_factor", "metric_columns",
+           "remove_temporaries", "step_loss", "step_update"]
 
 SCORE_COLUMNS = ("kpt_AP", "kpt_AP50", "kpt_AP75", "box_AP", "mean_px", "median_px", "p95_px", "miss_rate", "cls_acc")
 
@@ -152,6 +152,27 @@ def _number(value: str) -> Any:
             return float(value)
         except ValueError:
             return value
+
+
+def step_loss(model: nn.Module, criterion: nn.Module, images: torch.Tensor, targets: List[Dict[str, Any]],
+              amp: bool = False) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    """The forward half of a training step, ``(loss, terms)``: the model under bf16 autocast when
+    ``amp`` (on the images' device), the criterion in fp32 (heatmap focal terms and point errors of
+    a fraction of a pixel need it). The trainer and ``benchmarks/train_step.py`` share it."""
+    with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16, enabled=amp):
+        outputs = model(images, targets)
+    if amp:
+        outputs = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in outputs.items()}
+    return criterion(outputs, targets)
+
+
+def step_update(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Optimizer, grad_clip: float = 0.0) -> None:
+    """The backward half of a training step: gradients of ``loss``, clipped to ``grad_clip`` (0: not), one optimizer step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
 
 
 def _readable(loader: Iterable[Any]) -> Iterator[Any]:
@@ -298,6 +319,11 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.ctx, self.device = init_distributed(config.train.device, config.train.threads)
         self.progress = progress and self.ctx.is_main
+        # The process layout, resolved from the cores this process may use, printed and kept in
+        # the checkpoints' meta so a run's speed can be read against it.
+        self.workers = data_workers(config.data.num_workers, self.device)
+        self.layout = {"device": str(self.device), "threads": torch.get_num_threads(), "workers": self.workers,
+                       "cores": cpu_cores()}
         last = self.ckpt_dir / "last.pt"
         torch.manual_seed(config.train.seed)
         # The data is built and checked before anything is written: bad data leaves no run folder.
@@ -316,7 +342,7 @@ class Trainer:
         self.detector = build(config, self.task).to(self.device)
         # Read from the data, not the config: what a checkpoint's user needs to know about its inputs.
         self.meta = {"rule": data["rule"], "preset": data["preset"], "train_size": data["train_size"],
-                     "task": self.task.to_dict(), "class_names": list(self.task.class_names)}
+                     "task": self.task.to_dict(), "class_names": list(self.task.class_names), "layout": self.layout}
         # From here on the run folder is written: one writer at a time (RunLock), and only then
         # is it decided whether the folder holds a run, so two starts cannot both find it empty.
         self.lock: Optional[RunLock] = RunLock(self.run_dir).acquire() if self.ctx.is_main else None
@@ -351,11 +377,12 @@ class Trainer:
             save_config(config, self.run_dir / "config.yaml")
         self.train_model: nn.Module = self.model
         if self.ctx.enabled:
-            # The FPN computes an output conv for every level but the heads read one level, so
-            # the other levels' output convs get no gradient: DDP must be told to expect that.
+            # Every parameter of the dense families gets a gradient each step (their trunk computes
+            # only the level the heads read), so DDP need not search the graph for unused ones; the
+            # other families are not held to that.
             self.train_model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True)
+                find_unused_parameters=config.model.type not in ("centernet", "argmax"))
 
     def close(self) -> None:
         """Release the run folder (the lock); :meth:`fit` calls it when it ends, however it ends."""
@@ -411,8 +438,10 @@ class Trainer:
         # best.pt before last.pt: a kill between the two leaves a last.pt whose best step is older
         # than best.pt (resuming redoes the steps and writes the same best again), never a
         # last.pt naming a best.pt that is not there.
-        if improved:
-            save_checkpoint(state, self.ckpt_dir / "best.pt")
+        if improved:  # the weights alone: resuming reads last.pt, so the optimizer's moments (2x the
+            # weights) would only double the file and the write (model-only, as torchvision's references do)
+            save_checkpoint({k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "rows")},
+                            self.ckpt_dir / "best.pt")
         save_checkpoint(state, self.ckpt_dir / "last.pt")
         self.log.commit()
 
@@ -454,7 +483,7 @@ class Trainer:
         cfg = self.config.train
         batch, world = cfg.batch_size, self.ctx.world_size
         sampler = StepSampler(self.train_length, batch, cfg.steps, self.step, cfg.seed, self.ctx.rank, world)
-        workers = self.config.data.num_workers
+        workers = self.workers
         loader = DataLoader(self.train_set, batch_size=batch, sampler=sampler, num_workers=workers,
                             collate_fn=collate_detection, persistent_workers=False,
                             pin_memory=self.device.type == "cuda")
@@ -463,7 +492,11 @@ class Trainer:
             # Generated val canvases are already in memory: a worker would only copy them.
             val_loader = DataLoader(self.val_set, batch_size=batch, num_workers=workers if self.config.data.val_path else 0,
                                     collate_fn=collate_detection)
-        amp = cfg.amp and self.device.type == "cuda"
+        amp = cfg.amp
+        if self.ctx.is_main:
+            lay = self.layout
+            tqdm.write(f"{lay['device']}: {lay['threads']} compute thread(s), {lay['workers']} data worker(s), "
+                       f"{lay['cores']} core(s) for this process" + (", bf16 autocast" if amp else ""))
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", disable=not self.progress,
                    dynamic_ncols=True)
         self.detector.train()
@@ -471,9 +504,7 @@ class Trainer:
         throughput = ThroughputMeter(last_tick)
         for images, targets in _readable(loader):
             images, targets = to_device(images, targets, self.device, non_blocking=True)
-            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=amp):
-                outputs = self.train_model(images, targets)
-            loss, terms = self.criterion(outputs, targets)
+            loss, terms = step_loss(self.train_model, self.criterion, images, targets, amp)
             if not torch.isfinite(loss):
                 # The weights are still those of the last good step: keep them, then stop.
                 self._checkpoint({})
@@ -481,11 +512,7 @@ class Trainer:
                 raise FloatingPointError(f"step {self.step + 1}: loss is {float(loss.detach())} ({bad}); the weights of step "
                                          f"{self.step} are in {self.ckpt_dir / 'last.pt'} (lower optim.lr or "
                                          f"set optim.grad_clip, then --resume)")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.config.optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
-            self.optimizer.step()
+            step_update(loss, self.model, self.optimizer, self.config.optim.grad_clip)
             self.scheduler.step()
             self.step += 1
             now = time.perf_counter()

@@ -91,6 +91,8 @@ class CenterNetDetector(nn.Module):
         if head_stride not in self.trunk.strides:
             raise ValueError(f"head_stride {head_stride} is not a level of {backbone} (strides {self.trunk.strides})")
         self.head_level = self.trunk.level(head_stride)
+        # The heads read the finest level (min_stride = head_stride): no other level's output conv runs.
+        self.trunk.keep_finest_only()
         self.layout = head_layout(point_mode, num_classes, num_keypoints)
         prior = -math.log((1 - 0.01) / 0.01)  # heatmap starts at p = 0.01 everywhere (focal-loss prior)
         self.heads = nn.ModuleDict(
@@ -110,7 +112,7 @@ class CenterNetDetector(nn.Module):
 
     def forward_features(self, images: Tensor) -> Tensor:
         """The FPN level the heads read, ``[B, fpn_channels, H / stride, W / stride]``."""
-        return self.trunk((images - self.pixel_mean) / self.pixel_std)[self.head_level]
+        return self.trunk.finest((images - self.pixel_mean) / self.pixel_std)
 
     def forward_heads(self, features: Tensor) -> Dict[str, Tensor]:
         out: Dict[str, Tensor] = {}

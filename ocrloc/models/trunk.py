@@ -11,6 +11,7 @@ import math
 from collections import OrderedDict
 from typing import Dict, List, Optional
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
 
@@ -54,8 +55,33 @@ class Trunk(nn.Module):
             raise ValueError(f"stride {stride} is not a level of {self.body.name} (strides {self.strides})")
         return self.level_names[self.strides.index(stride)]
 
+    def keep_finest_only(self) -> None:
+        """Drop the FPN's output convs of every level but the finest, for a model whose heads read
+        that level alone (:meth:`finest`): no computation, and no parameters without gradients
+        (DDP then needs no ``find_unused_parameters``). The top-down path still runs through every
+        level: the finest level's features are made from them."""
+        for k in range(1, len(self.fpn.layer_blocks)):
+            self.fpn.layer_blocks[k] = nn.Identity()
+        self._register_load_state_dict_pre_hook(_drop_coarse_output_convs)
+
+    def finest(self, images: Tensor) -> Tensor:
+        """The finest FPN level alone, equal to ``self(images)[self.level_names[0]]``."""
+        features = self.body(images)
+        last = self.fpn.get_result_from_inner_blocks(features[-1], -1)
+        for idx in range(len(features) - 2, -1, -1):
+            lateral = self.fpn.get_result_from_inner_blocks(features[idx], idx)
+            last = lateral + F.interpolate(last, size=lateral.shape[-2:], mode="nearest")
+        return self.fpn.get_result_from_layer_blocks(last, 0)
+
     def forward(self, images: Tensor) -> Dict[str, Tensor]:
         levels: Dict[str, Tensor] = OrderedDict()
         for name, feature in zip(self.level_names, self.body(images)):
             levels[name] = feature
         return self.fpn(levels)
+
+
+def _drop_coarse_output_convs(state_dict, prefix, *args) -> None:
+    # Checkpoints of models that kept every level's output conv: those weights are not used here.
+    for key in [k for k in state_dict if k.startswith(prefix + "fpn.layer_blocks.") and
+                not k.startswith(prefix + "fpn.layer_blocks.0.")]:
+        del state_dict[key]

@@ -72,3 +72,23 @@ def test_threads_follow_omp_num_threads(monkeypatch):
         assert cpu_threads() == max(1, len(os.sched_getaffinity(0)))
     finally:
         torch.set_num_threads(before)
+
+
+def test_auto_workers_leave_no_core_oversubscribed(monkeypatch):
+    import torch
+
+    from ocrloc.engine.distributed import data_workers
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert data_workers(-1, torch.device("cpu")) == 0  # both cores compute
+        torch.set_num_threads(1)
+        assert data_workers(-1, torch.device("cpu")) == 1  # the other core makes canvases
+        assert data_workers(3, torch.device("cpu")) == 3   # asked for: as asked
+        assert data_workers(-1, torch.device("cuda")) == 2
+    finally:
+        torch.set_num_threads(threads)

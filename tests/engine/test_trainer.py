@@ -32,6 +32,11 @@ def test_training_writes_logs_and_checkpoints_and_resume_continues(tmp_path, poo
     assert trainer.step == 3 and "kpt_AP" in scores
     assert (run / "config.yaml").is_file() and list((run / "tensorboard").iterdir())
     assert (run / "checkpoints" / "last.pt").is_file() and (run / "checkpoints" / "best.pt").is_file()
+    best = load_checkpoint(run / "checkpoints" / "best.pt")  # the weights alone: resuming reads last.pt
+    assert "optimizer" not in best and best["step"] == 3 and set(best["meta"]["layout"]) == {
+        "device", "threads", "workers", "cores"}
+    assert (run / "checkpoints" / "best.pt").stat().st_size < (run / "checkpoints" / "last.pt").stat().st_size
+    detector_from_checkpoint(run / "checkpoints" / "best.pt")
     first = rows(run)
     assert [(r["phase"], r["step"]) for r in first] == [("train", "1"), ("train", "2"), ("train", "3"), ("val", "3")]
 

@@ -135,3 +135,21 @@ def test_focal_loss_rewards_confident_correct_heatmaps():
     target_map[0, 0, 1, 1] = 1.0
     right = torch.where(target_map == 1, 6.0, -6.0)
     assert focal_heatmap_loss(right, target_map) < 0.01 < focal_heatmap_loss(-right, target_map)
+
+
+def test_the_finest_level_alone_equals_the_full_pyramids_and_old_weights_load():
+    from ocrloc.models.trunk import Trunk
+
+    torch.manual_seed(0)
+    full = Trunk("test_resnet", fpn_channels=8, min_stride=4).eval()
+    lean = Trunk("test_resnet", fpn_channels=8, min_stride=4).eval()
+    lean.keep_finest_only()
+    lean.load_state_dict(full.state_dict())  # a checkpoint with every level's output conv loads (they are dropped)
+    images = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(lean.finest(images), full(images)[full.level_names[0]])
+    assert sum(p.numel() for p in lean.parameters()) < sum(p.numel() for p in full.parameters())
+    model = CenterNetDetector("test_resnet", fpn_channels=8, head_channels=8, num_classes=10, num_keypoints=1)
+    loss = sum(v.sum() for v in model(images).values())
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())  # nothing computed that no head reads
