@@ -112,7 +112,7 @@ class CenterNetDetector(nn.Module):
 
     def forward_features(self, images: Tensor) -> Tensor:
         """The FPN level the heads read, ``[B, fpn_channels, H / stride, W / stride]``."""
-        return self.trunk.finest((images - self.pixel_mean) / self.pixel_std)
+        return self.trunk((images - self.pixel_mean) / self.pixel_std)[self.head_level]
 
     def forward_heads(self, features: Tensor) -> Dict[str, Tensor]:
         out: Dict[str, Tensor] = {}

@@ -11,7 +11,6 @@ import math
 from collections import OrderedDict
 from typing import Dict, List, Optional
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
 
@@ -57,21 +56,12 @@ class Trunk(nn.Module):
 
     def keep_finest_only(self) -> None:
         """Drop the FPN's output convs of every level but the finest, for a model whose heads read
-        that level alone (:meth:`finest`): no computation, and no parameters without gradients
-        (DDP then needs no ``find_unused_parameters``). The top-down path still runs through every
-        level: the finest level's features are made from them."""
+        that level alone: no computation, and no parameters without gradients (DDP then needs no
+        ``find_unused_parameters``). The top-down path still runs through every level (the finest
+        level is made from them); the coarser levels come out as their top-down sums, unused."""
         for k in range(1, len(self.fpn.layer_blocks)):
             self.fpn.layer_blocks[k] = nn.Identity()
         self._register_load_state_dict_pre_hook(_drop_coarse_output_convs)
-
-    def finest(self, images: Tensor) -> Tensor:
-        """The finest FPN level alone, equal to ``self(images)[self.level_names[0]]``."""
-        features = self.body(images)
-        last = self.fpn.get_result_from_inner_blocks(features[-1], -1)
-        for idx in range(len(features) - 2, -1, -1):
-            lateral = self.fpn.get_result_from_inner_blocks(features[idx], idx)
-            last = lateral + F.interpolate(last, size=lateral.shape[-2:], mode="nearest")
-        return self.fpn.get_result_from_layer_blocks(last, 0)
 
     def forward(self, images: Tensor) -> Dict[str, Tensor]:
         levels: Dict[str, Tensor] = OrderedDict()
