@@ -27,6 +27,7 @@ from ocrloc.data.canvas import Canvas, CanvasGenerator
 from ocrloc.data.points import POINT_NAMES
 from ocrloc.data.rules import get_rule
 from ocrloc.data.task import digits_task
+from ocrloc.utils.errors import worker_error_message
 from ocrloc.utils.io import write_json_atomic
 
 __all__ = [
@@ -320,12 +321,7 @@ class ImageFileError(ValueError):
     """
 
     def __init__(self, message: str) -> None:
-        if "Original Traceback" in message:
-            prefix = f"{type(self).__module__}.{type(self).__qualname__}: "
-            last = message.rstrip().splitlines()[-1]
-            if last.startswith(prefix):
-                message = last[len(prefix):]
-        super().__init__(message)
+        super().__init__(worker_error_message(message))
 
 
 def read_image_file(path: str | os.PathLike) -> np.ndarray:

@@ -39,6 +39,7 @@ from ocrloc.engine.runlock import RunLock
 from ocrloc.engine.inference import detections_to_results, iterate_predictions, to_device
 from ocrloc.engine.sampler import StepSampler
 from ocrloc.evaluation import evaluate
+from ocrloc.utils.errors import worker_error_message
 from ocrloc.utils.io import write_text_atomic
 
 __all__ = ["DataError", "Trainer", "build_train_dataset", "build_val_data", "lr_factor", "metric_columns",
@@ -52,12 +53,9 @@ class DataError(ValueError):
 
 
 def one_line(err: BaseException) -> str:
-    """The message of an error raised in a DataLoader worker, without the worker's traceback that
-    torch re-raises it with: its last line, the original ``Type: message``, minus the type."""
-    lines = [line for line in str(err).splitlines() if line.strip()]
-    last = lines[-1] if lines else type(err).__name__
-    head, sep, tail = last.partition(": ")
-    return tail if sep and head.isidentifier() else last
+    """The message of ``err`` on one line, without the traceback a DataLoader worker's error is
+    re-raised with (:func:`ocrloc.utils.errors.worker_error_message`)."""
+    return worker_error_message(str(err)) or type(err).__name__
 
 
 def remove_temporaries(folder: Path) -> List[Path]:

@@ -201,3 +201,7 @@ def test_a_worker_traceback_becomes_its_last_line():
                      '  File "x.py", line 1, in f\nValueError: data/images/3.png: cannot read image (truncated)\n')
     assert one_line(err) == "data/images/3.png: cannot read image (truncated)"
     assert one_line(OSError("[Errno 2] No such file: 'a.png'")) == "[Errno 2] No such file: 'a.png'"
+    # A module-qualified type is the worker's prefix too; a message of the main process keeps its own words.
+    assert one_line(ValueError("Caught ... worker process 0.\nOriginal Traceback (most recent call last):\n"
+                               "pkg.mod.BadImage: a.png: empty file")) == "a.png: empty file"
+    assert one_line(ValueError("annotations: 3 entries\nlack a box")) == "annotations: 3 entries lack a box"
