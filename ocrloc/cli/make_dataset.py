@@ -74,11 +74,10 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--count must be >= 1, got {args.count}")
     if args.seed < 0:  # numpy's seed sequence takes no negative entropy
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    from ocrloc.data.coco import check_split_output
+
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} exists and is not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
+    check_split_output(out, args.overwrite)
     _check_can_create(out, "--out")
     if args.preview:
         if args.preview_count < 1:

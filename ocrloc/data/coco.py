@@ -37,6 +37,7 @@ __all__ = [
     "canvas_annotations",
     "split_coco",
     "write_split",
+    "check_split_output",
     "remove_stale_temporaries",
     "load_coco",
     "read_coco_json",
@@ -197,6 +198,16 @@ def remove_stale_temporaries(out_dir: str | os.PathLike, started: float) -> List
     return removed
 
 
+def check_split_output(out_dir: str | os.PathLike, overwrite: bool = False) -> None:
+    """Refuse an output ``out_dir`` that is a file, or a non-empty folder without ``overwrite``
+    (:class:`FileExistsError` naming it); nothing is written."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} exists and is not a folder; choose another --out")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir} exists and is not empty; choose another --out or pass --overwrite")
+
+
 def write_split(
     generator: CanvasGenerator,
     count: int,
@@ -230,10 +241,7 @@ def write_split(
     """
     started = time.time()
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise FileExistsError(f"{out_dir} exists and is not a folder; choose another --out")
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir} exists and is not empty; choose another --out or pass --overwrite")
+    check_split_output(out_dir, overwrite)
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out_dir, started)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from ocrloc.config import Config, ConfigError, config_to_dict, save_config
 from ocrloc.data.canvas import get_preset
-from ocrloc.data.coco import ANNOTATIONS_FILE, split_coco
+from ocrloc.data.coco import split_coco
 from ocrloc.data.datasets import (CocoKeypointDataset, InMemoryCocoDataset, SyntheticCanvasDataset, canvas_generator,
                                   collate_detection)
 from ocrloc.data.glyphs import GLYPH_PRESETS, glyph_task
@@ -119,12 +119,9 @@ def build_train_dataset(config: Config, total_samples: int) -> Tuple[Dataset, Op
 
 def _coco_folder(path: str, key: str) -> CocoKeypointDataset:
     """A COCO folder for training or validation; bad data is a ConfigError naming ``key``, the file and the entry."""
-    annotation_file = Path(path) / ANNOTATIONS_FILE if Path(path).is_dir() else Path(path)
-    if not annotation_file.is_file():
-        raise ConfigError(f"{key}: no annotation file at {annotation_file}")
     try:
         return CocoKeypointDataset(path)
-    except ValueError as err:
+    except (ValueError, FileNotFoundError) as err:
         raise ConfigError(f"{key}: {err}") from None
 
 
