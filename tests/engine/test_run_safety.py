@@ -20,12 +20,8 @@ from ocrloc.engine import trainer as trainer_module
 from ocrloc.engine.checkpoint import load_checkpoint
 from ocrloc.engine.runlock import LOCK_FILE, RunLock, RunLockedError
 from ocrloc.engine.trainer import Trainer, one_line, remove_temporaries
+from tests.engine.test_trainer import TINY
 
-TINY = [
-    "data.preset=single", "data.rule=seed37", "data.val_count=4", "data.num_workers=0",
-    "model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8",
-    "train.batch_size=2", "train.log_every=1", "train.val_every=3", "optim.warmup_steps=2",
-]
 
 
 def rows(run: Path):
