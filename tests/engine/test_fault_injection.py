@@ -16,10 +16,9 @@ from typing import Tuple
 import torch
 
 from ocrloc.engine.checkpoint import load_checkpoint
+from tests.engine.test_trainer import TINY
 
-SETS = ["data.preset=single", "data.rule=seed37", "data.val_count=4", "data.num_workers=0",
-        "model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8", "train.batch_size=2",
-        "train.log_every=1", "train.val_every=2", "train.steps=8", "optim.warmup_steps=2"]
+SETS = TINY + ["train.val_every=2", "train.steps=8"]  # the trainer tests' tiny run, longer, validated often
 TIMING = ("wall_s", "img_per_s")  # the only columns allowed to differ between the two runs
 
 # Runs `ocrloc train` with one kill point armed from OCRLOC_TEST_KILL=<point>:<n> (the n-th call):
