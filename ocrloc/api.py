@@ -223,6 +223,8 @@ class Predictor:
         names = task.class_names if "task" in meta else (meta.get("class_names") or task.class_names)
         self._setup(detector.predictor, resolved, meta.get("rule", config.data.rule), train_size,
                     names, "checkpoint", path, task)
+        # The dtype it trained in: with train.amp the forward runs under bf16 autocast here too.
+        self.amp = bool(config.train.amp)
 
     def _load_exported(self, path: Path, device: Union[str, torch.device]) -> None:
         import torchvision  # noqa: F401  (registers torchvision::nms, which the exported file calls)
@@ -265,6 +267,7 @@ class Predictor:
         self.input_rule = _rule_text(module.size_divisible, module.min_size, module.max_size)
         self.source = source
         self.path = path
+        self.amp = False
 
     def __repr__(self) -> str:
         where = f" {self.path}" if self.path is not None else ""
@@ -347,7 +350,7 @@ class Predictor:
                     yield batch, [{"index": i, "size": (height, width)} for i in chunk]
 
         results: List[Optional[Detections]] = [None] * len(images)
-        for _, targets, detections in iterate_predictions(self.module, batches(), self.device):
+        for _, targets, detections in iterate_predictions(self.module, batches(), self.device, self.amp):
             for target, det in zip(targets, detections):
                 results[target["index"]] = self._detections(det, target["size"], score_threshold)
         return results  # type: ignore[return-value]

@@ -80,7 +80,7 @@ def compare_configs(config_paths: Sequence[str | os.PathLike], rule: str, steps:
         def score_on_test() -> Dict[str, Any]:
             loader = DataLoader(CocoKeypointDataset(test_dir), batch_size=config.train.batch_size,
                                 collate_fn=collate_detection)
-            results = predict_results(detector.predictor, loader, torch_device, detector.task)
+            results = predict_results(detector.predictor, loader, torch_device, detector.task, config.train.amp)
             write_json_atomic(results, run_dir / "test_results.json")
             return evaluate(str(gt_path), results)
 

@@ -448,10 +448,11 @@ class Trainer:
         totals: Dict[str, float] = {}
         batches = 0
         results: List[Dict[str, Any]] = []
-        for images, targets, detections in iterate_predictions(self.predictor, _readable(loader), self.device):
+        amp = self.config.train.amp
+        for images, targets, detections in iterate_predictions(self.predictor, _readable(loader), self.device, amp):
             # The loss needs the raw outputs at the ground truth; the detections come from the
-            # predictor, the same call export and `ocrloc predict` make.
-            loss, terms = self.criterion(self.model(images, targets), targets)
+            # predictor, the same call export and `ocrloc predict` make. Both in the training dtype.
+            loss, terms = step_loss(self.model, self.criterion, images, targets, amp)
             for name, value in {"loss": loss, **{f"loss_{k}": v for k, v in terms.items()}}.items():
                 totals[name] = totals.get(name, 0.0) + float(value)
             batches += 1

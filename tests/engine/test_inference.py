@@ -70,3 +70,49 @@ def test_to_device_moves_every_target_tensor_and_keeps_other_values():
     images, targets = to_device(torch.zeros(1, 1, 4, 4), [{"boxes": torch.zeros(0, 4), "image_id": 3}],
                                 torch.device("meta"))
     assert images.device.type == "meta" and targets[0]["boxes"].device.type == "meta" and targets[0]["image_id"] == 3
+
+
+class ConvThenDecode(PredictorModule):
+    """A convolution (autocast runs it in bf16) whose output a decoder reads, as the families'
+    predictors do; records the dtype the convolution produced."""
+
+    def __init__(self) -> None:
+        super().__init__(32, 64)
+        self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+        self.conv_dtypes: List[torch.dtype] = []
+
+    def forward(self, images: torch.Tensor) -> List[Dict[str, torch.Tensor]]:
+        raw = self.conv(images)
+        self.conv_dtypes.append(raw.dtype)
+        score = raw.flatten(1).amax(dim=1)
+        return [{"boxes": torch.zeros(1, 4), "scores": score[b:b + 1], "labels": torch.tensor([0]),
+                 "keypoints": raw.new_zeros(1, 1, 3)} for b in range(images.shape[0])]
+
+
+def test_amp_runs_the_predictor_in_bf16_and_hands_back_fp32_detections():
+    torch.manual_seed(0)
+    predictor = ConvThenDecode()
+    batches = [(torch.rand(2, 1, 64, 64), [{"image_id": 1}, {"image_id": 2}])]
+    (_, _, plain), = iterate_predictions(predictor, batches, torch.device("cpu"))
+    (_, _, fast), = iterate_predictions(predictor, batches, torch.device("cpu"), amp=True)
+    assert predictor.conv_dtypes == [torch.float32, torch.bfloat16]
+    assert [d["scores"].dtype for d in fast] == [torch.float32, torch.float32]
+    assert [d["keypoints"].dtype for d in fast] == [torch.float32, torch.float32]
+    for a, b in zip(plain, fast):  # bf16 keeps 8 bits of mantissa: about 1% on a score near 1
+        assert torch.allclose(a["scores"], b["scores"], rtol=0.02, atol=0.02)
+
+
+def test_centernet_decoder_reads_bf16_outputs_in_fp32():
+    # A bf16 coordinate near 100 px moves in steps of 0.5 px: the decoder must cast before adding.
+    from ocrloc.models.centernet_decode import CenterNetDecoder
+
+    torch.manual_seed(0)
+    outputs = {"heatmap": torch.randn(1, 2, 32, 32) * 3, "size": torch.rand(1, 2, 32, 32) * 4,
+               "offset": torch.rand(1, 2, 32, 32), "point": torch.rand(1, 4, 32, 32)}
+    outputs_bf16 = {k: v.bfloat16() for k, v in outputs.items()}
+    decoder = CenterNetDecoder(stride=4, num_classes=2, num_keypoints=1)
+    expected = decoder({k: v.float() for k, v in outputs_bf16.items()})[0]
+    got = decoder(outputs_bf16)[0]
+    assert got["keypoints"].shape[0] > 0 and got["keypoints"].dtype == torch.float32
+    for key in ("boxes", "scores", "labels", "keypoints"):
+        assert torch.equal(got[key], expected[key]), key

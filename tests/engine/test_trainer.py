@@ -138,3 +138,22 @@ def test_throughput_counts_only_images_since_the_last_restart():
     meter.restart(now=110.0)
     meter.add(32)
     assert meter.rate(now=111.0) == 32.0
+
+
+def test_amp_run_validates_and_predicts_in_the_training_dtype(tmp_path, pools, monkeypatch):
+    import ocrloc.engine.trainer as trainer_module
+    from ocrloc.api import Predictor
+
+    seen = []
+    real = trainer_module.iterate_predictions
+
+    def spy(predictor, batches, device, amp=False):
+        seen.append(amp)
+        return real(predictor, batches, device, amp)
+
+    monkeypatch.setattr(trainer_module, "iterate_predictions", spy)
+    run = tmp_path / "run"
+    scores = Trainer(load_config(None, TINY + ["train.steps=2", "train.val_every=2", "train.amp=true"]), run,
+                     progress=False).fit()
+    assert seen == [True] and all(torch.isfinite(torch.tensor(float(scores[k]))) for k in ("loss", "kpt_AP"))
+    assert Predictor(run / "checkpoints" / "best.pt").amp is True
