@@ -80,6 +80,7 @@ APPLIES_TO: Dict[str, Tuple[str, ...]] = {
     "model.argmax": ("argmax",),
     "model.baseline": _BASELINES,
     "model.study": ("study",),
+    "model.shared_head_stem": _DENSE,
     "loss.heatmap": _DENSE,
     "loss.size": _DENSE,
     "loss.offset": _DENSE,
@@ -281,6 +282,8 @@ class ModelConfig:
         head_stride: stride of the feature level the heads read (4 or 8); for the baselines, the
             finest FPN level (8: levels p3-p5).
         head_channels: hidden channels of each head.
+        shared_head_stem: ``centernet`` and ``argmax`` only: the dense heads share one 3 x 3 conv
+            (each keeps its own 1 x 1 output conv) instead of one 3 x 3 conv each, as CenterNet has.
         centernet: ``centernet`` only (:class:`CenterNetConfig`).
         argmax: ``argmax`` only (:class:`ArgmaxConfig`).
         baseline: ``retinanet``, ``ssd``, ``fcos``, ``keypointrcnn`` only (:class:`BaselineConfig`).
@@ -293,6 +296,7 @@ class ModelConfig:
     fpn_channels: int = 64
     head_stride: int = 4
     head_channels: int = 64
+    shared_head_stem: bool = False
     centernet: CenterNetConfig = field(default_factory=CenterNetConfig)
     argmax: ArgmaxConfig = field(default_factory=ArgmaxConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)

@@ -225,12 +225,12 @@ class ArgmaxDetector(nn.Module):
     def __init__(self, backbone: str = "resnet18", fpn_channels: int = 64, head_stride: int = 4,
                  head_channels: int = 64, pretrained_path: Optional[str] = None, crop_size: int = 48,
                  box_margin: float = 1.0, soft_channels: int = 8, box_jitter: float = 1.0, point_fit: str = "ridge",
-                 crop_classifier: bool = True, ink_reach: float = 6.0, *, num_classes: int,
-                 num_keypoints: int) -> None:
+                 crop_classifier: bool = True, ink_reach: float = 6.0, shared_head_stem: bool = False, *,
+                 num_classes: int, num_keypoints: int) -> None:
         super().__init__()
         self.dense = CenterNetDetector(backbone, fpn_channels, head_stride, head_channels, point_mode="offset",
-                                       pretrained_path=pretrained_path, num_classes=num_classes,
-                                       num_keypoints=num_keypoints)
+                                       pretrained_path=pretrained_path, shared_head_stem=shared_head_stem,
+                                       num_classes=num_classes, num_keypoints=num_keypoints)
         self.head = ArgmaxPointHead(fpn_channels, head_stride, crop_size, box_margin, soft_channels,
                                     num_classes=num_classes, point_fit=point_fit, reach=ink_reach,
                                     num_keypoints=num_keypoints)

@@ -77,7 +77,8 @@ def _build(config: Config, task: Task) -> Detector:
             model = ArgmaxDetector(m.backbone, m.fpn_channels, m.head_stride, m.head_channels, m.pretrained_path,
                                    crop_size=a.crop_size, box_margin=a.box_margin, soft_channels=a.argmax_channels,
                                    box_jitter=a.box_jitter, point_fit=a.point_fit, crop_classifier=a.crop_classifier,
-                                   ink_reach=a.ink_reach, num_classes=classes, num_keypoints=keypoints)
+                                   ink_reach=a.ink_reach, shared_head_stem=m.shared_head_stem, num_classes=classes,
+                                   num_keypoints=keypoints)
             if a.point_init == "rule":  # oracle ablation: the rule told (ocrloc/models/oracle.py)
                 tell_argmax_head(model.head, get_rule(config.data.rule))
             dense = CenterNetCriterion(m.head_stride, weights, point_mode="offset", num_classes=classes,
@@ -86,7 +87,7 @@ def _build(config: Config, task: Task) -> Detector:
             return Detector(model, criterion, ArgmaxPredictor(model, _decoder(config, "offset", task)))
         point_mode = m.centernet.point_mode
         model = CenterNetDetector(m.backbone, m.fpn_channels, m.head_stride, m.head_channels, point_mode,
-                                  m.pretrained_path, num_classes=classes, num_keypoints=keypoints)
+                                  m.pretrained_path, m.shared_head_stem, num_classes=classes, num_keypoints=keypoints)
     except ValueError as err:
         message = str(err)
         if message.startswith("head_stride "):  # the model's words, said in the config's

@@ -153,3 +153,23 @@ def test_the_finest_level_alone_equals_the_full_pyramids_and_old_weights_load():
     loss = sum(v.sum() for v in model(images).values())
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())  # nothing computed that no head reads
+
+
+@pytest.mark.parametrize("point_mode", ["offset", "heatmap"])
+def test_shared_head_stem_runs_one_3x3_conv_for_every_head(point_mode):
+    def convs_3x3(model):
+        return [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3)]
+
+    common = dict(fpn_channels=16, head_stride=4, head_channels=8, point_mode=point_mode, num_classes=3,
+                  num_keypoints=2)
+    separate = CenterNetDetector("test_resnet", **common)
+    shared = CenterNetDetector("test_resnet", shared_head_stem=True, **common)
+    layout = head_layout(point_mode, 3, 2)
+    trunk_convs = len(convs_3x3(separate.trunk))
+    assert len(convs_3x3(separate)) - trunk_convs == len(layout) and len(convs_3x3(shared)) - trunk_convs == 1
+    out = shared.eval()(torch.rand(2, 1, 64, 96))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {k: (2, ch, 16, 24) for k, ch in layout.items()}
+    # the heatmap keeps its focal-loss prior: p = 0.01 everywhere before training
+    assert torch.allclose(shared.heads["heatmap"].bias.sigmoid(), torch.full((3,), 0.01))
+    # the default is CenterNet's own layout, so earlier checkpoints keep their keys
+    assert "heads.heatmap.0.weight" in separate.state_dict() and "head_stem.0.weight" in shared.state_dict()
