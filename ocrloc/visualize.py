@@ -1,14 +1,24 @@
 """Pictures people would rather see than read: canvases with boxes, classes and points, as PNG.
 
-Built on ``torchvision.utils`` (``draw_bounding_boxes``, ``draw_keypoints``, ``make_grid``)
-and ``torchvision.io.write_png``. Canvases are upscaled (nearest) before drawing, so that a
-point a fraction of a pixel off is visible.
+Two drawings:
+
+* :func:`draw_detections`: boxes, classes and points of one set (the make-dataset preview), on
+  ``torchvision.utils`` (``draw_bounding_boxes``, ``draw_keypoints``);
+* :func:`draw_truth_and_prediction`: the ground truth and a prediction on one canvas, told apart by
+  style and colour-blind-safe colours (truth: dashed bluish-green box, hollow ring per point;
+  prediction: solid box in its class colour, filled dot), with labels in a real font (class, score,
+  point error in px of a matched detection). ``ocrloc predict --viz`` and the trainer's TensorBoard
+  images draw with it. Matches come from the evaluator (:func:`ocrloc.evaluation.match_points`).
+
+Canvases are upscaled (nearest) before drawing, so that a point a fraction of a pixel off is
+visible. Panels are saved with ``torchvision.utils.make_grid`` and ``torchvision.io.write_png``.
 """
 
 from __future__ import annotations
 
 import os
-from typing import List, Optional, Sequence
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -18,7 +28,9 @@ from torchvision.utils import draw_bounding_boxes, draw_keypoints, make_grid
 
 from ocrloc.utils.io import atomic_path
 
-__all__ = ["CLASS_COLORS", "draw_detections", "save_grid", "save_canvas_preview"]
+__all__ = ["CLASS_COLORS", "TRUTH_COLOR", "PREDICTION_COLORS", "draw_detections", "draw_truth_and_prediction",
+           "draw_with_truth_beside",
+           "match_for_drawing", "save_grid", "save_canvas_preview"]
 
 # One colour per digit class (tab10), so a class reads at a glance.
 CLASS_COLORS: List[tuple] = [
@@ -26,6 +38,13 @@ CLASS_COLORS: List[tuple] = [
     (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
 ]
 POINT_COLOR = (255, 40, 40)
+
+# Okabe-Ito, told apart with the common colour-vision deficiencies: bluish green is the truth alone, the
+# prediction takes the others by class (all visible on the canvases' black background).
+TRUTH_COLOR = (0, 158, 115)
+PREDICTION_COLORS: List[tuple] = [(230, 159, 0), (86, 180, 233), (213, 94, 0), (204, 121, 167), (240, 228, 66),
+                                  (0, 114, 178)]
+VIZ_SCALE = 4  # a 128 x 128 canvas is drawn at 512 x 512: labels fit, sub-pixel errors show
 
 
 def draw_detections(
@@ -90,3 +109,206 @@ def save_canvas_preview(generator, path: str | os.PathLike, count: int = 16, nro
         panels.append(draw_detections(canvas.image, target["boxes"], target["labels"], target["keypoints"], scale=scale,
                                       class_names=names))
     save_grid(panels, path, nrow=nrow)
+
+
+def _font(size: int):
+    """A scalable font (Pillow's bundled one) at ``size`` px; the fixed bitmap font on Pillow < 10.1."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: no size
+        return ImageFont.load_default()
+
+
+def _dashed_rectangle(draw, box: Sequence[float], color: tuple, width: int, dash: int = 6) -> None:
+    x1, y1, x2, y2 = box
+    for (ax, ay, bx, by) in ((x1, y1, x2, y1), (x2, y1, x2, y2), (x2, y2, x1, y2), (x1, y2, x1, y1)):
+        length = max(abs(bx - ax), abs(by - ay))
+        steps = max(int(length // dash), 1)
+        for k in range(0, steps, 2):
+            t0, t1 = k / steps, min((k + 1) / steps, 1.0)
+            draw.line((ax + (bx - ax) * t0, ay + (by - ay) * t0, ax + (bx - ax) * t1, ay + (by - ay) * t1),
+                      fill=color, width=width)
+
+
+def _label(draw, xy: Tuple[float, float], text: str, font, color: tuple, limits: Tuple[int, int],
+           above: bool = True) -> None:
+    """``text`` on a filled tag in ``color`` at a box corner, kept inside the image."""
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    w, h = right - left + 6, bottom - top + 4
+    x = min(max(xy[0], 0), max(limits[0] - w, 0))
+    y = xy[1] - h if above else xy[1]
+    y = min(max(y, 0), max(limits[1] - h, 0))
+    draw.rectangle((x, y, x + w, y + h), fill=color)
+    ink = (0, 0, 0) if sum(color) > 300 else (255, 255, 255)  # dark text on light tags, light on dark
+    draw.text((x + 3 - left, y + 2 - top), text, font=font, fill=ink)
+
+
+def match_for_drawing(truth: Mapping[str, Any], results: Sequence[Mapping[str, Any]], sigma: Any = None
+                      ) -> Tuple[Dict[int, float], set]:
+    """Which detections the evaluator matches to which truth, for labels: one matching for all images drawn.
+
+    Args:
+        truth: COCO keypoints ground truth holding (at least) the images of ``results``.
+        results: COCO results (``category_id``, ``keypoints``, ``score``).
+        sigma: OKS sigma (None: the evaluator's default).
+
+    Returns:
+        ``({index in results: largest point error in px of its same-class match}, {matched annotation ids})``.
+
+    Raises:
+        EvaluationInputError: the truth or results fail the evaluator's checks.
+    """
+    from ocrloc.evaluation import DEFAULT_SIGMA, match_points
+    from ocrloc.evaluation.inputs import check_ground_truth, check_results
+
+    g = check_ground_truth(truth, "<ground truth>")
+    r = check_results(list(results), "<results>", gt=g)
+    sigmas = [DEFAULT_SIGMA if sigma is None else float(sigma)] * len(g.keypoint_names)
+    m = match_points(g.img, g.cls, g.xy, g.labelled, g.area, r.img, r.cls, r.xy, r.has, r.score, sigmas)
+    errors: Dict[int, float] = {}
+    matched = set()
+    for i in np.flatnonzero(m.det >= 0).tolist():
+        d = m.dist[i]
+        errors[int(m.det[i])] = float(np.nanmax(d)) if np.isfinite(d).any() else 0.0
+        matched.add(int(truth["annotations"][i]["id"]))
+    return errors, matched
+
+
+def draw_truth_and_prediction(
+    image: np.ndarray | torch.Tensor,
+    results: Sequence[Mapping[str, Any]],
+    truth: Sequence[Mapping[str, Any]] = (),
+    class_names: Optional[Mapping[int, str]] = None,
+    errors: Optional[Sequence[Optional[float]]] = None,
+    matched_truth: Optional[set] = None,
+    scale: int = VIZ_SCALE,
+    title: Optional[str] = None,
+) -> torch.Tensor:
+    """Draw the ground truth and a prediction of one image, in two styles, at ``scale`` times its size.
+
+    Truth: dashed bluish-green box, a hollow ring on each labelled point, and the class name under the box
+    when no detection of its class among ``results`` matched it ("missed"). Prediction: solid box in its
+    class's colour, a filled dot on each point, a tag "class score" plus the point error in px when it matched
+    a truth.
+
+    Args:
+        image: uint8 ``[H, W]`` array, or float ``[1, H, W]`` / ``[H, W]`` tensor in [0, 1].
+        results: COCO result dicts of this image (``category_id``, ``bbox`` ``[x, y, w, h]``, ``keypoints``
+            ``[x, y, v, ...]``, ``score``), drawn in the order given.
+        truth: COCO annotation dicts of this image.
+        class_names: category id -> name (default: the id).
+        errors: per result, the point error in px of its match (None: unmatched); from :func:`match_for_drawing`.
+        matched_truth: annotation ids some same-class detection matched (None: not known, nothing marked missed).
+        scale: integer upscaling factor.
+        title: a line printed in a strip above the canvas (e.g. the file name).
+
+    Returns:
+        uint8 tensor ``[3, H * scale (+ strip), W * scale]``.
+    """
+    from PIL import Image, ImageDraw
+
+    img = torch.as_tensor(image)
+    if img.dtype != torch.uint8:
+        img = (img.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    grey = img.reshape(img.shape[-2:]).cpu().numpy()
+    h, w = grey.shape
+    canvas = Image.fromarray(grey).resize((w * scale, h * scale), Image.NEAREST).convert("RGB")
+    draw = ImageDraw.Draw(canvas)
+    font = _font(max(12, 3 * scale + 2))
+    names = class_names or {}
+    limits = canvas.size
+    line = max(2, scale // 2)
+
+    def name(category_id: int) -> str:
+        return str(names.get(int(category_id), category_id))
+
+    def points(entry: Mapping[str, Any], labelled_only: bool) -> List[Tuple[float, float]]:
+        # A truth point with v = 0 is not labelled; a result's v is its point score, every point is drawn.
+        kp = entry.get("keypoints", [])
+        return [(kp[j] * scale, kp[j + 1] * scale) for j in range(0, len(kp) - 2, 3)
+                if kp[j + 2] > 0 or not labelled_only]
+
+    # Boxes, then labels, then points: a tag never hides a point (a top-left point sits under its tag).
+    ring, dot = 2 * scale, max(2, scale - 1)
+    tags = []
+    for a in truth:
+        x, y, bw, bh = a["bbox"]
+        _dashed_rectangle(draw, (x * scale, y * scale, (x + bw) * scale, (y + bh) * scale), TRUTH_COLOR, line)
+        if matched_truth is not None and int(a.get("id", -1)) not in matched_truth:
+            tags.append(((x * scale, (y + bh) * scale + 2), f"missed {name(a['category_id'])}", TRUTH_COLOR, False))
+    for k, r in enumerate(results):
+        color = PREDICTION_COLORS[int(r["category_id"]) % len(PREDICTION_COLORS)]
+        x, y, bw, bh = r["bbox"] if "bbox" in r else (r["keypoints"][0], r["keypoints"][1], 0, 0)
+        draw.rectangle((x * scale, y * scale, (x + bw) * scale, (y + bh) * scale), outline=color, width=line)
+        error = errors[k] if errors is not None else None
+        text = f"{name(r['category_id'])} {float(r['score']):.2f}" + ("" if error is None else f" | {error:.2f} px")
+        tags.append(((x * scale, y * scale - 1), text, color, True))
+    for xy, text, color, above in tags:
+        _label(draw, xy, text, font, color, limits, above=above)
+    for a in truth:
+        for px, py in points(a, labelled_only=True):
+            draw.ellipse((px - ring, py - ring, px + ring, py + ring), outline=TRUTH_COLOR, width=line)
+    for r in results:
+        color = PREDICTION_COLORS[int(r["category_id"]) % len(PREDICTION_COLORS)]
+        for px, py in points(r, labelled_only=False):
+            draw.ellipse((px - dot, py - dot, px + dot, py + dot), fill=color, outline=(0, 0, 0))
+    if title:
+        left, top, right, bottom = draw.textbbox((0, 0), title, font=font)
+        strip = Image.new("RGB", (canvas.width, bottom - top + 8), (255, 255, 255))
+        ImageDraw.Draw(strip).text((4 - left, 4 - top), title, font=font, fill=(0, 0, 0))
+        framed = Image.new("RGB", (canvas.width, canvas.height + strip.height))
+        framed.paste(strip, (0, 0))
+        framed.paste(canvas, (0, strip.height))
+        canvas = framed
+    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).contiguous()
+
+
+def draw_with_truth_beside(drawn: Sequence[Tuple[Path, int, List[Dict[str, Any]]]], class_names: Mapping[int, str],
+                           read_image) -> List[torch.Tensor]:
+    """Panels of ``ocrloc predict --viz``: each image's prediction and the ground truth of the annotations.json
+    beside the images (``<images>/../annotations.json`` or in their folder) when there is one the evaluator accepts.
+
+    Args:
+        drawn: ``(image path, image id, COCO results to draw)`` per image.
+        class_names: category id -> name, for the labels (the annotations' names win).
+        read_image: path -> ``[1, H, W]`` image tensor.
+    """
+    import json
+    import sys
+
+    from ocrloc.engine.images import annotation_file_beside
+    from ocrloc.evaluation import EvaluationInputError
+
+    by_file: dict = {}
+    for k, (path, _, _) in enumerate(drawn):
+        by_file.setdefault(annotation_file_beside(path.parent), []).append(k)
+    truth, errors, matched, names = {}, {}, {}, dict(class_names)
+    for annotation_file, indices in by_file.items():
+        if annotation_file is None:
+            continue
+        try:
+            data = json.loads(annotation_file.read_text(encoding="utf-8"))
+            ids = {drawn[k][1] for k in indices}
+            subset = {"images": [im for im in data["images"] if im.get("id") in ids],
+                      "annotations": [a for a in data.get("annotations", []) if a.get("image_id") in ids],
+                      "categories": data.get("categories", [])}
+            if not subset["annotations"]:
+                continue  # a file that lists the images but describes no object: nothing to draw
+            dets = [e for k in indices for e in drawn[k][2]]
+            det_errors, truth_matched = match_for_drawing(subset, dets)
+        except (OSError, ValueError, KeyError, TypeError, EvaluationInputError) as err:
+            print(f"note: --viz draws no ground truth from {annotation_file}: {err}", file=sys.stderr)
+            continue
+        names.update({c["id"]: str(c.get("name", c["id"])) for c in subset["categories"]})
+        offset = 0
+        for k in indices:
+            count = len(drawn[k][2])
+            errors[k] = [det_errors.get(offset + j) for j in range(count)]
+            offset += count
+            truth[k] = [a for a in subset["annotations"] if a["image_id"] == drawn[k][1]]
+            matched[k] = truth_matched
+    return [draw_truth_and_prediction(read_image(path), entries, truth.get(k, ()), names, errors.get(k),
+                                      matched.get(k), title=path.name)
+            for k, (path, _, entries) in enumerate(drawn)]

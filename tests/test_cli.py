@@ -34,6 +34,7 @@ OPTIONS = {
     "compare": ["--configs", "--rule", "--steps", "--test", "--out", "--table", "--set", "--device", "--no-progress"],
     "experiment": ["--configs", "--rules", "--seeds", "--out", "--table", "--fidelity", "--test-count", "--test-seed",
                    "--set", "--device", "--no-progress"],
+    "report": ["--gt", "--results", "--out", "--run", "--sigma", "--worst"],
 }
 
 
@@ -63,8 +64,9 @@ def subparsers() -> dict[str, argparse.ArgumentParser]:
 # --- help -------------------------------------------------------------------------------------------------------
 
 
-def test_commands_are_the_seven_and_each_has_its_module_and_wrapper():
-    assert list(COMMANDS) == ["train", "predict", "evaluate", "export", "make-dataset", "compare", "experiment"]
+def test_commands_are_the_eight_and_each_has_its_module_and_wrapper():
+    assert list(COMMANDS) == ["train", "predict", "evaluate", "export", "make-dataset", "compare", "experiment",
+                              "report"]
     assert set(OPTIONS) == set(COMMANDS)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"ocrloc.cli.{module_name}")

@@ -18,6 +18,7 @@ from ocrloc.data.canvas import CanvasGenerator
 from ocrloc.data.coco import write_split
 from ocrloc.engine.checkpoint import save_checkpoint
 from ocrloc.models.build import build
+from ocrloc.visualize import TRUTH_COLOR
 
 
 def test_predict_writes_results_with_the_splits_image_ids_and_export_runs(tmp_path, pools, capsys):
@@ -39,6 +40,10 @@ def test_predict_writes_results_with_the_splits_image_ids_and_export_runs(tmp_pa
     assert {r["image_id"] for r in results} == {im["id"] for im in gt["images"]}
     assert all(len(r["keypoints"]) == 3 and 0 <= r["category_id"] <= 9 for r in results)
     assert (tmp_path / "viz" / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for image in gt["images"]:  # one drawing per image, 4x, with the truth of the annotations.json beside them
+        drawing = np.asarray(Image.open(tmp_path / "viz" / pathlib.Path(image["file_name"]).name).convert("RGB"))
+        assert drawing.shape[1] == 4 * image["width"]
+        assert (drawing == TRUTH_COLOR).all(-1).any()
     assert main(["evaluate", "--gt", str(split / "annotations.json"), "--results", str(out), "--json"]) == 0
     assert "kpt_AP" in capsys.readouterr().out.strip().splitlines()[-1]
 

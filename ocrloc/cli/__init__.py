@@ -25,6 +25,7 @@ COMMANDS: Dict[str, str] = {
     "make-dataset": "make_dataset",
     "compare": "compare",
     "experiment": "experiment",
+    "report": "report",
 }
 
 DESCRIPTION = """\
@@ -37,6 +38,8 @@ examples (the quickstart, then its test split, scores and export):
       --out runs/quickstart/test_results.json
   ocrloc evaluate --gt data/test_all10/annotations.json --results runs/quickstart/test_results.json
   ocrloc export --checkpoint runs/quickstart/checkpoints/best.pt --out runs/quickstart/model.pt
+  ocrloc report --gt data/test_all10/annotations.json --results runs/quickstart/test_results.json \\
+      --run runs/quickstart --out runs/quickstart/report
 
 `ocrloc COMMAND --help` describes one command. `python -m ocrloc ...` is the same as `ocrloc ...`,
 and `python tools/<command>.py` (tools/make_dataset.py for make-dataset) takes the same arguments.

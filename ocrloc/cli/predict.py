@@ -42,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "annotation files, with a note) (default: %(default)s)")
     parser.add_argument("--out", required=True, help="COCO results JSON to write")
     parser.add_argument("--viz", default=None, metavar="OUT_DIR",
-                        help="also save PNGs with predicted boxes, classes, points")
+                        help="also save PNGs (grid.png and one per image) with predicted boxes, classes, points, "
+                             "and the ground truth when an annotations.json describes the images (its point error "
+                             "in px beside each matched detection)")
     parser.add_argument("--viz-count", type=int, default=16, help="images drawn with --viz (default: %(default)s)")
     parser.add_argument("--viz-score", type=float, default=0.3,
                         help="smallest score drawn with --viz (default: %(default)s)")
@@ -62,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from ocrloc.data.coco import read_grey_image
     from ocrloc.engine.images import images_and_ids
     from ocrloc.utils.io import write_json_atomic
-    from ocrloc.visualize import draw_detections, save_grid
+    from ocrloc.visualize import draw_with_truth_beside, save_grid
 
     if args.batch_size < 1:
         return fail(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(err)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    results, panels = [], []
+    results, drawn, class_names = [], [], {}
     for start in tqdm(range(0, len(images), args.batch_size), desc="predict", unit="batch"):
         chunk = images[start:start + args.batch_size]
         try:
@@ -81,17 +83,18 @@ def run(args: argparse.Namespace) -> int:
         except (FileNotFoundError, ValueError, OSError) as err:
             return fail(err)
         for (path, image_id), det in zip(chunk, detections):
-            results += det.to_coco(image_id)
-            if args.viz and len(panels) < args.viz_count:
-                keep = det.scores >= args.viz_score
-                panels.append(draw_detections(read_grey_image(path), det.boxes[keep], det.labels[keep],
-                                              det.to_dict()["keypoints"][keep], det.scores[keep]))
+            entries = det.to_coco(image_id)
+            results += entries
+            if args.viz and len(drawn) < args.viz_count:
+                drawn.append((path, image_id, [e for e in entries if e["score"] >= args.viz_score]))
+                class_names.update({e["category_id"]: n for e, n in zip(entries, det.class_names)})
     write_json_atomic(results, args.out)
     print(f"wrote {len(results)} detections on {len(images)} images to {args.out}")
     if args.viz:
         viz_dir = Path(args.viz)
-        for k, panel in enumerate(panels):
-            save_grid([panel], viz_dir / f"{images[k][0].stem}.png", nrow=1)
+        panels = draw_with_truth_beside(drawn, class_names, read_grey_image)
+        for (path, _, _), panel in zip(drawn, panels):
+            save_grid([panel], viz_dir / f"{path.stem}.png", nrow=1)
         save_grid(panels, viz_dir / "grid.png")
         print(f"drawings: {viz_dir}/grid.png and one PNG per image")
     return 0

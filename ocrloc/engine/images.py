@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["IMAGE_SUFFIXES", "UNLISTED", "images_and_ids"]
+__all__ = ["IMAGE_SUFFIXES", "UNLISTED", "annotation_file_beside", "images_and_ids"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 #: What happens to an image beside an annotations.json that does not list it.
@@ -39,7 +39,7 @@ def _image_files(inputs: Sequence[str | os.PathLike]) -> List[Path]:
     return paths
 
 
-def _annotation_file(folder: Path) -> Optional[Path]:
+def annotation_file_beside(folder: Path) -> Optional[Path]:
     """The annotations.json that describes the images of ``folder``: in it, or in its parent
     (make-dataset's SPLIT/images/ + SPLIT/annotations.json)."""
     for candidate in (folder / "annotations.json", folder.parent / "annotations.json"):
@@ -87,7 +87,7 @@ def images_and_ids(inputs: Sequence[str | os.PathLike], unlisted: str = "error"
     if unlisted not in UNLISTED:
         raise ValueError(f"--unlisted must be one of {', '.join(UNLISTED)}, got {unlisted!r}")
     paths = _image_files(inputs)
-    annotation_of = {folder: _annotation_file(folder) for folder in dict.fromkeys(p.parent for p in paths)}
+    annotation_of = {folder: annotation_file_beside(folder) for folder in dict.fromkeys(p.parent for p in paths)}
     listed = {a: _listed_ids(a) for a in dict.fromkeys(a for a in annotation_of.values() if a is not None)}
     if not listed:  # no annotation file: numbered in the order given, as always
         return [(p, k + 1) for k, p in enumerate(paths)], []

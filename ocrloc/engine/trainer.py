@@ -38,6 +38,7 @@ from ocrloc.engine.distributed import cpu_cores, data_workers, init_distributed
 from ocrloc.engine.runlock import RunLock
 from ocrloc.engine.inference import detections_to_results, iterate_predictions, to_device
 from ocrloc.engine.sampler import StepSampler
+from ocrloc.engine.tensorboard_images import log_validation_images
 from ocrloc.evaluation import evaluate
 from ocrloc.utils.errors import worker_error_message
 from ocrloc.utils.io import write_text_atomic
@@ -221,6 +222,11 @@ class MetricsLog:
 
     def add(self, row: Dict[str, Any]) -> None:
         self.pending.append({k: row.get(k, "") for k in self.columns})
+
+    @property
+    def writer(self) -> Optional[Any]:
+        """The run's TensorBoard ``SummaryWriter``, open once rows were committed; None without TensorBoard."""
+        return self._writer
 
     def rows(self) -> List[Dict[str, str]]:
         """The rows of ``metrics.csv`` as written (strings)."""
@@ -458,6 +464,7 @@ class Trainer:
             batches += 1
             results += detections_to_results(detections, [t["image_id"] for t in targets], self.task)
         self.detector.train()
+        self.val_results = results  # for TensorBoard's pictures of this validation
         scores = evaluate(gt, results)
         return {**{k: v / max(batches, 1) for k, v in totals.items()}, **scores}
 
@@ -546,4 +553,6 @@ class Trainer:
             tqdm.write(f"step {self.step}: val loss {val_loss}  kpt AP {scores['kpt_AP']:.3f}  "
                        f"cls acc {scores['cls_acc']:.3f}  mean point error {mean_px}")
             self._checkpoint(scores)
+            # After the commit, which opens TensorBoard's writer (when TensorBoard is installed).
+            log_validation_images(self.log.writer, self.val_results, self.val_set, gt, self.step)
         self.ctx.barrier()

@@ -109,14 +109,16 @@ from .inputs import (
     load_json,
 )
 
-__all__ = ["DEFAULT_SIGMA", "KPT_MAX_DETS", "BOX_MAX_DETS", "SCORE_KEYS", "DETAIL_KEYS", "evaluate",
-           "format_table", "ground_truth_as_results"]
+__all__ = ["DEFAULT_SIGMA", "KPT_MAX_DETS", "BOX_MAX_DETS", "SCORE_KEYS", "DETAIL_KEYS", "OKS_THRESHOLDS", "evaluate",
+           "format_table", "ground_truth_as_results", "check_sigma", "slot_sigmas_of", "keypoint_precision",
+           "mean_valid_precision"]
 
 DEFAULT_SIGMA = 0.05  # SPEC 7: OKS 0.5 is ~2.9 px, 0.95 ~0.8 px on a 24 x 28 digit
 KPT_MAX_DETS = 20  # SPEC 7 and the COCO keypoint convention
 BOX_MAX_DETS = 100  # the COCO box convention
 _AREA_ALL = [0.0, 1e5**2]  # pycocotools' 'all' range
-_THRESHOLDS = np.asarray(Params(iouType="keypoints").iouThrs)  # OKS 0.50:0.05:0.95, as COCOeval uses them
+OKS_THRESHOLDS = np.asarray(Params(iouType="keypoints").iouThrs)  # OKS 0.50:0.05:0.95, as COCOeval uses them
+_THRESHOLDS = OKS_THRESHOLDS
 _RECALLS = len(Params(iouType="keypoints").recThrs)
 
 SCORE_KEYS = (
@@ -142,7 +144,7 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _check_sigma(sigma: Any) -> tuple[float, ...]:
+def check_sigma(sigma: Any) -> tuple[float, ...]:
     """The sigma values as given (one, or one per keypoint), each a finite number > 0."""
     if isinstance(sigma, (str, bytes)):
         values: list = [sigma]
@@ -159,7 +161,7 @@ def _check_sigma(sigma: Any) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
-def _slot_sigmas(sigmas: tuple[float, ...], g: GroundTruth) -> np.ndarray:
+def slot_sigmas_of(sigmas: tuple[float, ...], g: GroundTruth) -> np.ndarray:
     """The sigma of each keypoint slot: one value for all, or one per name of the categories' shared list."""
     if len(sigmas) == 1:
         return np.full(len(g.keypoint_names), sigmas[0])
@@ -177,8 +179,10 @@ def _slot_sigmas(sigmas: tuple[float, ...], g: GroundTruth) -> np.ndarray:
     return out
 
 
-def _mean_valid(precision: np.ndarray) -> float | None:
-    # pycocotools marks settings without ground truth with -1; like COCOeval.summarize, average the rest.
+def mean_valid_precision(precision: np.ndarray) -> float | None:
+    """The mean of a COCOeval precision array's defined entries (None when there is none).
+
+    pycocotools marks settings without ground truth with -1; like COCOeval.summarize, average the rest."""
     valid = precision[precision > -1]
     return float(valid.mean()) if valid.size else None
 
@@ -215,13 +219,46 @@ def _no_detections(cat_ids: Sequence[int], present: set[int]) -> dict[int, np.nd
     return {c: np.zeros(shape) if c in present else np.full(shape, -1.0) for c in cat_ids}
 
 
+def _precision_by_sigma_group(coco_gt: COCO, coco_dt: COCO, g: GroundTruth, slot_sigmas: np.ndarray
+                              ) -> dict[int, np.ndarray]:
+    # pycocotools takes one sigma array per run: one run per group of categories whose keypoints share sigmas.
+    groups: dict[tuple[float, ...], list[int]] = {}
+    for c in g.categories.values():
+        groups.setdefault(tuple(slot_sigmas[list(c.slots)].tolist()), []).append(c.id)
+    per_cat: dict[int, np.ndarray] = {}
+    for sigmas, ids in groups.items():
+        per_cat.update(_run(coco_gt, coco_dt, "keypoints", ids, sigmas))
+    return per_cat
+
+
+def keypoint_precision(g: GroundTruth, r: Results, slot_sigmas: np.ndarray) -> dict[int, np.ndarray]:
+    """COCOeval's keypoint precision of every category (ascending id), ``[T OKS thresholds, R recall points]``
+    at the 'all' area range: the arrays behind :func:`evaluate`'s ``kpt_AP`` and ``per_class`` (the mean of
+    their defined entries, :func:`mean_valid_precision`).
+
+    Args:
+        g: checked ground truth (:func:`ocrloc.evaluation.inputs.check_ground_truth`).
+        r: checked results (:func:`ocrloc.evaluation.inputs.check_results`).
+        slot_sigmas: the OKS sigma of each keypoint slot (:func:`slot_sigmas_of`).
+    """
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools reports progress on stdout
+        if not r.entries:  # loadRes cannot take an empty list
+            per_cat = _no_detections(list(g.categories), set(g.cls.tolist()))
+        else:
+            coco_gt = _coco(g.coco)
+            # loadRes adds keys to the dicts it is given: hand it copies, r.entries stay as checked.
+            per_cat = _precision_by_sigma_group(coco_gt, coco_gt.loadRes([dict(e) for e in r.entries]), g,
+                                                slot_sigmas)
+    return {c: per_cat[c] for c in sorted(per_cat)}
+
+
 def _summary(per_cat: dict[int, np.ndarray]) -> tuple[float | None, float | None, float | None]:
     """AP, AP50, AP75 over the categories' precision, side by side in ascending id (one COCOeval run's layout)."""
     if not per_cat:
         return None, None, None
     precision = np.stack([per_cat[c] for c in sorted(per_cat)], axis=2)
-    return (_mean_valid(precision), _mean_valid(precision[np.isclose(_THRESHOLDS, 0.50)]),
-            _mean_valid(precision[np.isclose(_THRESHOLDS, 0.75)]))
+    return (mean_valid_precision(precision), mean_valid_precision(precision[np.isclose(_THRESHOLDS, 0.50)]),
+            mean_valid_precision(precision[np.isclose(_THRESHOLDS, 0.75)]))
 
 
 def _single_keypoint_task(g: GroundTruth, r: Results, slot: int, cat_ids: list[int]) -> tuple[dict, list[dict]]:
@@ -258,12 +295,7 @@ def _ap_scores(g: GroundTruth, r: Results, slot_sigmas: np.ndarray) -> dict[str,
             per_cat = _no_detections(list(cats), present)
         else:
             coco_dt = coco_gt.loadRes(r.entries)
-            groups: dict[tuple[float, ...], list[int]] = {}
-            for c in cats.values():
-                groups.setdefault(tuple(slot_sigmas[list(c.slots)].tolist()), []).append(c.id)
-            per_cat = {}
-            for sigmas, ids in groups.items():
-                per_cat.update(_run(coco_gt, coco_dt, "keypoints", ids, sigmas))
+            per_cat = _precision_by_sigma_group(coco_gt, coco_dt, g, slot_sigmas)
             box_ap = _summary(_run(coco_gt, coco_dt, "bbox"))[0] if r.has_bbox else None
 
         per_keypoint: dict[str, float | None] = {}
@@ -284,7 +316,7 @@ def _ap_scores(g: GroundTruth, r: Results, slot_sigmas: np.ndarray) -> dict[str,
             per_keypoint[name] = _summary(precision)[0]
 
     ap, ap50, ap75 = _summary(per_cat)
-    per_class = {c: _mean_valid(per_cat[c]) for c in sorted(per_cat)}
+    per_class = {c: mean_valid_precision(per_cat[c]) for c in sorted(per_cat)}
     return {"kpt_AP": ap, "kpt_AP50": ap50, "kpt_AP75": ap75, "box_AP": box_ap, "per_class": per_class,
             "kpt_AP_per_keypoint": per_keypoint}
 
@@ -338,10 +370,10 @@ def evaluate(gt: PathOrObj, results: PathOrObj, sigma: Sigma = DEFAULT_SIGMA) ->
         EvaluationInputError: a missing or invalid file, a malformed entry, or a bad sigma; the message is one
         line naming the file and entry.
     """
-    sigmas = _check_sigma(sigma)
+    sigmas = check_sigma(sigma)
     with _gc_paused():
         g = check_ground_truth(*load_json(gt, "<ground truth>"))
-        slot_sigmas = _slot_sigmas(sigmas, g)
+        slot_sigmas = slot_sigmas_of(sigmas, g)
         r = check_results(*load_json(results, "<results>"), gt=g)
         scores: dict[str, Any] = {**_ap_scores(g, r, slot_sigmas), **_point_scores(g, r, slot_sigmas)}
     scores["per_class"] = {str(c): ap for c, ap in scores["per_class"].items()}

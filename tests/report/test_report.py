@@ -1,0 +1,223 @@
+"""``ocrloc report`` / ``write_report``: the files it writes, and that its numbers are the evaluator's."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ocrloc.cli import main
+from ocrloc.evaluation import evaluate, match_points
+from ocrloc.evaluation.inputs import check_ground_truth, check_results
+from ocrloc.report import ReportError, write_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _ann(aid, image_id, category_id, x, y, size=10):
+    return {"id": aid, "image_id": image_id, "category_id": category_id, "bbox": [x - 5, y - 5, size, size],
+            "area": float(size * size), "keypoints": [x, y, 2], "num_keypoints": 1, "iscrowd": 0}
+
+
+def _det(image_id, category_id, x, y, score):
+    return {"image_id": image_id, "category_id": category_id, "keypoints": [x, y, score], "score": score}
+
+
+SIGMA = 0.08  # not the default: the report must score with the sigma it is given
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """Two 64 x 64 images, three classes; results with one right-class match per 'a', one 'b' named 'a'
+    (a misclassification), one 'c' nothing comes near (a miss) and one stray detection."""
+    tmp_path = tmp_path_factory.mktemp("small")
+    gt = {
+        "images": [{"id": 1, "file_name": "images/1.png", "width": 64, "height": 64},
+                   {"id": 2, "file_name": "images/2.png", "width": 64, "height": 64}],
+        "categories": [{"id": c, "name": n, "keypoints": ["p"]} for c, n in ((1, "a"), (2, "b"), (3, "c"))],
+        "annotations": [_ann(1, 1, 1, 10, 10), _ann(2, 1, 2, 40, 40), _ann(3, 2, 1, 20, 20), _ann(4, 2, 3, 50, 50)],
+    }
+    results = [_det(1, 1, 10.5, 10, 0.9), _det(1, 1, 40, 41, 0.8), _det(2, 1, 20, 21, 0.7), _det(2, 2, 5, 60, 0.3)]
+    (tmp_path / "images").mkdir()
+    for k in (1, 2):
+        Image.fromarray(np.full((64, 64), 30 * k, np.uint8)).save(tmp_path / "images" / f"{k}.png")
+    gt_path, results_path = tmp_path / "gt.json", tmp_path / "results.json"
+    gt_path.write_text(json.dumps(gt))
+    results_path.write_text(json.dumps(results))
+    return gt_path, results_path
+
+
+def _pngs(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.png"))
+
+
+@pytest.fixture(scope="module")
+def small_report(small, tmp_path_factory):
+    """The report of ``small`` with a run's metrics.csv, written once for the tests that only read it."""
+    gt_path, results_path = small
+    tmp_path = tmp_path_factory.mktemp("small_report")
+    run = tmp_path / "run"
+    run.mkdir()
+    run.joinpath("metrics.csv").write_text(
+        "phase,step,images,loss,loss_heatmap,kpt_AP,mean_px\n"
+        "train,10,320,2.5,1.5,,\ntrain,20,640,1.5,0.9,,\nval,20,640,1.7,,0.61,0.9\n")
+    index = write_report(gt_path, results_path, tmp_path / "report", run, sigma=SIGMA)
+    assert index == tmp_path / "report" / "index.html"
+    return index
+
+
+def test_report_writes_valid_pngs_that_index_html_shows(small_report):
+    index = small_report
+    tmp_path = index.parent.parent
+    pngs = _pngs(index.parent)
+    names = {p.name for p in pngs}
+    assert {"pr_curves.png", "confusion.png", "point_error_histograms.png", "point_error_cumulative.png",
+            "worst_points_01.png", "training_loss.png", "validation_scores.png"} <= names
+    page = index.read_text()
+    for png in pngs:
+        data = png.read_bytes()
+        assert data[:8] == PNG_SIGNATURE
+        with Image.open(png) as im:
+            im.load()
+            assert im.width > 100 and im.height > 100
+        assert f'src="{png.name}"' in page
+    assert set(re.findall(r'src="([^"]+)"', page)) == names  # and nothing it shows is missing
+    assert "keypoint AP" in page and "class accuracy" in page
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_confusion_matrix_counts_are_the_evaluators_matching(small, small_report):
+    gt_path, results_path = small
+    cm = json.loads((small_report.parent / "report.json").read_text())["confusion"]
+    assert cm["class_ids"] == [1, 2, 3] and cm["columns"] == ["a", "b", "c", "missed"]
+    # Known by construction: both 'a' right, the 'b' named 'a', the 'c' missed.
+    assert cm["matrix"] == [[2, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]]
+
+    # And counted independently from the evaluator's own class-agnostic matching.
+    g = check_ground_truth(json.loads(gt_path.read_text()), "gt")
+    r = check_results(json.loads(results_path.read_text()), "results", gt=g)
+    m = match_points(g.img, g.cls, g.xy, g.labelled, g.area, r.img, r.cls, r.xy, r.has, r.score, [SIGMA])
+    expected = np.zeros((3, 4), int)
+    for true_id, det in zip(g.cls, m.agnostic_det):
+        expected[true_id - 1, 3 if det < 0 else r.cls[det] - 1] += 1
+    assert cm["matrix"] == expected.tolist()
+    scores = evaluate(gt_path, results_path, sigma=SIGMA)
+    assert np.trace(np.asarray(cm["matrix"])[:, :3]) / 4 == pytest.approx(scores["cls_acc"])
+    assert cm["unmatched_detections"] == 1
+
+
+def test_pr_numbers_are_the_evaluators_ap(small, small_report):
+    gt_path, results_path = small
+    report = json.loads((small_report.parent / "report.json").read_text())
+    scores = evaluate(gt_path, results_path, sigma=SIGMA)
+    assert scores["kpt_AP"] != evaluate(gt_path, results_path)["kpt_AP"]  # the sigma matters here
+    precision = np.stack([np.asarray(v["precision"]) for v in report["pr"]["per_class"].values()], axis=2)
+    assert precision.shape == (10, 101, 3)
+    assert precision[precision > -1].mean() == pytest.approx(scores["kpt_AP"], abs=1e-6)
+    assert precision[0][precision[0] > -1].mean() == pytest.approx(scores["kpt_AP50"], abs=1e-6)
+    for c, ap in scores["per_class"].items():
+        assert report["pr"]["per_class"][c]["AP"] == pytest.approx(ap, abs=1e-6)
+    assert report["scores"] == scores
+    assert report["point_errors"]["all"]["mean"] == pytest.approx(scores["mean_px"])
+    worst_a = report["worst_points"]["1"]
+    assert [round(p["error_px"], 6) for p in worst_a] == [1.0, 0.5]  # largest error first
+
+
+def test_many_classes_and_several_keypoints(tmp_path):
+    """62 classes of 2 named points: the confusion matrix shows the most confused classes, a per-keypoint
+    figure is drawn, gallery pages hold 10 classes each; without image files the cells show the points."""
+    rng = np.random.default_rng(0)
+    cats = [{"id": 100 + k, "name": f"g{k}", "keypoints": ["top", "bottom"]} for k in range(62)]
+    images, anns, dets = [], [], []
+    for i in range(1, 63):
+        images.append({"id": i, "file_name": f"images/{i}.png", "width": 64, "height": 64})
+        cid = 100 + (i - 1)
+        x, y = rng.uniform(15, 45, 2)
+        anns.append({"id": i, "image_id": i, "category_id": cid, "bbox": [x - 8, y - 8, 16, 16], "area": 256.0,
+                     "keypoints": [x, y - 6, 2, x, y + 6, 2], "num_keypoints": 2, "iscrowd": 0})
+        named = cid if i % 7 else 100 + (i % 62)  # every 7th object gets another class's name
+        dx = rng.normal(0, 0.5, 2)
+        dets.append({"image_id": i, "category_id": named, "score": 0.9,
+                     "keypoints": [x + dx[0], y - 6, 0.9, x, y + 6 + dx[1], 0.9]})
+    gt_path, results_path = tmp_path / "gt.json", tmp_path / "results.json"
+    gt_path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    results_path.write_text(json.dumps(dets))
+    index = write_report(gt_path, results_path, tmp_path / "report", worst_per_class=1)
+    names = {p.name for p in _pngs(index.parent)}
+    assert "point_error_keypoints.png" in names
+    # The 54 classes with a same-class match (every 7th object is named wrongly), 10 per page.
+    assert {f"worst_points_{k:02d}.png" for k in range(1, 7)} <= names and "worst_points_07.png" not in names
+    report = json.loads((index.parent / "report.json").read_text())
+    matrix = np.asarray(report["confusion"]["matrix"])
+    assert matrix.shape == (62, 63) and matrix.sum() == 62
+    assert np.trace(matrix[:, :62]) / 62 == pytest.approx(report["scores"]["cls_acc"])
+    assert set(report["point_errors"]["per_keypoint"]) == {"top", "bottom"}
+    assert "could not be read" in index.read_text()
+
+
+def _one_error_line(capsys, *named) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    for name in named:
+        assert str(name) in err, err
+    return err
+
+
+def test_a_missing_results_file_is_one_line_and_writes_nothing(small, tmp_path, capsys):
+    gt_path, _ = small
+    missing = tmp_path / "nope.json"
+    out = tmp_path / "report"
+    assert main(["report", "--gt", str(gt_path), "--results", str(missing), "--out", str(out)]) == 2
+    assert "no such file" in _one_error_line(capsys, missing)
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_results_for_another_ground_truth_are_one_line(small, tmp_path, capsys):
+    gt_path, _ = small
+    other = tmp_path / "other_results.json"
+    other.write_text(json.dumps([_det(99, 1, 10, 10, 0.9)]))  # image 99: not in this ground truth
+    out = tmp_path / "report"
+    assert main(["report", "--gt", str(gt_path), "--results", str(other), "--out", str(out)]) == 2
+    assert "image_id 99 is not in the ground truth" in _one_error_line(capsys, other)
+    wrong_class = tmp_path / "wrong_class.json"
+    wrong_class.write_text(json.dumps([_det(1, 7, 10, 10, 0.9)]))
+    assert main(["report", "--gt", str(gt_path), "--results", str(wrong_class), "--out", str(out)]) == 2
+    assert "category_id 7 is not a category" in _one_error_line(capsys, wrong_class)
+    assert not out.exists()
+
+
+def test_a_run_folder_without_metrics_and_a_foreign_out_folder_are_one_line(small, tmp_path, capsys):
+    gt_path, results_path = small
+    args = ["report", "--gt", str(gt_path), "--results", str(results_path)]
+    assert main(args + ["--out", str(tmp_path / "report"), "--run", str(tmp_path / "norun")]) == 2
+    _one_error_line(capsys, tmp_path / "norun" / "metrics.csv")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    assert main(args + ["--out", str(busy)]) == 2
+    assert "not a report" in _one_error_line(capsys, busy)
+    assert (busy / "keep.txt").read_text() == "mine"
+
+
+def test_a_failure_leaves_the_older_report_whole(small, tmp_path, monkeypatch):
+    gt_path, results_path = small
+    out = tmp_path / "report"
+    assert main(["report", "--gt", str(gt_path), "--results", str(results_path), "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    from ocrloc.report import figures
+
+    def broken(fig, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(figures, "save", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_report(gt_path, results_path, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    with pytest.raises(ReportError, match="worst_per_class"):
+        write_report(gt_path, results_path, out, worst_per_class=0)

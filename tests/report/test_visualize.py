@@ -1,0 +1,39 @@
+"""The drawing of truth and prediction (``ocrloc predict --viz``, TensorBoard): styles, labels, matches."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ocrloc.visualize import PREDICTION_COLORS, TRUTH_COLOR, draw_truth_and_prediction, match_for_drawing
+
+
+def _count(panel: torch.Tensor, color) -> int:
+    return int((panel.permute(1, 2, 0) == torch.tensor(color, dtype=torch.uint8)).all(-1).sum())
+
+
+def _truth():
+    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [5, 5, 10, 10], "area": 100.0,
+             "keypoints": [10, 10, 2], "num_keypoints": 1, "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [20, 20, 10, 10], "area": 100.0,
+             "keypoints": [25, 25, 2], "num_keypoints": 1, "iscrowd": 0}]
+    return {"images": [{"id": 1, "width": 32, "height": 32}], "annotations": anns,
+            "categories": [{"id": 1, "name": "one", "keypoints": ["p"]}, {"id": 2, "name": "two", "keypoints": ["p"]}]}
+
+
+def test_truth_and_prediction_are_drawn_in_their_own_styles_with_the_match_error():
+    truth = _truth()
+    results = [{"image_id": 1, "category_id": 1, "bbox": [5, 5, 10, 10], "keypoints": [11, 10, 0.9], "score": 0.9}]
+    errors, matched = match_for_drawing(truth, results)
+    assert errors == {0: 1.0} and matched == {1}  # the evaluator's match: 1 px off; truth 2 is missed
+
+    image = np.zeros((32, 32), np.uint8)
+    panel = draw_truth_and_prediction(image, results, truth["annotations"], {1: "one", 2: "two"},
+                                      [errors.get(0)], matched, scale=4)
+    assert panel.dtype == torch.uint8 and panel.shape == (3, 128, 128)
+    assert _count(panel, TRUTH_COLOR) > 0 and _count(panel, PREDICTION_COLORS[1]) > 0
+    unknown = draw_truth_and_prediction(image, results, truth["annotations"], scale=4)  # matches not known
+    assert _count(panel, TRUTH_COLOR) > _count(unknown, TRUTH_COLOR)  # the "missed two" tag
+    with_title = draw_truth_and_prediction(image, results, (), title="000.png", scale=4)
+    assert with_title.shape[1] > 128 and with_title.shape[2] == 128
+    assert _count(with_title, TRUTH_COLOR) == 0  # no truth given, none drawn
