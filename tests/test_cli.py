@@ -229,7 +229,9 @@ def test_train_hint_names_the_installed_commands_and_the_run_s_own_rule_preset_a
     assert "--out data/test_seed37" in lines[1]
     assert lines[2].startswith("  ocrloc predict --checkpoint runs/x/checkpoints/best.pt --images data/test_seed37/images")
     assert lines[3].startswith("  ocrloc evaluate --gt data/test_seed37/annotations.json --results runs/x/")
-    assert lines[4] == "  ocrloc export --checkpoint runs/x/checkpoints/best.pt --out runs/x/model.pt"
+    assert lines[4] == ("  ocrloc report --gt data/test_seed37/annotations.json --results runs/x/test_results.json "
+                        "--run runs/x --out runs/x/report")
+    assert lines[5] == "  ocrloc export --checkpoint runs/x/checkpoints/best.pt --out runs/x/model.pt"
     rule_file = next_steps("canvas128", "my rules/corners.yaml", Path("runs/y"))
     assert "--rule 'my rules/corners.yaml'" in rule_file and "--out data/test_corners" in rule_file
     glyphs = next_steps("glyphs128", None, Path("runs/g")).splitlines()

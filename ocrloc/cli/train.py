@@ -53,6 +53,8 @@ def next_steps(preset: Optional[str], rule: Optional[str], out: Path) -> str:
             f"  ocrloc predict --checkpoint {q(best)} --images {q(test / 'images')} "
             f"--out {q(out / 'test_results.json')}\n"
             f"  ocrloc evaluate --gt {q(test / 'annotations.json')} --results {q(out / 'test_results.json')}\n"
+            f"  ocrloc report --gt {q(test / 'annotations.json')} --results {q(out / 'test_results.json')} "
+            f"--run {q(out)} --out {q(out / 'report')}\n"
             f"  ocrloc export --checkpoint {q(best)} --out {q(out / 'model.pt')}")
 
 
