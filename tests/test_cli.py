@@ -28,7 +28,7 @@ OPTIONS = {
     "predict": ["--checkpoint", "--images", "--unlisted", "--out", "--viz", "--viz-count", "--viz-score", "--batch-size",
                 "--device"],
     "evaluate": ["--gt", "--results", "--oracle", "--sigma", "--json"],
-    "export": ["--checkpoint", "--out"],
+    "export": ["--checkpoint", "--out", "--format", "--input-dtype"],
     "make-dataset": ["--preset", "--rule", "--split", "--count", "--seed", "--out", "--data-root", "--preview",
                      "--preview-count", "--augment", "--no-images", "--overwrite"],
     "compare": ["--configs", "--rule", "--steps", "--test", "--out", "--table", "--set", "--device", "--no-progress"],

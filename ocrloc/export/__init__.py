@@ -1,5 +1,15 @@
-"""TorchScript export (SPEC section 8)."""
+"""Deployable files of a predictor (SPEC section 8): TorchScript (the default), ``torch.export`` (.pt2) and ONNX.
 
+Every format holds the preprocessing (:mod:`ocrloc.export.preprocess`): grey or RGB, uint8 or
+float, any size. TorchScript returns one dict per image; the ``torch.export`` and ONNX graphs
+return the batch's detections flat, with each one's image index (:mod:`ocrloc.export.flat`).
+The ONNX writer is imported on use (it needs the ``onnx`` and ``onnxscript`` packages).
+"""
+
+from ocrloc.export.flat import OUTPUT_NAMES, FlatDetector, flat_supported, split_per_image
+from ocrloc.export.preprocess import CanvasPreprocess
+from ocrloc.export.program import INPUT_DTYPES, METADATA_FILE, export_program
 from ocrloc.export.torchscript import ExportedDetector, export_torchscript
 
-__all__ = ["ExportedDetector", "export_torchscript"]
+__all__ = ["CanvasPreprocess", "ExportedDetector", "FlatDetector", "INPUT_DTYPES", "METADATA_FILE", "OUTPUT_NAMES",
+           "export_program", "export_torchscript", "flat_supported", "split_per_image"]

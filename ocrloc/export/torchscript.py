@@ -1,17 +1,21 @@
-"""One TorchScript file holding the predictor: model, decoding and duplicate suppression.
+"""One TorchScript file holding the predictor: preprocessing, model, decoding and duplicate suppression.
 
 Loading it needs only torch and torchvision: ``import torchvision`` (which registers the
-``torchvision::nms`` operator) then ``torch.jit.load(path)``. No ocrloc, no timm.
+``torchvision::nms`` operator) then ``torch.jit.load(path)``. No ocrloc, no timm. (torch >= 2.9
+calls TorchScript deprecated; it stays the default format of SPEC section 8, and
+:mod:`ocrloc.export.program` / :mod:`ocrloc.export.onnx` write the formats that replace it.)
 """
 
 # No `from __future__ import annotations` here: TorchScript reads the class attribute annotations.
 import os
+import warnings
 from typing import Dict, List, Optional, Union
 
 import torch
 from torch import nn
 
 from ocrloc.data.task import Task, digits_task
+from ocrloc.export.preprocess import CanvasPreprocess
 from ocrloc.models.family import PredictorModule
 from ocrloc.utils.io import atomic_path
 
@@ -19,8 +23,14 @@ __all__ = ["ExportedDetector", "export_torchscript"]
 
 
 class ExportedDetector(nn.Module):
-    """``[B, 1, H, W]`` float in [0, 1] -> ``List[Dict[str, Tensor]]`` (``boxes``, ``scores``,
-    ``labels``, ``keypoints``), as torchvision detection models return; ``B`` may be 0 (an empty list).
+    """Images -> ``List[Dict[str, Tensor]]`` (``boxes``, ``scores``, ``labels``, ``keypoints``), as
+    torchvision detection models return; ``B`` may be 0 (an empty list).
+
+    Images are ``[B, C, H, W]``: ``C`` = 1 (grey) or 3 (RGB, converted to grey with the ITU-R 601
+    luma weights), ``uint8`` (scaled by 1/255) or float in [0, 1], any ``H`` x ``W`` (padded with
+    zeros on the bottom and right to the input rule, so detections are in the input's pixels;
+    boxes and points may reach into the padding). SPEC section 8's float ``[B, 1, H, W]`` with
+    ``H``, ``W`` multiples of 32 is passed to the predictor unchanged.
 
     Attributes:
         rule: the point rule the model was trained for ("" when a COCO folder's annotations defined
@@ -54,29 +64,26 @@ class ExportedDetector(nn.Module):
         self.size_divisible = predictor.size_divisible
         self.min_size = predictor.min_size
         self.max_size = predictor.max_size
+        self.preprocess = CanvasPreprocess(predictor.size_divisible, predictor.min_size, predictor.max_size)
 
     def forward(self, images: torch.Tensor) -> List[Dict[str, torch.Tensor]]:
-        if images.dim() != 4 or images.shape[1] != 1:
-            raise ValueError("expected a float tensor [B, 1, H, W] with values in [0, 1]")
-        h, w = images.shape[2], images.shape[3]
-        if not self.predictor.accepts(h, w):
-            raise ValueError(f"H and W must be multiples of {self.size_divisible}, at least {self.min_size}"
-                             + (f" and at most {self.max_size}" if self.max_size > 0 else "")
-                             + f"; got {h} x {w}")
-        if images.shape[0] == 0:
+        canvases = self.preprocess(images)  # checks shape, dtype and max_size first, even for an empty batch
+        if canvases.shape[0] == 0:
             # The models' decoders reshape by the batch size, which is ambiguous at 0: an empty
             # batch has an empty answer, one detections dict per image.
             none: List[Dict[str, torch.Tensor]] = []
             return none
-        return self.predictor(images.float())
+        return self.predictor(canvases)
 
 
 def export_torchscript(predictor: PredictorModule, rule: Optional[str], train_size: List[int],
                        path: Union[str, os.PathLike], task: Optional[Task] = None) -> torch.jit.ScriptModule:
-    """Script ``predictor`` (with its input check and metadata: ``task``'s classes and keypoint
+    """Script ``predictor`` (with its preprocessing and metadata: ``task``'s classes and keypoint
     names, the MNIST digits when None) into ``path``, written atomically, and return the scripted module."""
     wrapper = ExportedDetector(predictor.eval(), rule, train_size, task).eval()
-    scripted = torch.jit.script(wrapper)
-    with atomic_path(path, suffix=".pt.tmp") as tmp:
-        scripted.save(str(tmp))
+    with warnings.catch_warnings():  # torch >= 2.9 calls TorchScript deprecated; SPEC section 8 keeps it the default
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.(script|save).* is deprecated")
+        scripted = torch.jit.script(wrapper)
+        with atomic_path(path, suffix=".pt.tmp") as tmp:
+            scripted.save(str(tmp))
     return scripted

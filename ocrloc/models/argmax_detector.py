@@ -47,7 +47,7 @@ from ocrloc.models.argmax import EXTREME_FEATURES, ExtremePoints, SoftArgmax2d, 
 from ocrloc.models.centernet import CenterNetDetector
 from ocrloc.models.centernet_decode import CenterNetDecoder
 from ocrloc.models.centernet_loss import CenterNetCriterion
-from ocrloc.models.crop_classifier import CropClassifier
+from ocrloc.models.crop_classifier import CropClassifier, boxes_to_rois
 from ocrloc.models.family import Criterion, PredictorModule
 from ocrloc.models.readout import RidgeReadout
 
@@ -120,14 +120,15 @@ class ArgmaxPointHead(nn.Module):
     def coordinates(self, images: Tensor, features: Tensor, boxes: List[Tensor]) -> Tuple[Tensor, Tensor]:
         """The coordinate features of every box, normalised to the crop (``coords / crop_size - 0.5``,
         ``[N, num_features]``), and each crop's integer origin in canvas pixels ``[N, 2]``."""
-        rois_list: List[Tensor] = []
-        for b, bx in enumerate(boxes):
-            rois_list.append(torch.cat([torch.full_like(bx[:, :1], float(b)), bx], dim=1))
-        rois = torch.cat(rois_list, dim=0) if len(rois_list) > 0 else images.new_zeros(0, 5)
+        rois = boxes_to_rois(boxes) if len(boxes) > 0 else images.new_zeros(0, 5)
+        if rois.shape[0] == 0:
+            return images.new_zeros(0, self.num_features), images.new_zeros(0, 2)
+        return self.coordinates_from_rois(images, features, rois)
+
+    def coordinates_from_rois(self, images: Tensor, features: Tensor, rois: Tensor) -> Tuple[Tensor, Tensor]:
+        """:meth:`coordinates` of ``rois [N, 5]`` (image index, xyxy; N > 0), ``roi_align``'s layout."""
         n = rois.shape[0]
         s = float(self.crop_size)
-        if n == 0:
-            return images.new_zeros(0, self.num_features), images.new_zeros(0, 2)
         box = rois[:, 1:]
         center = (box[:, :2] + box[:, 2:]) / 2
         origin = torch.round(center - s / 2)  # integer window corner: crop pixel i is canvas pixel origin + i

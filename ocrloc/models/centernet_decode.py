@@ -8,7 +8,7 @@ one digit has one class, so two peaks of different classes on one digit are dupl
 
 # No `from __future__ import annotations`: TorchScript reads these annotations.
 
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,7 @@ from torch import nn
 from torchvision.ops import boxes as box_ops
 
 
-__all__ = ["CenterNetDecoder"]
+__all__ = ["CenterNetDecoder", "index_grids"]
 
 
 class CenterNetDecoder(nn.Module):
@@ -81,7 +81,7 @@ class CenterNetDecoder(nn.Module):
                 point_all = outputs["point"][b].float().reshape(self.num_classes, k, 2, h, w)
                 points = (cells[:, None, :] + point_all[labels, :, :, cy, cx]) * stride  # [N, K, 2]
             else:
-                points = self._points_from_heatmap(outputs, b, labels, boxes, h, w)
+                points = self.points_from_heatmap(outputs, torch.full_like(labels, b), labels, boxes, h, w)
             kept = box_ops.nms(boxes, scores, self.iou_threshold)[: self.max_detections]
             point_scores = scores[kept][:, None, None].expand(kept.shape[0], k, 1)
             keypoints = torch.cat([points[kept], point_scores], dim=2)
@@ -89,26 +89,39 @@ class CenterNetDecoder(nn.Module):
                             "keypoints": keypoints})
         return results
 
-    def _points_from_heatmap(self, outputs: Dict[str, torch.Tensor], b: int, labels: torch.Tensor,
-                             boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    def points_from_heatmap(self, outputs: Dict[str, torch.Tensor], batch_index: torch.Tensor, labels: torch.Tensor,
+                            boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """Per detection and keypoint ``[N, K, 2]``: the peak of the (class, keypoint) heatmap inside
-        the detection's box (one cell of margin) plus the keypoint's sub-cell offset there."""
+        the detection's box (one cell of margin) plus the keypoint's sub-cell offset there; detection
+        ``i`` is on image ``batch_index[i]`` of the batch (the per-image loop here and the batched
+        graph of :mod:`ocrloc.export.flat` share this)."""
         stride = float(self.stride)
         k = self.num_keypoints
         n = labels.shape[0]
         channels = (labels[:, None] * k + torch.arange(k, device=labels.device)[None, :]).reshape(-1)
-        maps = outputs["point_heatmap"][b].float()[channels]  # [N * K, h, w]
+        images = batch_index.repeat_interleave(k)
+        maps = outputs["point_heatmap"].float()[images, channels]  # [N * K, h, w]
         xs = torch.arange(w, device=maps.device, dtype=maps.dtype).view(1, 1, w)
         ys = torch.arange(h, device=maps.device, dtype=maps.dtype).view(1, h, 1)
         lo = (boxes[:, :2] / stride).floor().repeat_interleave(k, dim=0) - 1
         hi = (boxes[:, 2:] / stride).floor().repeat_interleave(k, dim=0) + 1
         inside = ((xs >= lo[:, 0].view(-1, 1, 1)) & (xs <= hi[:, 0].view(-1, 1, 1))
                   & (ys >= lo[:, 1].view(-1, 1, 1)) & (ys <= hi[:, 1].view(-1, 1, 1)))
-        masked = maps.masked_fill(~inside, float("-inf")).reshape(maps.shape[0], h * w)
-        best = masked.argmax(dim=1)
-        py = torch.div(best, w, rounding_mode="floor")
-        px = best % w
-        offsets = outputs["point_offset"][b].float().view(k, 2, h, w)
+        best = maps.masked_fill(~inside, float("-inf")).reshape(-1, h * w).argmax(dim=1)
+        # Row and column read from index grids, not by // and %: the ONNX converter cannot divide by a symbolic size.
+        _, _, ys_of, xs_of = index_grids(1, h, w, maps.device)
+        py, px = ys_of[best], xs_of[best]
         which = torch.arange(k, device=labels.device).repeat(n)
-        offset = offsets[which, :, py, px]  # [N * K, 2]
+        offset = outputs["point_offset"].float().view(-1, k, 2, h, w)[images, which, :, py, px]  # [N * K, 2]
         return ((torch.stack([px, py], dim=1).to(maps.dtype) + offset) * stride).view(n, k, 2)
+
+
+def index_grids(classes: int, h: int, w: int, device: torch.device
+                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For every flat index of a ``[classes, h, w]`` map: its class, its cell (``y * w + x``), its row and column."""
+    shape = [classes, h, w]
+    labels = torch.arange(classes, device=device).view(classes, 1, 1).expand(shape).flatten()
+    cells = torch.arange(h * w, device=device).view(1, h, w).expand(shape).flatten()
+    ys = torch.arange(h, device=device).view(1, h, 1).expand(shape).flatten()
+    xs = torch.arange(w, device=device).view(1, 1, w).expand(shape).flatten()
+    return labels, cells, ys, xs

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import roi_align
 
-__all__ = ["CropClassifier"]
+__all__ = ["CropClassifier", "boxes_to_rois"]
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
@@ -53,10 +53,10 @@ class CropClassifier(nn.Module):
 
     def crops(self, images: Tensor, boxes: List[Tensor]) -> Tensor:
         """``[N, 1, size, size]``: each box's window, masked to the box plus the margin."""
-        rois_list: List[Tensor] = []
-        for b, bx in enumerate(boxes):
-            rois_list.append(torch.cat([torch.full_like(bx[:, :1], float(b)), bx], dim=1))
-        rois = torch.cat(rois_list, dim=0)
+        return self.crops_from_rois(images, boxes_to_rois(boxes))
+
+    def crops_from_rois(self, images: Tensor, rois: Tensor) -> Tensor:
+        """:meth:`crops` of ``rois [N, 5]`` (image index, xyxy), torchvision's ``roi_align`` layout."""
         box = rois[:, 1:]
         center = (box[:, :2] + box[:, 2:]) / 2
         side = ((box[:, 2:] - box[:, :2]).amax(dim=1, keepdim=True) * self.context).clamp_min(4.0)
@@ -81,3 +81,11 @@ class CropClassifier(nn.Module):
         if n == 0:
             return images.new_zeros(0, self.num_classes)
         return self.classifier(self.features(self.crops(images, boxes)))
+
+
+def boxes_to_rois(boxes: List[Tensor]) -> Tensor:
+    """Per image boxes ``[N_i, 4]`` -> ``[sum N_i, 5]`` rows (image index, x1, y1, x2, y2), as ``roi_align`` takes."""
+    rois_list: List[Tensor] = []
+    for b, bx in enumerate(boxes):
+        rois_list.append(torch.cat([torch.full_like(bx[:, :1], float(b)), bx], dim=1))
+    return torch.cat(rois_list, dim=0)

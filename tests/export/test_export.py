@@ -1,4 +1,6 @@
-"""The TorchScript export (SPEC section 8) loads without ocrloc and timm and matches eager outputs."""
+"""The TorchScript export (SPEC section 8) loads without ocrloc and timm and matches eager outputs on
+SPEC's input (float [B, 1, H, W], multiples of 32); tests/export/test_formats.py covers the other
+formats and inputs."""
 
 from __future__ import annotations
 
@@ -82,18 +84,31 @@ def test_every_family_exports_and_matches_eager_without_ocrloc_or_timm(tmp_path,
     _assert_matches_eager(detector.predictor, inputs, loaded)
 
 
-def test_export_rejects_inputs_outside_the_predictors_rule(tmp_path):
-    detector = build(load_config(None, TINY))
+def test_the_torchscript_file_pads_any_size_and_refuses_what_it_cannot_read(tmp_path):
+    """Any size is padded inside (bottom and right, as pad_to_rule does); a channel count other than
+    1 or 3, an integer dtype other than uint8, or a side past max_size is refused in words."""
+    from ocrloc.engine.inference import pad_to_rule
+
+    torch.manual_seed(0)
+    detector = build(load_config(None, TINY)).eval()
     scripted = export_torchscript(detector.predictor, "seed37", [128, 128], tmp_path / "m.pt")
-    with pytest.raises(Exception, match="multiples of 32"):
-        scripted(torch.rand(1, 1, 70, 64))
-    with pytest.raises(Exception, match=r"\[B, 1, H, W\]"):
-        scripted(torch.rand(1, 3, 64, 64))
+    images = torch.rand(2, 1, 70, 45)
+    with torch.no_grad():
+        eager = detector.predictor(pad_to_rule(images, detector.predictor))
+    for e, s in zip(eager, scripted(images)):
+        assert len(e["scores"]) > 0 and torch.equal(e["labels"], s["labels"])
+        assert (e["boxes"] - s["boxes"]).abs().max() <= 1e-4
+    with pytest.raises(Exception, match=r"C = 1 \(grey\) or 3 \(RGB\); got shape \[1, 2, 64, 64\]"):
+        scripted(torch.rand(1, 2, 64, 64))
+    with pytest.raises(Exception, match=r"expected uint8 images \(0..255\) or float images in \[0, 1\]; got another"):
+        scripted(torch.zeros(1, 1, 64, 64, dtype=torch.int32))
     study = build(load_config(None, [*TINY, "model.type=study", "data.preset=single"]))
     scripted = export_torchscript(study.predictor, "seed37", [32, 32], tmp_path / "s.pt")
     assert len(scripted(torch.rand(2, 1, 32, 32))) == 2
-    with pytest.raises(Exception, match="at most 32"):
-        scripted(torch.rand(1, 1, 64, 64))
+    assert len(scripted(torch.randint(0, 256, (1, 3, 20, 31), dtype=torch.uint8))) == 1  # padded to 32 x 32
+    with pytest.raises(Exception, match=r"images of 40 x 32 px \(padded: 40 x 32\) are larger than this model takes "
+                                        r"\(at most 32 x 32\)"):
+        scripted(torch.rand(1, 1, 40, 32))
 
 
 @pytest.mark.parametrize("family", ["centernet_offset", "keypointrcnn"])
@@ -104,7 +119,7 @@ def test_the_exported_file_answers_a_batch_of_0_with_an_empty_list(tmp_path, fam
     path = tmp_path / "model.pt"
     export_torchscript(detector.predictor, "seed37", [128, 128], path)
     loaded = torch.jit.load(str(path))
-    assert loaded(torch.zeros(0, 1, 64, 64)) == []
+    assert loaded(torch.zeros(0, 1, 64, 64)) == [] and loaded(torch.zeros(0, 3, 70, 64, dtype=torch.uint8)) == []
     assert len(loaded(torch.rand(1, 1, 64, 64))) == 1
-    with pytest.raises(Exception, match="multiples of 32"):  # an empty batch is still held to the input rule
-        loaded(torch.zeros(0, 1, 70, 64))
+    with pytest.raises(Exception, match="C = 1 .grey. or 3"):  # an empty batch is still checked
+        loaded(torch.zeros(0, 2, 64, 64))

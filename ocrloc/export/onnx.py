@@ -1,0 +1,67 @@
+"""ONNX: the predictor's flat graph (:mod:`ocrloc.export.flat`) as one ``.onnx`` file, run by onnxruntime.
+
+Written with ``torch.onnx.export(..., dynamo=True)`` from the same ``torch.export`` program as the
+``.pt2`` file (:func:`ocrloc.export.program.trace_flat`): dynamic batch (0 included), channels (1
+or 3), height and width; one input ``images`` of the dtype chosen at export; outputs ``boxes``,
+``scores``, ``labels``, ``keypoints``, ``batch_index`` (:mod:`ocrloc.export.flat`). The metadata of
+:func:`~ocrloc.export.program.flat_metadata` is in the model's ``metadata_props``, one JSON string
+per key. Running it needs onnxruntime and numpy only::
+
+    import json, onnxruntime
+    session = onnxruntime.InferenceSession("model.onnx")
+    meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
+    boxes, scores, labels, keypoints, batch_index = session.run(None, {"images": images})
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import List, Optional, Union
+
+import torch
+
+from ocrloc.data.task import Task
+from ocrloc.export.flat import OUTPUT_NAMES
+from ocrloc.export.program import flat_metadata, trace_flat
+from ocrloc.models.family import PredictorModule
+from ocrloc.utils.io import atomic_path
+
+__all__ = ["export_onnx"]
+
+
+def export_onnx(predictor: PredictorModule, rule: Optional[str], train_size: List[int],
+                path: Union[str, os.PathLike], task: Optional[Task] = None, input_dtype: str = "uint8",
+                program: Optional[torch.export.ExportedProgram] = None) -> None:
+    """Convert ``predictor``'s flat graph to ONNX and write it to ``path`` (atomically), with its
+    metadata in ``metadata_props``.
+
+    Args:
+        program: the graph already traced (:func:`~ocrloc.export.program.trace_flat` of ``predictor``
+            with ``input_dtype``, e.g. the one a ``.pt2`` file was written from); None: traced here.
+
+    Raises:
+        ValueError: for a family without a flat graph, or an unknown ``input_dtype``.
+        ImportError: without the ``onnx`` and ``onnxscript`` packages (``pip install ocrloc[export]``).
+    """
+    program = program if program is not None else trace_flat(predictor, input_dtype)
+    metadata = flat_metadata(predictor, rule, train_size, task, input_dtype, "onnx")
+    # ONNX has no cumulative product (the argmax head's ink extremes take one): spelled out as products.
+    program = program.run_decompositions({torch.ops.aten.cumprod.default: _cumprod_as_products})
+    onnx_program = torch.onnx.export(program, dynamo=True, input_names=["images"], output_names=list(OUTPUT_NAMES),
+                                     optimize=True, verbose=False)
+    onnx_program.model.metadata_props.update({key: json.dumps(value) for key, value in metadata.items()})
+    with atomic_path(path, suffix=".tmp.onnx") as tmp:  # the writer reads the format from the name's ending
+        onnx_program.save(str(tmp))
+
+
+def _cumprod_as_products(values: torch.Tensor, dim: int, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """``torch.cumprod`` as one multiplication per step along ``dim`` (a crop side: a fixed size), in
+    the order torch's own loop multiplies, so the values are the same."""
+    values = values if dtype is None else values.to(dtype)
+    running = values.select(dim, 0)
+    steps = [running]
+    for i in range(1, values.shape[dim]):
+        running = running * values.select(dim, i)
+        steps.append(running)
+    return torch.stack(steps, dim=dim)
