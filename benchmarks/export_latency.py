@@ -4,9 +4,11 @@
     python benchmarks/export_latency.py            # the full table (a few minutes on 2 cores)
     python benchmarks/export_latency.py --quick    # a smoke run: one round, one timed call
 
-The quickstart config's model (``ocrloc/configs/quickstart.yaml``; random weights: latency does not
-depend on them, except through the number of detections, which the decoder caps), on random
-uint8 grey 128 x 128 canvases, exported to every format in a temporary folder, then in one
+A trained checkpoint (``--checkpoint``) on validation canvases of its own config (uint8 grey, from
+``--data-root`` / ``OCRLOC_DATA``), or the quickstart config's model with random weights on random
+uint8 grey canvases (latency depends on the weights through the number of detections: the argmax
+head and crop classifier run once per detection, so a trained model on real canvases is the
+figure to quote; the mean detections per canvas are printed), exported to every format in a temporary folder, then in one
 process, in interleaved rounds (every cell once per round, after warm-up calls; the median of
 the rounds is reported, so a noisy minute of a shared machine touches one sample):
 
@@ -53,14 +55,38 @@ def _timed(fn: Callable[[], object], calls: int, warmup: int) -> float:
     return (time.perf_counter() - start) / calls
 
 
-def _runners(folder: Path, config_name: str) -> Dict[str, Callable[[torch.Tensor, int], object]]:
+def _detector(config_name: str, checkpoint: str | None):
+    """The detector timed and its config: a checkpoint's, or ``config_name``'s with random weights."""
+    if checkpoint:
+        from ocrloc.engine.checkpoint import detector_from_checkpoint
+
+        detector, config, _ = detector_from_checkpoint(checkpoint)
+        return detector.eval(), config
+    torch.manual_seed(0)
+    config = load_config(config_name, [])
+    return build(config).eval(), config
+
+
+def _canvases(config, count: int, size: int, real: bool, data_root: str | None) -> torch.Tensor:
+    """``[count, 1, H, W]`` uint8: validation canvases of ``config`` (``real``), else random pixels."""
+    if not real:
+        generator = torch.Generator().manual_seed(0)
+        return torch.randint(0, 256, (count, 1, size, size), dtype=torch.uint8, generator=generator)
+    from dataclasses import replace
+
+    from ocrloc.data.datasets import SyntheticCanvasDataset, canvas_generator
+
+    data = replace(config.data, data_root=data_root) if data_root else config.data
+    dataset = SyntheticCanvasDataset(canvas_generator(data, "val", 0), count)
+    return torch.stack([(dataset[i][0] * 255).round().to(torch.uint8) for i in range(count)])
+
+
+def _runners(folder: Path, detector) -> Dict[str, Callable[[torch.Tensor, int], object]]:
     """One ``run(images, threads)`` per format, from files exported into ``folder``."""
     import onnxruntime
 
     from ocrloc.export.onnx import export_onnx
 
-    torch.manual_seed(0)
-    detector = build(load_config(config_name, [])).eval()
     predictor = detector.predictor
     print("exporting (TorchScript, torch.export, ONNX) ...", file=sys.stderr, flush=True)
     export_torchscript(predictor, "all10", [128, 128], folder / "model.pt", detector.task)
@@ -93,7 +119,9 @@ def _runners(folder: Path, config_name: str) -> Dict[str, Callable[[torch.Tensor
 
 def main(argv: List[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="quickstart")
+    parser.add_argument("--config", default="quickstart", help="model config with random weights (no --checkpoint)")
+    parser.add_argument("--checkpoint", default=None, help="a trained checkpoint, timed on its own val canvases")
+    parser.add_argument("--data-root", default=None, help="MNIST data root for --checkpoint (default: OCRLOC_DATA)")
     parser.add_argument("--formats", nargs="+", default=list(FORMATS), choices=list(FORMATS))
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 32])
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
@@ -107,14 +135,18 @@ def main(argv: List[str] | None = None) -> int:
     if args.quick:
         args.rounds, args.calls, args.warmup = 1, 1, 1
 
-    generator = torch.Generator().manual_seed(0)
-    images = {b: torch.randint(0, 256, (b, 1, args.size, args.size), dtype=torch.uint8, generator=generator)
-              for b in args.batches}
+    detector, config = _detector(args.config, args.checkpoint)
+    canvases = _canvases(config, max(args.batches), args.size, args.checkpoint is not None, args.data_root)
+    images = {b: canvases[:b] for b in args.batches}
     cells = [(fmt, b, t) for fmt in args.formats for b in args.batches for t in args.threads]
     samples: Dict[Tuple[str, int, int], List[float]] = {cell: [] for cell in cells}
     with tempfile.TemporaryDirectory() as folder:
-        runners = _runners(Path(folder), args.config)
+        runners = _runners(Path(folder), detector)
         with torch.inference_mode():
+            p = detector.predictor
+            preprocess = CanvasPreprocess(p.size_divisible, p.min_size, p.max_size)
+            found = detector.predictor(preprocess(canvases))
+            detections = sum(int(d["boxes"].shape[0]) for d in found) / len(found)
             for round_index in range(args.rounds):
                 for done, (fmt, b, t) in enumerate(cells, 1):
                     torch.set_num_threads(t)
@@ -124,8 +156,11 @@ def main(argv: List[str] | None = None) -> int:
                           f"threads={t}: {samples[fmt, b, t][-1]:.2f} ms/canvas", file=sys.stderr, flush=True)
 
     ms = {cell: statistics.median(values) for cell, values in samples.items()}
-    print(f"\n{args.config} model, uint8 grey {args.size} x {args.size} canvases; ms per canvas, median of "
-          f"{args.rounds} round(s) of {args.calls} timed call(s) after {args.warmup} warm-up call(s)\n")
+    model = args.checkpoint or f"{args.config} model (random weights)"
+    pixels = "validation canvases" if args.checkpoint else "random canvases"
+    print(f"\n{model}, uint8 grey {tuple(canvases.shape[-2:])} {pixels}, {detections:.1f} detections per canvas; "
+          f"ms per canvas, median of {args.rounds} round(s) of {args.calls} timed call(s) after {args.warmup} "
+          f"warm-up call(s)\n")
     print("| format | batch | threads | ms / canvas | vs eager |")
     print("|---|---|---|---|---|")
     for fmt, b, t in cells:
@@ -133,7 +168,7 @@ def main(argv: List[str] | None = None) -> int:
         ratio = f"{eager / ms[fmt, b, t]:.2f}x" if eager else "-"
         print(f"| {fmt} | {b} | {t} | {ms[fmt, b, t]:.2f} | {ratio} |")
     summary = {
-        "config": args.config, "size": args.size, "rounds": args.rounds, "calls": args.calls,
+        "model": model, "detections_per_canvas": round(detections, 2), "size": args.size, "rounds": args.rounds, "calls": args.calls,
         "ms_per_canvas": {f"{fmt}/b{b}/t{t}": round(ms[fmt, b, t], 3) for fmt, b, t in cells},
         "speedup_vs_eager": {f"{fmt}/b{b}/t{t}": round(ms["eager", b, t] / ms[fmt, b, t], 3)
                              for fmt, b, t in cells if ("eager", b, t) in ms and fmt != "eager"},
