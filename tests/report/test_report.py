@@ -14,6 +14,7 @@ from ocrloc.cli import main
 from ocrloc.evaluation import evaluate, match_points
 from ocrloc.evaluation.inputs import check_ground_truth, check_results
 from ocrloc.report import ReportError, write_report
+from tests.test_cli_predict import _one_error_line  # one `error:` line naming the inputs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -157,14 +158,6 @@ def test_many_classes_and_several_keypoints(tmp_path):
     assert np.trace(matrix[:, :62]) / 62 == pytest.approx(report["scores"]["cls_acc"])
     assert set(report["point_errors"]["per_keypoint"]) == {"top", "bottom"}
     assert "could not be read" in index.read_text()
-
-
-def _one_error_line(capsys, *named) -> str:
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    for name in named:
-        assert str(name) in err, err
-    return err
 
 
 def test_a_missing_results_file_is_one_line_and_writes_nothing(small, tmp_path, capsys):
