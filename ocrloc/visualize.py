@@ -11,7 +11,7 @@ Two drawings:
   images draw with it. Matches come from the evaluator (:func:`ocrloc.evaluation.match_points`).
 
 Canvases are upscaled (nearest) before drawing, so that a point a fraction of a pixel off is
-visible. Panels are saved with ``torchvision.utils.make_grid`` and ``torchvision.io.write_png``.
+visible. Panels are saved with ``torchvision.utils.make_grid`` and PIL.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.io import write_png
 from torchvision.utils import draw_bounding_boxes, draw_keypoints, make_grid
 
 from ocrloc.utils.io import atomic_path
@@ -92,8 +91,11 @@ def draw_detections(
 def save_grid(panels: Sequence[torch.Tensor], path: str | os.PathLike, nrow: int = 4) -> None:
     """Save uint8 ``[3, h, w]`` panels as one PNG grid, atomically."""
     grid = make_grid([p.float() for p in panels], nrow=nrow, padding=4, pad_value=255).to(torch.uint8)
+    from PIL import Image
+
     with atomic_path(path, suffix=".png") as tmp:
-        write_png(grid, str(tmp))
+        # PIL, not torchvision.io.write_png: torchvision 0.29 deprecates its image encoders.
+        Image.fromarray(grid.permute(1, 2, 0).contiguous().numpy()).save(str(tmp), format="PNG")
 
 
 def save_canvas_preview(generator, path: str | os.PathLike, count: int = 16, nrow: int = 4, scale: int = 3) -> None:

@@ -37,3 +37,22 @@ def test_truth_and_prediction_are_drawn_in_their_own_styles_with_the_match_error
     with_title = draw_truth_and_prediction(image, results, (), title="000.png", scale=4)
     assert with_title.shape[1] > 128 and with_title.shape[2] == 128
     assert _count(with_title, TRUTH_COLOR) == 0  # no truth given, none drawn
+
+
+def test_save_grid_writes_the_panels_pixels_as_png_without_deprecated_encoders(tmp_path):
+    import warnings
+
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from ocrloc.visualize import save_grid
+
+    panel = torch.arange(3 * 6 * 5, dtype=torch.uint8).view(3, 6, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # torchvision 0.29's encoders warn
+        save_grid([panel], tmp_path / "grid.png", nrow=1)
+    pixels = np.asarray(Image.open(tmp_path / "grid.png"))
+    assert pixels.shape == (6 + 8, 5 + 8, 3)  # make_grid's 4 px of padding on every side
+    assert np.array_equal(pixels[4:10, 4:9], panel.permute(1, 2, 0).numpy())
+    assert (pixels[:4] == 255).all()
