@@ -52,7 +52,9 @@ def test_save_grid_writes_the_panels_pixels_as_png_without_deprecated_encoders(t
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)  # torchvision 0.29's encoders warn
         save_grid([panel], tmp_path / "grid.png", nrow=1)
-    pixels = np.asarray(Image.open(tmp_path / "grid.png"))
-    assert pixels.shape == (6 + 8, 5 + 8, 3)  # make_grid's 4 px of padding on every side
-    assert np.array_equal(pixels[4:10, 4:9], panel.permute(1, 2, 0).numpy())
-    assert (pixels[:4] == 255).all()
+        save_grid([panel, 255 - panel], tmp_path / "two.png", nrow=2)
+    one = np.asarray(Image.open(tmp_path / "grid.png"))
+    assert np.array_equal(one, panel.permute(1, 2, 0).numpy())  # make_grid returns a single panel as it is
+    two = np.asarray(Image.open(tmp_path / "two.png"))
+    assert two.shape == (4 + 6 + 4, 4 + 5 + 4 + 5 + 4, 3)  # 4 px of white padding around and between
+    assert np.array_equal(two[4:10, 13:18], (255 - panel).permute(1, 2, 0).numpy()) and (two[:4] == 255).all()
