@@ -112,6 +112,17 @@ def is_torchscript_archive(path: str | os.PathLike) -> bool:
     return any(n == "constants.pkl" or n.startswith("code/") for n in inner)
 
 
+def _is_torch_export_archive(path: Path) -> bool:
+    """Whether ``path`` is a ``torch.export.save`` archive (``.pt2``): a zip with ``<root>/archive_format``."""
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.split("/", 1)[-1] == "archive_format" for name in archive.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`, with ``weights_only=True``.
 
@@ -126,6 +137,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"{path}: a folder, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix == ".onnx" or _is_torch_export_archive(path):
+        raise CheckpointError(f"{path}: an exported {'ONNX' if path.suffix == '.onnx' else 'torch.export'} file, "
+                              f"not a checkpoint: it runs on its own (README, Deploying); ocrloc predict and "
+                              f"ocrloc.Predictor read checkpoints and TorchScript exports")
     if is_torchscript_archive(path):
         raise CheckpointError(f"{path}: an exported TorchScript file, not a checkpoint (ocrloc predict and "
                               f"ocrloc.Predictor read it; this needs the checkpoint written by ocrloc train)")

@@ -17,6 +17,7 @@ channels and any height and width (the symbols are dynamic), one input dtype (``
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from typing import Any, Dict, List, Optional, Union
@@ -82,6 +83,9 @@ def export_program(predictor: PredictorModule, rule: Optional[str], train_size: 
     written atomically) with :func:`flat_metadata` as the extra file ``ocrloc.json``; return the program."""
     program = trace_flat(predictor, input_dtype)
     metadata = flat_metadata(predictor, rule, train_size, task, input_dtype, "torch.export")
-    with atomic_path(path, suffix=".tmp.pt2") as tmp:  # torch.export.save wants a name ending in .pt2
-        torch.export.save(program, str(tmp), extra_files={METADATA_FILE: json.dumps(metadata)})
+    # Through a buffer: saved to a path, the archive's root folder would take the temporary file's name.
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer, extra_files={METADATA_FILE: json.dumps(metadata)})
+    with atomic_path(path, suffix=".tmp.pt2") as tmp:
+        tmp.write_bytes(buffer.getvalue())
     return program

@@ -181,3 +181,19 @@ def test_save_refuses_values_the_safe_loader_would_refuse(state, tmp_path, where
     message = str(err.value)
     assert named in message and kind in message and str(path) in message and "\n" not in message
     assert not path.parent.exists()  # nothing written, not even a temporary
+
+
+def test_an_exported_pt2_or_onnx_file_is_named_as_such_not_called_corrupt(tmp_path):
+    class Double(torch.nn.Module):
+        def forward(self, x):
+            return x * 2
+
+    program = tmp_path / "model.pt2"
+    torch.export.save(torch.export.export(Double(), (torch.ones(2),)), str(program))
+    with pytest.raises(CheckpointError, match=r"model\.pt2: an exported torch\.export file, not a checkpoint") as err:
+        load_checkpoint(program)
+    assert "corrupt" not in str(err.value)
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"\x08\x08\x12\x07pytorch")  # an ONNX protobuf's first fields
+    with pytest.raises(CheckpointError, match=r"model\.onnx: an exported ONNX file, not a checkpoint"):
+        load_checkpoint(onnx_file)

@@ -141,7 +141,16 @@ def exported(tmp_path_factory):
     assert run.returncode == 0, run.stderr
     loaded = torch.load(folder / "out.pt")
     return {"detectors": detectors, "results": loaded["results"], "load_warnings": loaded["warnings"],
-            "export_warnings": caught}
+            "export_warnings": caught, "folder": folder}
+
+
+def test_a_pt2_archive_is_rooted_in_archive_not_in_its_temporary_name(exported):
+    import zipfile
+
+    files = sorted(exported["folder"].glob("*.pt2"))
+    assert files and not list(exported["folder"].glob(".*.tmp*"))  # the atomic writes left nothing beside
+    for path in files:
+        assert {name.split("/", 1)[0] for name in zipfile.ZipFile(path).namelist()} == {"archive"}, path
 
 
 def _per_image(outputs, fmt: str, batch: int):
