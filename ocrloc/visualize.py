@@ -154,7 +154,7 @@ def match_for_drawing(truth: Mapping[str, Any], results: Sequence[Mapping[str, A
     Args:
         truth: COCO keypoints ground truth holding (at least) the images of ``results``.
         results: COCO results (``category_id``, ``keypoints``, ``score``).
-        sigma: OKS sigma (None: the evaluator's default).
+        sigma: OKS sigma, one value or one per keypoint name (None: the evaluator's default).
 
     Returns:
         ``({index in results: largest point error in px of its same-class match}, {matched annotation ids})``.
@@ -162,13 +162,13 @@ def match_for_drawing(truth: Mapping[str, Any], results: Sequence[Mapping[str, A
     Raises:
         EvaluationInputError: the truth or results fail the evaluator's checks.
     """
-    from ocrloc.evaluation import DEFAULT_SIGMA, match_points
+    from ocrloc.evaluation import DEFAULT_SIGMA
+    from ocrloc.evaluation.evaluator import check_sigma, match_checked, slot_sigmas_of
     from ocrloc.evaluation.inputs import check_ground_truth, check_results
 
     g = check_ground_truth(truth, "<ground truth>")
     r = check_results(list(results), "<results>", gt=g)
-    sigmas = [DEFAULT_SIGMA if sigma is None else float(sigma)] * len(g.keypoint_names)
-    m = match_points(g.img, g.cls, g.xy, g.labelled, g.area, r.img, r.cls, r.xy, r.has, r.score, sigmas)
+    m = match_checked(g, r, slot_sigmas_of(check_sigma(DEFAULT_SIGMA if sigma is None else sigma), g))
     errors: Dict[int, float] = {}
     matched = set()
     for i in np.flatnonzero(m.det >= 0).tolist():
@@ -280,6 +280,7 @@ def draw_with_truth_beside(drawn: Sequence[Tuple[Path, int, List[Dict[str, Any]]
     import json
     import sys
 
+    from ocrloc.data.coco import coco_subset
     from ocrloc.engine.images import annotation_file_beside
     from ocrloc.evaluation import EvaluationInputError
 
@@ -293,9 +294,7 @@ def draw_with_truth_beside(drawn: Sequence[Tuple[Path, int, List[Dict[str, Any]]
         try:
             data = json.loads(annotation_file.read_text(encoding="utf-8"))
             ids = {drawn[k][1] for k in indices}
-            subset = {"images": [im for im in data["images"] if im.get("id") in ids],
-                      "annotations": [a for a in data.get("annotations", []) if a.get("image_id") in ids],
-                      "categories": data.get("categories", [])}
+            subset = coco_subset(data, ids)
             if not subset["annotations"]:
                 continue  # a file that lists the images but describes no object: nothing to draw
             dets = [e for k in indices for e in drawn[k][2]]

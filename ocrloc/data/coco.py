@@ -17,7 +17,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional
 
 import cv2
 import numpy as np
@@ -41,6 +41,7 @@ __all__ = [
     "remove_stale_temporaries",
     "load_coco",
     "read_coco_json",
+    "coco_subset",
     "coco_index",
     "read_grey_image",
     "ImageFileError",
@@ -266,6 +267,15 @@ def write_split(
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir)
     return coco
+
+
+def coco_subset(coco: Mapping[str, Any], image_ids: Iterable[int]) -> Dict[str, Any]:
+    """The images of ``image_ids``, their annotations and every category of a COCO dict (new lists, the
+    entries shared); entries without an ``id`` / ``image_id`` are left out, a missing list is empty."""
+    ids = set(image_ids)
+    return {"images": [im for im in coco["images"] if im.get("id") in ids],
+            "annotations": [a for a in coco.get("annotations", []) if a.get("image_id") in ids],
+            "categories": coco.get("categories", [])}
 
 
 def read_coco_json(annotation_file: str | os.PathLike) -> Any:

@@ -23,13 +23,6 @@ GRID_SCALE = 3  # a 128 x 128 canvas at 384 x 384: labels legible, event file sm
 MIN_DRAWN_SCORE = 0.3  # as `ocrloc predict --viz-score`
 
 
-def _subset(gt: Dict[str, Any], image_ids: List[int]) -> Dict[str, Any]:
-    ids = set(image_ids)
-    return {"images": [im for im in gt["images"] if im["id"] in ids],
-            "annotations": [a for a in gt["annotations"] if a["image_id"] in ids],
-            "categories": gt["categories"]}
-
-
 def figure_to_array(fig) -> Any:
     """A matplotlib Figure drawn on the Agg canvas as uint8 ``[H, W, 3]`` (no pyplot, no global backend)."""
     import numpy as np
@@ -74,6 +67,7 @@ def log_validation_images(writer, results: List[Dict[str, Any]], dataset, gt: Op
 def _log(writer, results, dataset, gt, step, grid) -> None:
     from torchvision.utils import make_grid
 
+    from ocrloc.data.coco import coco_subset
     from ocrloc.report import figures
     from ocrloc.report.analysis import analyse, pr_summary
     from ocrloc.visualize import draw_truth_and_prediction, match_for_drawing
@@ -81,7 +75,7 @@ def _log(writer, results, dataset, gt, step, grid) -> None:
     samples = [dataset[i] for i in range(min(len(dataset), grid))]
     shown_ids = [target["image_id"] for _, target in samples]
     shown = [r for r in results if r["image_id"] in set(shown_ids) and r["score"] >= MIN_DRAWN_SCORE]
-    truth = _subset(gt, shown_ids)
+    truth = coco_subset(gt, shown_ids)
     errors, matched = match_for_drawing(truth, shown)
     names = {c["id"]: str(c.get("name", c["id"])) for c in gt["categories"]}
     panels = []

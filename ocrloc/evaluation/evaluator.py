@@ -98,7 +98,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval, Params
 
-from .matching import match_points
+from .matching import PointMatches, match_points
 from .inputs import (
     EvaluationInputError,
     GroundTruth,
@@ -110,7 +110,7 @@ from .inputs import (
 )
 
 __all__ = ["DEFAULT_SIGMA", "KPT_MAX_DETS", "BOX_MAX_DETS", "SCORE_KEYS", "DETAIL_KEYS", "OKS_THRESHOLDS", "evaluate",
-           "format_table", "ground_truth_as_results", "check_sigma", "slot_sigmas_of", "keypoint_precision",
+           "format_table", "ground_truth_as_results", "check_sigma", "slot_sigmas_of", "keypoint_precision", "match_checked",
            "mean_valid_precision"]
 
 DEFAULT_SIGMA = 0.05  # SPEC 7: OKS 0.5 is ~2.9 px, 0.95 ~0.8 px on a 24 x 28 digit
@@ -327,8 +327,14 @@ def _distance_stats(dist: np.ndarray) -> tuple[float | None, float | None, float
     return float(dist.mean()), float(np.median(dist)), float(np.percentile(dist, 95))
 
 
+def match_checked(g: GroundTruth, r: Results, slot_sigmas: np.ndarray) -> PointMatches:
+    """:func:`~ocrloc.evaluation.matching.match_points` of checked ground truth and results: the matching
+    behind the point scores, which the report and the drawings label with."""
+    return match_points(g.img, g.cls, g.xy, g.labelled, g.area, r.img, r.cls, r.xy, r.has, r.score, slot_sigmas)
+
+
 def _point_scores(g: GroundTruth, r: Results, slot_sigmas: np.ndarray) -> dict[str, Any]:
-    m = match_points(g.img, g.cls, g.xy, g.labelled, g.area, r.img, r.cls, r.xy, r.has, r.score, slot_sigmas)
+    m = match_checked(g, r, slot_sigmas)
     n_gt = len(g.img)
     found = m.det >= 0
     matched = m.dist[found]  # [F, N], NaN where the object does not label the keypoint

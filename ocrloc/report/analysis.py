@@ -23,9 +23,10 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 from pycocotools.cocoeval import Params
 
-from ocrloc.evaluation import DEFAULT_SIGMA, PointMatches, evaluate, match_points
+from ocrloc.evaluation import DEFAULT_SIGMA, PointMatches, evaluate
 # The evaluator's own COCOeval runs (its pitfall handling included), not a second copy of them.
-from ocrloc.evaluation.evaluator import OKS_THRESHOLDS, check_sigma, keypoint_precision, mean_valid_precision, slot_sigmas_of
+from ocrloc.evaluation.evaluator import (OKS_THRESHOLDS, check_sigma, keypoint_precision, match_checked,
+                                         mean_valid_precision, slot_sigmas_of)
 from ocrloc.evaluation.inputs import GroundTruth, PathOrObj, Results, check_ground_truth, check_results, load_json
 
 __all__ = ["ReportError", "ReportData", "OKS_THRESHOLDS", "RECALLS", "analyse",
@@ -81,7 +82,7 @@ def analyse(gt: PathOrObj, results: PathOrObj, sigma: Any = None) -> ReportData:
     # The headline scores from the evaluator itself (it checks its own copies: the objects stay intact).
     scores = evaluate(gt_obj, res_obj, sigma=sigmas)
     precision = keypoint_precision(g, r, slot_sigmas)
-    matches = match_points(g.img, g.cls, g.xy, g.labelled, g.area, r.img, r.cls, r.xy, r.has, r.score, slot_sigmas)
+    matches = match_checked(g, r, slot_sigmas)
     file_names = {int(im["id"]): im.get("file_name") if isinstance(im.get("file_name"), str) else None
                   for im in gt_obj["images"]}
     return ReportData(g, r, scores, precision, matches, sigmas, file_names)

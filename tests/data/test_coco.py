@@ -146,3 +146,15 @@ def test_make_dataset_tool_writes_split_and_preview(tmp_path):
     assert len(list((out / "images").glob("*.png"))) == 6
     grid = read_grey_image(preview)
     assert grid.shape[0] > 2 * 128 and grid.shape[1] > 2 * 128  # 2 x 2 panels, upscaled
+
+
+def test_coco_subset_keeps_the_named_images_their_annotations_and_every_category():
+    from ocrloc.data.coco import coco_subset
+
+    coco = {"images": [{"id": 1}, {"id": 2}, {"file_name": "no id"}],
+            "annotations": [{"id": 10, "image_id": 1}, {"id": 11, "image_id": 2}, {"id": 12}],
+            "categories": [{"id": 7}]}
+    subset = coco_subset(coco, [2, 3])
+    assert subset == {"images": [{"id": 2}], "annotations": [{"id": 11, "image_id": 2}], "categories": [{"id": 7}]}
+    assert subset["images"][0] is coco["images"][1]  # entries shared, lists new
+    assert coco_subset({"images": []}, [1]) == {"images": [], "annotations": [], "categories": []}
