@@ -69,7 +69,7 @@ def _log(writer, results, dataset, gt, step, grid) -> None:
 
     from ocrloc.data.coco import coco_subset
     from ocrloc.report import figures
-    from ocrloc.report.analysis import analyse, pr_summary
+    from ocrloc.report.analysis import pr_numbers, precision_of
     from ocrloc.visualize import draw_truth_and_prediction, match_for_drawing
 
     samples = [dataset[i] for i in range(min(len(dataset), grid))]
@@ -86,7 +86,7 @@ def _log(writer, results, dataset, gt, step, grid) -> None:
             names, [errors.get(k) for k in indices], matched, scale=GRID_SCALE).float())
     writer.add_image("val/predictions", make_grid(panels, nrow=4, padding=4, pad_value=255).to(torch.uint8), step)
 
-    fig = figures.pr_figure(pr_summary(analyse(gt, results)))
+    fig = figures.pr_figure(pr_numbers(*precision_of(gt, results)))
     fig.suptitle(f"Keypoint precision-recall per class, {len(gt['images'])} val canvases")
     writer.add_image("val/pr_curves", figure_to_array(fig), step, dataformats="HWC")
     writer.flush()

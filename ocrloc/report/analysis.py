@@ -29,7 +29,7 @@ from ocrloc.evaluation.evaluator import (OKS_THRESHOLDS, check_sigma, keypoint_p
                                          mean_valid_precision, slot_sigmas_of)
 from ocrloc.evaluation.inputs import GroundTruth, PathOrObj, Results, check_ground_truth, check_results, load_json
 
-__all__ = ["ReportError", "ReportData", "OKS_THRESHOLDS", "RECALLS", "analyse",
+__all__ = ["ReportError", "ReportData", "OKS_THRESHOLDS", "RECALLS", "analyse", "precision_of", "pr_numbers",
            "pr_summary", "confusion_matrix", "point_errors", "worst_points", "read_metrics"]
 
 RECALLS = np.asarray(Params(iouType="keypoints").recThrs)  # the 101 recall points of COCOeval's precision
@@ -89,16 +89,31 @@ def analyse(gt: PathOrObj, results: PathOrObj, sigma: Any = None) -> ReportData:
 
 
 def pr_summary(data: ReportData) -> Dict[str, Any]:
-    """The precision-recall numbers the PR figure draws, as plain data (``report.json``'s ``"pr"``).
+    """The precision-recall numbers the PR figure draws, as plain data (``report.json``'s ``"pr"``): see
+    :func:`pr_numbers`."""
+    return pr_numbers(data.precision, {c: data.gt.categories[c].name for c in data.precision})
+
+
+def precision_of(gt: PathOrObj, results: PathOrObj, sigma: Any = None) -> tuple:
+    """``(precision, class_names)`` for :func:`pr_numbers`: the evaluator's checks and its keypoint precision
+    arrays alone (no scores, no matching: what the trainer's PR curves need at every validation)."""
+    g = check_ground_truth(*load_json(gt, "<ground truth>"))
+    r = check_results(*load_json(results, "<results>"), gt=g)
+    precision = keypoint_precision(g, r, slot_sigmas_of(check_sigma(DEFAULT_SIGMA if sigma is None else sigma), g))
+    return precision, {c: g.categories[c].name for c in precision}
+
+
+def pr_numbers(precision: Dict[int, np.ndarray], class_names: Dict[int, str]) -> Dict[str, Any]:
+    """The precision-recall numbers of COCOeval's keypoint ``precision`` arrays per category id, as plain data.
 
     ``per_class[id]["precision"]`` is the full ``[T, R]`` COCOeval array; ``kpt_AP`` is the mean of its defined
     entries over all classes (the evaluator's ``kpt_AP``), ``AP50`` / ``AP75`` the same at one threshold.
     """
-    stacked = np.stack([data.precision[c] for c in data.precision], axis=2) if data.precision else np.zeros((0, 0, 0))
+    stacked = np.stack([precision[c] for c in precision], axis=2) if precision else np.zeros((0, 0, 0))
     at = {t: int(np.flatnonzero(np.isclose(OKS_THRESHOLDS, t))[0]) for t in (0.5, 0.75)}
     per_class = {}
-    for c, p in data.precision.items():
-        per_class[str(c)] = {"name": data.gt.categories[c].name, "AP": mean_valid_precision(p),
+    for c, p in precision.items():
+        per_class[str(c)] = {"name": class_names[c], "AP": mean_valid_precision(p),
                              "AP50": mean_valid_precision(p[at[0.5]]), "AP75": mean_valid_precision(p[at[0.75]]),
                              "precision": np.round(p, 6).tolist()}
     return {

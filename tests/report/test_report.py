@@ -214,3 +214,10 @@ def test_a_failure_leaves_the_older_report_whole(small, tmp_path, monkeypatch):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     with pytest.raises(ReportError, match="worst_per_class"):
         write_report(gt_path, results_path, out, worst_per_class=0)
+
+
+def test_the_trainers_pr_numbers_without_scores_or_matching_are_the_reports(small):
+    from ocrloc.report.analysis import analyse, pr_numbers, pr_summary, precision_of
+
+    gt_path, results_path = small
+    assert pr_numbers(*precision_of(gt_path, results_path)) == pr_summary(analyse(gt_path, results_path))
