@@ -21,7 +21,7 @@ import numpy as np
 
 from ocrloc.data.augment import CanvasAugment, CanvasAugmentConfig, DigitAugment, DigitAugmentConfig
 from ocrloc.data.mnist import SPLITS, DigitPool
-from ocrloc.data.points import POINT_NAMES, box_points, ink_box, named_points
+from ocrloc.data.points import POINT_NAMES, box_points, ink_box, named_points, parse_stroke_point, stroke_point
 from ocrloc.data.rules import get_rule, rule_classes
 from ocrloc.data.task import digits_task
 
@@ -82,7 +82,8 @@ class DigitInstance:
         label: digit class 0-9.
         bbox: ink box, COCO ``[x, y, w, h]`` in canvas pixels (integers).
         points: the seven SPEC points and the further box points (:data:`~ocrloc.data.points.BOX_POINT_NAMES`)
-            ``{name: (x, y)}`` in canvas pixels.
+            ``{name: (x, y)}`` in canvas pixels, and the stroke point its class wants when the
+            rule asks for one (keyed by its spelling, :func:`~ocrloc.data.points.stroke_point`).
         source_index: index of the digit in its MNIST file.
         size: s, the side of the resized digit.
         origin: (x0, y0), where the resized digit's top-left pixel was pasted.
@@ -146,6 +147,8 @@ class CanvasGenerator:
     ) -> None:
         self.preset = get_preset(preset) if isinstance(preset, str) else preset
         self.rule = rule
+        # The stroke points the rule asks for (class -> spelling): found on each digit's own ink.
+        self.stroke_points = {c: p for c, p in get_rule(rule).items() if parse_stroke_point(p) is not None}
         self.task = digits_task()  # what its canvases hold: digits 0-9, one keypoint each
         self.classes = rule_classes(rule)
         if split not in SPLITS:
@@ -216,10 +219,14 @@ class CanvasGenerator:
                     # With ink boxes apart, the canvas equals this digit's own image on its
                     # ink, so the points are computed on the digit's own arrays, then shifted.
                     local = named_points(ink, digit)
+                    label = int(self.pool.labels[pool_pos])
+                    if label in self.stroke_points:
+                        spec = self.stroke_points[label]
+                        local[spec] = stroke_point(ink, spec)
                     points = {name: (x + x0, y + y0) for name, (x, y) in local.items()}
                     points.update(box_points(box))
                     return DigitInstance(
-                        label=int(self.pool.labels[pool_pos]),
+                        label=label,
                         bbox=box,
                         points=points,
                         source_index=int(self.pool.source_index[pool_pos]),

@@ -1,16 +1,27 @@
-"""The seven named points of a digit's ink (SPEC sections 2 and 3).
+"""The named points of a digit's ink, the ink box's points, and stroke points found by a search.
 
 Coordinates are COCO continuous pixel coordinates: pixel (row r, column c) covers
 [c, c+1) x [r, r+1) and its center is (c + 0.5, r + 0.5). x is the column axis.
+
+* :data:`POINT_NAMES`: the seven named points of the task (``docs/data.md``, "Named points").
+* :data:`BOX_POINT_NAMES`: the ink box's other corners and the middles of its edges.
+* **Stroke points** (:func:`stroke_point`): a pixel of the stroke found by a search over the ink,
+  written ``nearest_ink(a, b)`` or ``first_ink(a, b, dx, dy)`` with a reference point given in
+  fractions of the ink box. They are none of the named points, no box point and no mix of them:
+  the points a closed-form read-out of the ink's extremes cannot give (``docs/data.md``, "Stroke
+  points").
 """
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+import math
+import re
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["POINT_NAMES", "BOX_POINT_NAMES", "ink_box", "named_points", "box_points"]
+__all__ = ["POINT_NAMES", "BOX_POINT_NAMES", "STROKE_SEARCHES", "ink_box", "named_points", "box_points",
+           "parse_stroke_point", "stroke_point", "stroke_reference"]
 
 POINT_NAMES: Tuple[str, ...] = (
     "topleft",
@@ -102,3 +113,81 @@ def box_points(bbox: Tuple[float, float, float, float]) -> Dict[str, Tuple[float
         "left_middle": (x, y + h / 2.0),
         "right_middle": (x + w, y + h / 2.0),
     }
+
+
+# A stroke point's spelling: a search and its numbers, e.g. ``first_ink(0.5, 0.5, 0.3, -1)``.
+STROKE_SEARCHES: Dict[str, int] = {"nearest_ink": 2, "first_ink": 4}  # name -> how many numbers
+_STROKE_SPEC = re.compile(r"^\s*([a-z_]+)\s*\((.*)\)\s*$")
+
+
+def parse_stroke_point(spec: str) -> Optional[Tuple[str, Tuple[float, ...]]]:
+    """``(search, numbers)`` of a stroke point's spelling, or None for anything that is not one
+    (a point name, say).
+
+    Raises:
+        ValueError: for a known search with the wrong count of numbers, a number that is not
+            one, or a ``first_ink`` direction of length 0.
+    """
+    match = _STROKE_SPEC.match(spec) if isinstance(spec, str) else None
+    if match is None or match.group(1) not in STROKE_SEARCHES:
+        return None
+    name, body = match.group(1), match.group(2)
+    try:
+        numbers = tuple(float(v) for v in body.split(",")) if body.strip() else ()
+    except ValueError:
+        raise ValueError(f"stroke point {spec!r}: {body!r} is not a list of numbers") from None
+    if len(numbers) != STROKE_SEARCHES[name] or not all(math.isfinite(v) for v in numbers):
+        raise ValueError(f"stroke point {spec!r}: {name} takes {STROKE_SEARCHES[name]} finite numbers")
+    if name == "first_ink" and numbers[2] == 0 and numbers[3] == 0:
+        raise ValueError(f"stroke point {spec!r}: the direction (dx, dy) must not be (0, 0)")
+    return name, numbers
+
+
+def stroke_reference(bbox: Tuple[float, float, float, float], spec: str) -> Tuple[float, float]:
+    """The reference point of a stroke point in the coordinates of the COCO box ``[x, y, w, h]``:
+    ``(x + a w, y + b h)`` (where a box detector, which has no point head, puts it)."""
+    parsed = parse_stroke_point(spec)
+    if parsed is None:
+        raise ValueError(f"{spec!r} is not a stroke point")
+    a, b = parsed[1][:2]
+    x, y, w, h = (float(v) for v in bbox)
+    return x + a * w, y + b * h
+
+
+def stroke_point(ink: np.ndarray, spec: str) -> Tuple[float, float]:
+    """The stroke point ``spec`` of one character's ink (``ink [H, W]`` bool, in its own array's
+    pixels), as the center of one ink pixel.
+
+    With the ink box ``[x, y, w, h]`` (:func:`ink_box`) and the reference ``R = (x + a w, y + b h)``:
+
+    * ``nearest_ink(a, b)``: the ink pixel whose center is nearest to ``R`` (Euclidean);
+    * ``first_ink(a, b, dx, dy)``: walking from ``R`` along the direction ``(dx, dy)`` (pixels,
+      y down), the first ink pixel whose center lies within half a pixel of that ray
+      (perpendicular distance <= 0.5, position along the ray >= 0); where no ink pixel does,
+      ``nearest_ink(a, b)``.
+
+    Ties go to the first pixel in row-major order.
+
+    Raises:
+        ValueError: for an empty ``ink`` or a spelling that is not a stroke point.
+    """
+    parsed = parse_stroke_point(spec)
+    if parsed is None:
+        raise ValueError(f"{spec!r} is not a stroke point; known searches: {', '.join(STROKE_SEARCHES)}")
+    name, numbers = parsed
+    x, y, w, h = ink_box(ink)
+    rows, cols = np.nonzero(ink)  # row-major order
+    ox = cols + 0.5 - (x + numbers[0] * w)
+    oy = rows + 0.5 - (y + numbers[1] * h)
+    if name == "first_ink":
+        dx, dy = numbers[2], numbers[3]
+        norm = math.hypot(dx, dy)
+        dx, dy = dx / norm, dy / norm
+        along = ox * dx + oy * dy
+        on_ray = (np.abs(ox * dy - oy * dx) <= 0.5) & (along >= 0)
+        if on_ray.any():
+            candidates = np.flatnonzero(on_ray)
+            i = int(candidates[np.argmin(along[candidates])])
+            return float(cols[i] + 0.5), float(rows[i] + 0.5)
+    i = int(np.argmin(ox * ox + oy * oy))
+    return float(cols[i] + 0.5), float(rows[i] + 0.5)

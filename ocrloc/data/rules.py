@@ -4,9 +4,11 @@ A rule is a plain mapping ``class -> point name``; the classes it maps are the o
 classes drawn on its canvases. The two SPEC names (``all10``, ``seed37``) never change
 meaning. Any other rule is data: a YAML or JSON file mapping classes to point names
 (``{0: topright, 3: leftmost, ...}``), given wherever a rule name is taken
-(``tools/make_dataset.py --rule FILE``, ``data.rule: FILE``). Its points are the SPEC's seven
-(:data:`~ocrloc.data.points.POINT_NAMES`) or further points of the ink box
-(:data:`~ocrloc.data.points.BOX_POINT_NAMES`). A rule is how data is *made*: no model reads it.
+(``tools/make_dataset.py --rule FILE``, ``data.rule: FILE``). Its points are the seven named
+points (:data:`~ocrloc.data.points.POINT_NAMES`), further points of the ink box
+(:data:`~ocrloc.data.points.BOX_POINT_NAMES`), or stroke points found by a search over the ink,
+spelt ``nearest_ink(a, b)`` or ``first_ink(a, b, dx, dy)`` (:func:`~ocrloc.data.points.stroke_point`).
+A rule is how data is *made*: no model reads it.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from typing import Dict, Mapping, Tuple
 
 import yaml
 
-from ocrloc.data.points import BOX_POINT_NAMES, POINT_NAMES
+from ocrloc.data.points import BOX_POINT_NAMES, POINT_NAMES, parse_stroke_point
 
-__all__ = ["RULES", "RULE_POINT_NAMES", "RULE_FILE_SUFFIXES", "get_rule", "rule_classes", "load_rule_file"]
+__all__ = ["RULES", "RULE_POINT_NAMES", "RULE_FILE_SUFFIXES", "KNOWN_POINTS", "get_rule", "rule_classes",
+           "load_rule_file"]
 
 RULES: Dict[str, Mapping[int, str]] = {
     "seed37": {3: "topleft", 7: "center"},
@@ -39,6 +42,8 @@ RULES: Dict[str, Mapping[int, str]] = {
 
 RULE_POINT_NAMES: Tuple[str, ...] = POINT_NAMES + BOX_POINT_NAMES
 RULE_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+# What a rule file's error message lists as the points it may ask for.
+KNOWN_POINTS = f"{', '.join(RULE_POINT_NAMES)}, or a stroke point nearest_ink(a, b) or first_ink(a, b, dx, dy)"
 
 # A typo in a future rule should fail on import, not as a KeyError deep in a DataLoader worker.
 for _name, _table in RULES.items():
@@ -63,8 +68,14 @@ def _load_rule_file(path: str, mtime_ns: int) -> Mapping[int, str]:
         if not 0 <= cls <= 9:
             raise ValueError(f"rule file {path}: class {cls} outside 0..9")
         if point not in RULE_POINT_NAMES:
-            raise ValueError(f"rule file {path}: class {cls} wants unknown point {point!r}; "
-                             f"known points: {', '.join(RULE_POINT_NAMES)}")
+            try:
+                stroke = parse_stroke_point(point)
+            except ValueError as err:
+                raise ValueError(f"rule file {path}: class {cls}: {err}") from None
+            if stroke is None:
+                raise ValueError(f"rule file {path}: class {cls} wants unknown point {point!r}; "
+                                 f"known points: {KNOWN_POINTS}")
+            point = f"{stroke[0]}({', '.join(f'{v:g}' for v in stroke[1])})"  # one spelling per point
         table[cls] = point
     return table
 

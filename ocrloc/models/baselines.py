@@ -41,6 +41,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
 
+from ocrloc.data.points import parse_stroke_point
 from ocrloc.data.rules import RULE_POINT_NAMES, get_rule
 from ocrloc.models.constants import PIXEL_MEAN, PIXEL_STD
 from ocrloc.models.family import Criterion, Detector, PredictorModule
@@ -102,6 +103,20 @@ BOX_POINT_COEFFICIENTS: Dict[str, Tuple[float, float, float, float]] = {
     "right_middle": (0.0, 1.0, 0.5, 0.5),
 }
 assert set(BOX_POINT_COEFFICIENTS) == set(RULE_POINT_NAMES), "every point a rule may ask for needs a box rule"
+
+
+def box_point_coefficients(name: str, default: Tuple[float, float, float, float]) -> Tuple[float, float, float, float]:
+    """The box rule of a point name (:data:`BOX_POINT_COEFFICIENTS`), of a stroke point (its
+    reference point ``(x1 + a w, y1 + b h)``: a box holds no stroke, so that is the nearest a
+    box detector gets; :func:`~ocrloc.data.points.stroke_point`), or ``default`` for a name a
+    dataset made up."""
+    if name in BOX_POINT_COEFFICIENTS:
+        return BOX_POINT_COEFFICIENTS[name]
+    stroke = parse_stroke_point(name)
+    if stroke is not None:
+        a, b = stroke[1][:2]
+        return (1.0 - a, a, 1.0 - b, b)
+    return default
 
 
 class CanvasTransform(GeneralizedRCNNTransform):
@@ -318,7 +333,7 @@ class BoxPointPostprocess(nn.Module):
         self.shared_keypoints = shared_keypoints
         k = max(len(names) for names in point_names)
         center = BOX_POINT_COEFFICIENTS["center"]
-        coefficients = torch.tensor([[BOX_POINT_COEFFICIENTS.get(name, center) for name in names]
+        coefficients = torch.tensor([[box_point_coefficients(name, center) for name in names]
                                      + [center] * (k - len(names)) for names in point_names])  # [C, K, 4]
         self.register_buffer("coefficients", coefficients, persistent=False)
         self.label_offset = label_offset

@@ -13,7 +13,7 @@ import pytest
 from ocrloc.data.canvas import CanvasGenerator
 from ocrloc.data.datasets import canvas_target
 from ocrloc.data.points import BOX_POINT_NAMES, POINT_NAMES, box_points
-from ocrloc.data.rules import RULE_POINT_NAMES, get_rule, rule_classes
+from ocrloc.data.rules import KNOWN_POINTS, RULE_POINT_NAMES, get_rule, rule_classes
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,7 +89,7 @@ def test_make_dataset_writes_a_rule_file_s_points_and_refuses_a_bad_one(tmp_path
     run = make_dataset("--rule", rule, "--split", "val", "--count", "4", "--out", tmp_path / "bad")
     assert run.returncode == 2 and not (tmp_path / "bad").exists()
     assert run.stderr.strip().splitlines() == [f"error: rule file {rule}: class 3 wants unknown point 'nowhere'; "
-                                               f"known points: {', '.join(RULE_POINT_NAMES)}"]
+                                               f"known points: {KNOWN_POINTS}"]
 
 
 def test_train_refuses_a_bad_rule_file_in_one_line_before_writing_anything(tmp_path):
@@ -100,4 +100,4 @@ def test_train_refuses_a_bad_rule_file_in_one_line_before_writing_anything(tmp_p
                           "--set", f"data.rule={rule}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and not (tmp_path / "run").exists()
     assert run.stderr.strip().splitlines() == [f"error: rule file {rule}: class 4 wants unknown point 'northmost'; "
-                                               f"known points: {', '.join(RULE_POINT_NAMES)}"]
+                                               f"known points: {KNOWN_POINTS}"]
