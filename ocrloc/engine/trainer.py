@@ -85,6 +85,18 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) 
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def parameter_groups(model: nn.Module, lr: float) -> List[Dict[str, Any]]:
+    """The optimizer's parameter groups: everything at ``lr``, except the parameters whose names
+    start with a prefix of the model's ``lr_scales`` (``{prefix: scale}``, optional), which learn
+    at ``lr * scale``. The first group is the base one (its rate is the one logged)."""
+    scales: Dict[str, float] = dict(getattr(model, "lr_scales", {}) or {})
+    groups: Dict[float, List[nn.Parameter]] = {1.0: []}
+    for name, parameter in model.named_parameters():
+        scale = next((v for prefix, v in scales.items() if name.startswith(prefix)), 1.0)
+        groups.setdefault(float(scale), []).append(parameter)
+    return [{"params": params, "lr": lr * scale} for scale, params in groups.items() if params or scale == 1.0]
+
+
 def describe_training_data(config: Config, train_set: Dataset) -> Dict[str, Any]:
     """What the training data is, read from the data itself: the task (classes, ids, keypoint
     names), the image size the model trains on, and, for generated canvases, the preset and the
@@ -362,7 +374,8 @@ class Trainer:
             for folder in (self.run_dir, self.ckpt_dir, self.run_dir / "tensorboard"):
                 remove_temporaries(folder)
         self.model, self.criterion, self.predictor = self.detector.model, self.detector.criterion, self.detector.predictor
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+        self.optimizer = torch.optim.AdamW(parameter_groups(self.model, config.optim.lr), lr=config.optim.lr,
+                                           weight_decay=config.optim.weight_decay)
         o, steps = config.optim, config.train.steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, o.warmup_steps, steps, o.min_lr_ratio))

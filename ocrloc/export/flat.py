@@ -176,8 +176,10 @@ class FlatDetector(nn.Module):
             probability, labels = logits[:n].softmax(dim=1).max(dim=1)
             scores = scores * probability
         head = self.model.head
-        coords, origin = head.coordinates_from_rois(canvases, features, rois)
-        return scores, labels, head.read(coords[:n], labels, origin[:n])
+        coords, origin, window, ink_box = head.measure_rois(canvases, features, rois)
+        # The blank crop goes through the point map's convolutions too (any class will do), then is dropped.
+        padded_labels = torch.cat([labels, labels.new_zeros(1)])
+        return scores, labels, head.place(coords, origin, window, ink_box, padded_labels)[:n]
 
 
 def _at_cells(maps: Tensor, cell: Tensor) -> Tensor:

@@ -39,6 +39,7 @@ import math
 from typing import Dict, List, Optional, Tuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import roi_align
@@ -49,6 +50,7 @@ from ocrloc.models.centernet_decode import CenterNetDecoder
 from ocrloc.models.centernet_loss import CenterNetCriterion
 from ocrloc.models.crop_classifier import CropClassifier, boxes_to_rois
 from ocrloc.models.family import Criterion, PredictorModule
+from ocrloc.models.point_map import PointMapHead, map_loss
 from ocrloc.models.readout import RidgeReadout
 
 __all__ = ["COORDINATE_FEATURES", "POINT_FITS", "ArgmaxPointHead", "ArgmaxDetector", "ArgmaxPredictor",
@@ -79,11 +81,21 @@ class ArgmaxPointHead(nn.Module):
             near-hard, so the extremes are the ink's own (0.05 left them a few tenths of a pixel soft).
         reach: pixels beyond the box to which the mask follows the ink connected to the box's own
             (:meth:`_connected_ink`); 0 keeps the box plus ``box_margin`` only.
+        point_map: add a :class:`~ocrloc.models.point_map.PointMapHead` (a score map per slot over
+            the window, arg-max plus offset) as a second candidate for every (class, keypoint)
+            slot; each slot takes the candidate that placed the training points better
+            (:meth:`candidate_errors`).
+        map_channels: width of the point map's trunk and of its per-slot layers.
+        map_context: channels of the FPN level the point map reads (a 1 x 1 conv of the level;
+            0 reads none).
+        choice_decay: memory of the running errors that choose each slot's candidate (0.98:
+            about the last 50 training batches count).
     """
 
     def __init__(self, feature_channels: int, feature_stride: int = 4, crop_size: int = 48, box_margin: float = 1.0,
                  soft_channels: int = 8, point_fit: str = "ridge",
                  ridge_decay: float = 0.99, ridge: float = 1e-3, threshold_tau: float = 0.002, reach: float = 0.0,
+                 point_map: bool = False, map_channels: int = 32, map_context: int = 8, choice_decay: float = 0.98,
                  *, num_classes: int, num_keypoints: int) -> None:
         super().__init__()
         if crop_size % feature_stride:
@@ -116,17 +128,40 @@ class ArgmaxPointHead(nn.Module):
         # then simply leaves that map's statistics alone.
         self.readout = (RidgeReadout(self.num_features, 2, num_classes * num_keypoints, ridge_decay, ridge)
                         if point_fit == "ridge" else None)
+        slots = num_classes * num_keypoints
+        self.choice_decay = choice_decay
+        if point_map:
+            self.map_context = nn.Conv2d(feature_channels, map_context, 1) if map_context > 0 else None
+            # Window inputs: canvas, ink mask, region mask, then the context channels (if any).
+            self.point_map = PointMapHead(3 + map_context, slots, crop_size, map_channels, map_channels)
+            self.window_channels = 3 + map_context
+        else:
+            self.window_channels = 0
+            self.map_context = None
+            self.point_map = None
+        # Per slot, the decayed sums of each candidate's training error (px; 0 closed-form
+        # read-out, 1 point map) and the decayed count of points summed: the choice is data.
+        self.register_buffer("choice_error", torch.zeros(slots, 2))
+        self.register_buffer("choice_count", torch.zeros(slots))
 
-    def coordinates(self, images: Tensor, features: Tensor, boxes: List[Tensor]) -> Tuple[Tensor, Tensor]:
-        """The coordinate features of every box, normalised to the crop (``coords / crop_size - 0.5``,
-        ``[N, num_features]``), and each crop's integer origin in canvas pixels ``[N, 2]``."""
+    def measure(self, images: Tensor, features: Tensor, boxes: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """What the head reads around every box (:meth:`measure_rois`), for per-image box lists."""
         rois = boxes_to_rois(boxes) if len(boxes) > 0 else images.new_zeros(0, 5)
         if rois.shape[0] == 0:
-            return images.new_zeros(0, self.num_features), images.new_zeros(0, 2)
-        return self.coordinates_from_rois(images, features, rois)
+            s = self.crop_size
+            return (images.new_zeros(0, self.num_features), images.new_zeros(0, 2),
+                    images.new_zeros(0, self.window_channels, s, s), images.new_zeros(0, 4))
+        return self.measure_rois(images, features, rois)
 
-    def coordinates_from_rois(self, images: Tensor, features: Tensor, rois: Tensor) -> Tuple[Tensor, Tensor]:
-        """:meth:`coordinates` of ``rois [N, 5]`` (image index, xyxy; N > 0), ``roi_align``'s layout."""
+    def measure_rois(self, images: Tensor, features: Tensor, rois: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Around every box of ``rois [N, 5]`` (image index, xyxy; N > 0, ``roi_align``'s layout):
+
+        * the coordinate features, normalised to the window (``coords / crop_size - 0.5``, ``[N, num_features]``);
+        * each window's integer origin in canvas pixels ``[N, 2]``;
+        * the point map's window inputs ``[N, C, S, S]`` (canvas, ink mask, region mask, FPN context;
+          ``C = 0`` without a point map);
+        * the ink box measured in the window (left, top, right, bottom; window pixels) ``[N, 4]``.
+        """
         n = rois.shape[0]
         s = float(self.crop_size)
         box = rois[:, 1:]
@@ -155,7 +190,16 @@ class ArgmaxPointHead(nn.Module):
         soft, _ = self.soft_argmax(self.feature_conv(feature_crop))
         soft = soft.reshape(n, -1) * float(self.feature_stride)
         coords = torch.cat([extremes, centroid, local, soft], dim=1)
-        return coords / s - 0.5, origin  # crop coordinates -> [-0.5, 0.5]
+        ink_box = extremes[:, :4].detach()
+        if self.point_map is None:
+            window = crop.new_zeros(n, 0, self.crop_size, self.crop_size)
+        elif self.map_context is not None:
+            context = F.interpolate(self.map_context(feature_crop), scale_factor=float(self.feature_stride),
+                                    mode="bilinear", align_corners=False)
+            window = torch.cat([crop, mask, inside.to(crop.dtype), context.to(crop.dtype)], dim=1)
+        else:
+            window = torch.cat([crop, mask, inside.to(crop.dtype)], dim=1)
+        return coords / s - 0.5, origin, window, ink_box  # crop coordinates -> [-0.5, 0.5]
 
     def _connected_ink(self, crop: Tensor, local: Tensor, xs: Tensor, ys: Tensor) -> Tensor:
         """``[N, 1, S, S]``: the ink connected (8-neighbours) to the ink well inside the box (1 px
@@ -180,8 +224,8 @@ class ArgmaxPointHead(nn.Module):
         return labels[:, None] * k + torch.arange(k, device=labels.device)[None, :]
 
     def read(self, coords: Tensor, labels: Tensor, origin: Tensor) -> Tensor:
-        """Normalised coordinates ``[N, D]`` of boxes of classes ``labels [N]`` -> keypoints
-        ``[N, K, 2]`` in canvas pixels."""
+        """The closed-form candidate: normalised coordinates ``[N, D]`` of boxes of classes
+        ``labels [N]`` -> keypoints ``[N, K, 2]`` in canvas pixels."""
         n, k = coords.shape[0], self.num_keypoints
         per_class = self.point(coords).view(n, self.num_classes, k, 2)
         normalised = per_class[torch.arange(n, device=coords.device), labels]
@@ -189,6 +233,59 @@ class ArgmaxPointHead(nn.Module):
             fitted = self.readout(coords.repeat_interleave(k, dim=0), self._slots(labels).reshape(-1))
             normalised = normalised + fitted.view(n, k, 2)
         return (normalised + 0.5) * float(self.crop_size) + origin[:, None, :]
+
+    def map_points(self, maps: Tensor, origin: Tensor) -> Tensor:
+        """The point map's candidate: maps ``[N, K, 3, S * S]`` -> keypoints ``[N, K, 2]`` in canvas pixels."""
+        assert self.point_map is not None
+        return self.point_map.decode(maps) + origin[:, None, :]
+
+    def maps(self, window: Tensor, ink_box: Tensor, labels: Tensor) -> Tensor:
+        """The point map's score and offset maps ``[N, K, 3, S * S]`` of boxes of classes ``labels``."""
+        assert self.point_map is not None
+        if torch.jit.is_scripting():
+            return self.point_map(window.float(), ink_box.float(), self._slots(labels))
+        return self._maps_in_fp32(window, ink_box, labels)
+
+    @torch.jit.unused  # eager only: an exported file runs in fp32 anyway
+    def _maps_in_fp32(self, window: Tensor, ink_box: Tensor, labels: Tensor) -> Tensor:
+        """:meth:`maps` in fp32 even under autocast: the arg-max compares scores a few hundredths apart."""
+        assert self.point_map is not None
+        with torch.autocast(device_type=window.device.type, enabled=False):
+            return self.point_map(window.float(), ink_box.float(), self._slots(labels))
+
+    def uses_map(self) -> Tensor:
+        """``[slots]`` bool: which slots take the point map's candidate (the one with the lower
+        running training error; a slot never trained keeps the closed-form one)."""
+        error = self.choice_error / self.choice_count.clamp_min(1e-6)[:, None]
+        return (self.choice_count > 0) & (error[:, 1] < error[:, 0])
+
+    def place(self, coords: Tensor, origin: Tensor, window: Tensor, ink_box: Tensor, labels: Tensor) -> Tensor:
+        """Keypoints ``[N, K, 2]`` (canvas pixels) of boxes of classes ``labels [N]`` from what
+        :meth:`measure_rois` measured: each slot's chosen candidate."""
+        closed_form = self.read(coords, labels, origin)
+        if self.point_map is None:
+            return closed_form
+        mapped = self.map_points(self.maps(window, ink_box, labels), origin).to(closed_form.dtype)
+        use = self.uses_map()[self._slots(labels)]
+        return torch.where(use[:, :, None], mapped, closed_form)
+
+    @torch.jit.unused  # training only
+    @torch.no_grad()
+    def update_choice(self, labels: Tensor, errors: Tensor, visible: Tensor) -> None:
+        """Stream each candidate's errors ``[N, K, 2]`` (px) at the annotated points (``visible
+        [N, K]``) into the per-slot running errors that :meth:`uses_map` compares. Each error counts
+        at most 3 px (about where OKS calls a point missed), so a few far misses do not outweigh
+        many exact points."""
+        weight = visible.reshape(-1).to(errors.dtype)
+        slots = self._slots(labels).reshape(-1)
+        total = torch.zeros_like(self.choice_error).index_add_(0, slots, errors.reshape(-1, 2).clamp_max(3.0)
+                                                              * weight[:, None])
+        count = torch.zeros_like(self.choice_count).index_add_(0, slots, weight)
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(total)
+            dist.all_reduce(count)
+        self.choice_error.mul_(self.choice_decay).add_(total)
+        self.choice_count.mul_(self.choice_decay).add_(count)
 
     @torch.jit.unused  # training only
     def fit(self, coords: Tensor, labels: Tensor, origin: Tensor, points: Tensor, visible: Tensor) -> None:
@@ -203,8 +300,8 @@ class ArgmaxPointHead(nn.Module):
     def forward(self, images: Tensor, features: Tensor, boxes: List[Tensor], labels: Tensor) -> Tensor:
         """``images [B, 1, H, W]`` in [0, 1], ``features [B, C, H / s, W / s]``, per image boxes
         ``[N_i, 4]`` (xyxy, canvas pixels), ``labels [sum N_i]`` -> keypoints ``[sum N_i, K, 2]``."""
-        coords, origin = self.coordinates(images, features, boxes)
-        return self.read(coords, labels, origin)
+        coords, origin, window, ink_box = self.measure(images, features, boxes)
+        return self.place(coords, origin, window, ink_box, labels)
 
 
 class ArgmaxDetector(nn.Module):
@@ -220,29 +317,41 @@ class ArgmaxDetector(nn.Module):
             edge, so the heads learn to work from imperfect detected boxes.
         crop_classifier: relabel each detection with a classifier of its size-normalised crop;
             the detection's score becomes the dense score times the crop class's probability.
+        point_map, map_channels: the head's second candidate, a learned score map per slot
+            (:class:`~ocrloc.models.point_map.PointMapHead`), and its width.
+        map_context: channels of the FPN level the point map reads (0: none).
+        map_lr_scale: the point map's learning rate as a multiple of the base rate.
         num_classes: classes.
     """
 
     def __init__(self, backbone: str = "resnet18", fpn_channels: int = 64, head_stride: int = 4,
                  head_channels: int = 64, pretrained_path: Optional[str] = None, crop_size: int = 48,
                  box_margin: float = 1.0, soft_channels: int = 8, box_jitter: float = 1.0, point_fit: str = "ridge",
-                 crop_classifier: bool = True, ink_reach: float = 6.0, shared_head_stem: bool = False, *,
-                 num_classes: int, num_keypoints: int) -> None:
+                 crop_classifier: bool = True, ink_reach: float = 6.0, shared_head_stem: bool = False,
+                 point_map: bool = False, map_channels: int = 32, map_context: int = 8, map_lr_scale: float = 1.0,
+                 *, num_classes: int, num_keypoints: int) -> None:
         super().__init__()
         self.dense = CenterNetDetector(backbone, fpn_channels, head_stride, head_channels, point_mode="offset",
                                        pretrained_path=pretrained_path, shared_head_stem=shared_head_stem,
                                        num_classes=num_classes, num_keypoints=num_keypoints)
         self.head = ArgmaxPointHead(fpn_channels, head_stride, crop_size, box_margin, soft_channels,
                                     num_classes=num_classes, point_fit=point_fit, reach=ink_reach,
+                                    point_map=point_map, map_channels=map_channels, map_context=map_context,
                                     num_keypoints=num_keypoints)
         self.classifier = CropClassifier(num_classes) if crop_classifier else None
         self.box_jitter = box_jitter
+        # The trainer's optimizer reads this (ocrloc.engine.trainer.parameter_groups): the point map
+        # learns at map_lr_scale times the base rate.
+        self.lr_scales: Dict[str, float] = {"head.point_map.": map_lr_scale, "head.map_context.": map_lr_scale}
         self.size_divisible = self.dense.size_divisible
 
     def forward(self, images: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None) -> Dict[str, Tensor]:
-        """Dense outputs + ``features``; with ``targets`` also ``argmax_points`` (and ``crop_logits``)
-        at the ground-truth boxes. In training mode the boxes are jittered and the annotated points
-        streamed into the head's closed-form fit."""
+        """Dense outputs + ``features``; with ``targets`` also, at the ground-truth boxes,
+        ``argmax_points`` (the closed-form candidate's points), ``crop_logits`` (with a crop
+        classifier) and, with a point map, ``point_maps`` (``[N, K, 3, S * S]``) and ``map_points``
+        (the annotated points in window pixels, ``[N, K, 2]``). In training mode the boxes are
+        jittered, the annotated points streamed into the head's closed-form fit, and both
+        candidates' errors into the choice between them (measured before the fit sees the batch)."""
         features = self.dense.forward_features(images)
         outputs = self.dense.forward_heads(features)
         outputs["features"] = features
@@ -251,10 +360,21 @@ class ArgmaxDetector(nn.Module):
             if self.training and self.box_jitter > 0:
                 boxes = [b + (torch.rand_like(b) * 2 - 1) * self.box_jitter for b in boxes]
             labels = torch.cat([t["labels"] for t in targets]).long()
-            coords, origin = self.head.coordinates(images, features, boxes)
+            coords, origin, window, ink_box = self.head.measure(images, features, boxes)
+            keypoints = torch.cat([t["keypoints"] for t in targets]).float()
+            points, visible = keypoints[..., :2], keypoints[..., 2] > 0
+            if self.head.point_map is not None:
+                maps = self.head.maps(window, ink_box, labels)
+                outputs["point_maps"] = maps
+                outputs["map_points"] = points - origin[:, None, :]
+                if self.training and labels.numel() > 0:
+                    with torch.no_grad():
+                        candidates = torch.stack([self.head.read(coords, labels, origin),
+                                                  self.head.map_points(maps, origin)], dim=2)  # [N, K, 2, 2]
+                        errors = torch.linalg.vector_norm(candidates - points[:, :, None, :], dim=-1)
+                    self.head.update_choice(labels, errors, visible)
             if self.training and labels.numel() > 0:
-                keypoints = torch.cat([t["keypoints"] for t in targets]).float()
-                self.head.fit(coords, labels, origin, keypoints[..., :2], keypoints[..., 2] > 0)
+                self.head.fit(coords, labels, origin, points, visible)
             outputs["argmax_points"] = self.head.read(coords, labels, origin)
             if self.classifier is not None:
                 outputs["crop_logits"] = self.classifier(images, boxes)
@@ -298,16 +418,23 @@ class ArgmaxPredictor(PredictorModule):
 
 
 class ArgmaxCriterion(Criterion):
-    """The dense detector's loss, ``argmax_point``: L1 (pixels) between the head's points at the
-    ground-truth boxes and the annotated points (those with visibility > 0), and ``crop_class``:
-    the crop classifier's cross-entropy (0 without one)."""
+    """The dense detector's loss, ``argmax_point``: L1 (pixels) between the closed-form
+    candidate's points at the ground-truth boxes and the annotated points (those with visibility
+    > 0), ``crop_class``: the crop classifier's cross-entropy (0 without one), and with a point
+    map (``point_map=True``) ``map_cell`` (cross-entropy of each score map with the cell holding
+    the annotated point) and ``map_offset`` (L1, pixels, of the offset at that cell), both
+    weighted by ``map_weight``."""
 
-    def __init__(self, dense: CenterNetCriterion, weight: float = 1.0, class_weight: float = 1.0) -> None:
+    def __init__(self, dense: CenterNetCriterion, weight: float = 1.0, class_weight: float = 1.0,
+                 map_weight: float = 1.0, point_map: bool = False) -> None:
         super().__init__()
         self.dense = dense
         self.weight = weight
         self.class_weight = class_weight
+        self.map_weight = map_weight
         self.loss_terms = ("heatmap", "size", "offset", "point", "argmax_point", "crop_class")
+        if point_map:
+            self.loss_terms = self.loss_terms + ("map_cell", "map_offset")
 
     def forward(self, outputs: Dict[str, Tensor], targets: List[Dict[str, Tensor]]) -> Tuple[Tensor, Dict[str, Tensor]]:
         loss, terms = self.dense(outputs, targets)
@@ -325,4 +452,9 @@ class ArgmaxCriterion(Criterion):
         else:
             crop_class = loss.new_zeros(())
         terms["crop_class"] = crop_class
-        return loss + self.class_weight * crop_class, terms
+        loss = loss + self.class_weight * crop_class
+        if "point_maps" in outputs:
+            cell, offset = map_loss(outputs["point_maps"], outputs["map_points"], visible > 0)
+            terms["map_cell"], terms["map_offset"] = cell, offset
+            loss = loss + self.map_weight * (cell + offset)
+        return loss, terms

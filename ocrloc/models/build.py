@@ -77,13 +77,17 @@ def _build(config: Config, task: Task) -> Detector:
             model = ArgmaxDetector(m.backbone, m.fpn_channels, m.head_stride, m.head_channels, m.pretrained_path,
                                    crop_size=a.crop_size, box_margin=a.box_margin, soft_channels=a.argmax_channels,
                                    box_jitter=a.box_jitter, point_fit=a.point_fit, crop_classifier=a.crop_classifier,
-                                   ink_reach=a.ink_reach, shared_head_stem=m.shared_head_stem, num_classes=classes,
+                                   ink_reach=a.ink_reach, shared_head_stem=m.shared_head_stem,
+                                   point_map=a.point_map, map_channels=a.map_channels, map_context=a.map_context,
+                                   map_lr_scale=a.map_lr_scale,
+                                   num_classes=classes,
                                    num_keypoints=keypoints)
             if a.point_init == "rule":  # oracle ablation: the rule told (ocrloc/models/oracle.py)
                 tell_argmax_head(model.head, get_rule(config.data.rule))
             dense = CenterNetCriterion(m.head_stride, weights, point_mode="offset", num_classes=classes,
                                        num_keypoints=keypoints)
-            criterion = ArgmaxCriterion(dense, config.loss.argmax_point, config.loss.crop_class)
+            criterion = ArgmaxCriterion(dense, config.loss.argmax_point, config.loss.crop_class, config.loss.point_map,
+                                        point_map=a.point_map)
             return Detector(model, criterion, ArgmaxPredictor(model, _decoder(config, "offset", task)))
         point_mode = m.centernet.point_mode
         model = CenterNetDetector(m.backbone, m.fpn_channels, m.head_stride, m.head_channels, point_mode,

@@ -59,18 +59,40 @@ FAMILIES = {
     "centernet_offset": ["model.type=centernet", "model.centernet.point_mode=offset"],
     "centernet_heatmap": ["model.type=centernet", "model.centernet.point_mode=heatmap"],
     "argmax": ["model.type=argmax", "model.argmax.argmax_channels=2"],
+    "argmax_map": ["model.type=argmax", "model.argmax.argmax_channels=2", "model.argmax.map_channels=8"],
     "study": ["model.type=study", "data.preset=single", "model.study.head=extremes", "model.study.inputs=[canvas]"],
     **{kind: [f"model.type={kind}", *BASELINE] for kind in ("retinanet", "ssd", "fcos", "keypointrcnn")},
 }
 
 
+def choose_the_point_map(head) -> None:
+    """Make every class take the argmax head's point map instead of the closed-form read-out (random
+    weights name every detection alike, so one model cannot exercise both), with scores spread
+    widely enough that rounding cannot swap the arg-max cell."""
+    with torch.no_grad():
+        torch.nn.init.normal_(head.point_map.slot_out, std=0.5)
+        head.choice_count.fill_(1.0)
+        head.choice_error[:, 0] = 1.0
+        head.choice_error[:, 1] = 0.0
+    assert head.uses_map().all()
+
+
+def tiny_detector(family: str):
+    """A tiny ``family`` detector for the export tests: ``argmax`` places points with its closed-form
+    read-out (moved away from the crop center), ``argmax_map`` with its point map."""
+    torch.manual_seed(0)
+    detector = build(load_config(None, [*TINY, *FAMILIES[family], "data.rule=seed37"])).eval()
+    if family.startswith("argmax"):
+        torch.nn.init.normal_(detector.model.head.point.weight, std=0.1)
+    if family == "argmax_map":
+        choose_the_point_map(detector.model.head)
+    return detector
+
+
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_exports_and_matches_eager_without_ocrloc_or_timm(tmp_path, family):
     """Every family goes through build()'s predictor, and runs on its own canvases once exported."""
-    torch.manual_seed(0)
-    detector = build(load_config(None, [*TINY, *FAMILIES[family], "data.rule=seed37"])).eval()
-    if family == "argmax":  # a head that moves the points away from the crop center
-        torch.nn.init.normal_(detector.model.head.point.weight, std=0.1)
+    detector = tiny_detector(family)
     path = tmp_path / "model.pt"
     export_torchscript(detector.predictor, "seed37", [128, 128], path)
     if family == "study":  # the study's canvases: 32 x 32, exactly

@@ -24,7 +24,7 @@ from ocrloc.engine.inference import pad_to_rule
 from ocrloc.export import FlatDetector, export_program, export_torchscript
 from ocrloc.export.program import trace_flat
 from ocrloc.models.build import build
-from tests.export.test_export import FAMILIES, TINY
+from tests.export.test_export import FAMILIES, TINY, tiny_detector
 
 onnx_export = pytest.importorskip("ocrloc.export.onnx", reason="needs onnx and onnxscript")
 pytest.importorskip("onnxruntime")
@@ -34,8 +34,8 @@ SHAPES = [(1, 1, 64, 64), (3, 3, 100, 77), (3, 1, 128, 160), (1, 3, 100, 77)]
 # (family, format, input dtype): every family and format, both dtypes per format.
 ARTIFACTS = [
     ("centernet_offset", "torchscript", "uint8"), ("argmax", "torchscript", "float32"),
-    ("centernet_offset", "export", "uint8"), ("argmax", "export", "uint8"), ("centernet_heatmap", "export", "float32"),
-    ("argmax", "onnx", "uint8"), ("centernet_offset", "onnx", "float32"),
+    ("centernet_offset", "export", "uint8"), ("argmax", "export", "float32"), ("centernet_heatmap", "export", "float32"),
+    ("argmax_map", "export", "uint8"), ("argmax_map", "onnx", "uint8"), ("centernet_offset", "onnx", "float32"),
 ]
 SUFFIX = {"torchscript": ".pt", "export": ".pt2", "onnx": ".onnx"}
 
@@ -84,14 +84,11 @@ def _grey_reference(images: torch.Tensor) -> torch.Tensor:
 
 
 def _detector(family: str):
-    torch.manual_seed(0)
-    detector = build(load_config(None, [*TINY, *FAMILIES[family], "data.rule=seed37"])).eval()
-    dense = detector.model.dense if family == "argmax" else detector.model
+    detector = tiny_detector(family)
+    dense = detector.model.dense if family.startswith("argmax") else detector.model
     # Boxes of about 12 px, as digits are: a random size head gives boxes of no height, on which the argmax
     # head's masked extremes divide by (almost) nothing and any rounding difference is magnified.
     torch.nn.init.constant_(dense.heads["size"][-1].bias, 3.0)
-    if family == "argmax":  # a head that moves the points away from the crop center
-        torch.nn.init.normal_(detector.model.head.point.weight, std=0.1)
     return detector
 
 

@@ -108,7 +108,7 @@ def test_head_fits_the_rule_from_the_annotations(rule_folders):
         labels = torch.cat([t["labels"] for t in targets])
         keypoints = torch.cat([t["keypoints"] for t in targets])
         with torch.no_grad():
-            coords, origin = head.coordinates(images, torch.zeros(images.shape[0], 8, 32, 32), boxes)
+            coords, origin, _, _ = head.measure(images, torch.zeros(images.shape[0], 8, 32, 32), boxes)
             head.fit(coords, labels, origin, keypoints[..., :2], keypoints[..., 2] > 0)
     error = head_errors(head, rule_folders["val"])
     assert error.median() < 0.05 and (error < 0.5).float().mean() >= 0.98, (error.median(), error.max())
