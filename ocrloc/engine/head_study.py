@@ -95,6 +95,12 @@ def point_scores(predictor: torch.nn.Module, test: StudyTestSet, device: torch.d
     }
 
 
+def rule_label(rule: str) -> str:
+    """A rule's name in run folders and tables: a rule file by its stem (``.../stroke.yaml`` ->
+    ``stroke``), a built-in rule by its name."""
+    return Path(rule).stem if rule.endswith((".yaml", ".yml")) else rule
+
+
 def run_experiments(config_paths: Sequence[str | os.PathLike], rules: Sequence[str], seeds: Sequence[int],
                     out_dir: str | os.PathLike, test_count: int = 2000, test_seed: int = 1000,
                     overrides: Sequence[str] = (), device: str = "auto", progress: bool = True,
@@ -112,7 +118,7 @@ def run_experiments(config_paths: Sequence[str | os.PathLike], rules: Sequence[s
             runs = []
             for seed in seeds:
                 config: Config = load_config(path, [f"data.rule={rule}", f"train.seed={seed}", *overrides])
-                run_dir = out_dir / rule / name / f"seed{seed}"
+                run_dir = out_dir / rule_label(rule) / name / f"seed{seed}"
                 state = train_or_reuse(config, run_dir, progress)
                 best = run_dir / "checkpoints" / "best.pt"
                 key = {"checkpoint_mtime": best.stat().st_mtime, "scores_version": SCORES_VERSION,
@@ -128,7 +134,7 @@ def run_experiments(config_paths: Sequence[str | os.PathLike], rules: Sequence[s
                 scores = cached_json(run_dir / "study_scores.json", key, score_on_test)
                 runs.append({"seed": seed, "wall_s": float(state.get("wall_s", 0.0)),
                              "params": sum(p.numel() for p in detector.model.parameters()), **scores})
-            rows.append(_aggregate(rule, labelled(name, config), runs))
+            rows.append(_aggregate(rule_label(rule), labelled(name, config), runs))
             if on_row is not None:
                 on_row(rows)
     return rows
@@ -225,7 +231,7 @@ def fidelity_rows(config_paths: Sequence[str | os.PathLike], rules: Sequence[str
             found = []
             for seed in seeds:
                 config = load_config(path, [f"data.rule={rule}", f"train.seed={seed}", *overrides])
-                best = Path(out_dir) / rule / name / f"seed{seed}" / "checkpoints" / "best.pt"
+                best = Path(out_dir) / rule_label(rule) / name / f"seed{seed}" / "checkpoints" / "best.pt"
                 if config.model.study.head not in COORDINATE_HEADS or not best.is_file():
                     continue
                 if test is None:
@@ -233,7 +239,7 @@ def fidelity_rows(config_paths: Sequence[str | os.PathLike], rules: Sequence[str
                 detector, _, _ = detector_from_checkpoint(best, map_location=torch_device)
                 found.append(feature_fidelity(detector.model, test, torch_device))
             if found:
-                row: Dict[str, Any] = {"rule": rule, "config": labelled(name, config), "seeds": len(found),
+                row: Dict[str, Any] = {"rule": rule_label(rule), "config": labelled(name, config), "seeds": len(found),
                                        "features": found[0]["features"]}
                 for key in ("edges", *POINT_NAMES):
                     row[key] = sum(f[key] for f in found) / len(found)

@@ -118,3 +118,18 @@ def test_fidelity_rows_cover_coordinate_heads_only(tmp_path, pools):
     table = fidelity_table(fidelity).splitlines()
     assert table[0].startswith("| rule | config | seeds | features | ink box edges, one feature | topleft, linear")
     assert len(table) == 3
+
+
+def test_a_rule_file_is_run_and_tabled_under_its_stem(tmp_path, pools):
+    """A rule file (here stroke points, found by a search over the ink) is a column like all10:
+    its runs live under OUT/<file stem> and its rows say the stem, not the path."""
+    config = {"data": {"preset": "single", "val_count": 4, "num_workers": 0},
+              "model": {"type": "study", "study": {"head": "soft_argmax", "width": 8, "hidden": 16, "argmax_channels": 2}},
+              "train": {"batch_size": 4, "steps": 1, "val_every": 1, "log_every": 1}, "optim": {"warmup_steps": 1}}
+    path = tmp_path / "soft.yaml"
+    path.write_text(yaml.safe_dump(config))
+    rule = tmp_path / "strokes.yaml"
+    rule.write_text("".join(f"{c}: nearest_ink(1, 0)\n" for c in range(10)))
+    (row,) = run_experiments([path], [str(rule)], [0], tmp_path / "out", test_count=4, progress=False)
+    assert row["rule"] == "strokes"
+    assert (tmp_path / "out" / "strokes" / "soft" / "seed0" / "study_scores.json").is_file()
