@@ -3,6 +3,8 @@
 
     python benchmarks/train_step.py            # the full table (~10 min on 2 cores)
     python benchmarks/train_step.py --quick    # a smoke run: one round, one timed step
+    # what the point map costs a step: each config with and without it
+    python benchmarks/train_step.py --families quickstart quickstart_no_map argmax argmax_no_map --threads 2 --workers 0
 
 In one process, in interleaved rounds (every cell once per round, after a warm-up step; the
 median of the rounds is reported, so a noisy minute of a shared machine touches one sample):
@@ -42,7 +44,10 @@ from ocrloc.models.backbone import TimmBackbone
 from ocrloc.models.build import build
 
 FAMILIES = {"centernet": "compare/centernet", "argmax": "compare/argmax", "retinanet": "compare/retinanet",
-            "quickstart": "quickstart"}
+            "quickstart": "quickstart", "argmax_no_map": "compare/argmax", "quickstart_no_map": "quickstart"}
+# The *_no_map families are their config without the point map: what the map costs a step.
+FAMILY_OVERRIDES = {"argmax_no_map": ["model.argmax.point_map=false"], "quickstart_no_map": ["model.argmax.point_map=false"]}
+DEFAULT_FAMILIES = ["centernet", "argmax", "retinanet", "quickstart"]
 
 
 def _timed(fn: Callable[[], None], steps: int, warmup: int) -> float:
@@ -59,7 +64,8 @@ class Family:
     """One config's model, optimizer and fixed batch, and the bare backbone of the same name."""
 
     def __init__(self, name: str, config_name: str, batch: int, data_root: str | None) -> None:
-        overrides = [f"train.batch_size={batch}"] + ([f"data.data_root={data_root}"] if data_root else [])
+        overrides = [f"train.batch_size={batch}", *FAMILY_OVERRIDES.get(name, [])]
+        overrides += [f"data.data_root={data_root}"] if data_root else []
         self.config = load_config(config_name, overrides)
         self.name = name
         detector = build(self.config)
@@ -110,7 +116,7 @@ class Family:
 
 def main(argv: List[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--families", nargs="+", default=DEFAULT_FAMILIES, choices=list(FAMILIES))
     parser.add_argument("--threads", nargs="+", type=int, default=sorted({1, cpu_cores()}))
     parser.add_argument("--workers", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--batch", type=int, default=32)
@@ -122,7 +128,7 @@ def main(argv: List[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.steps = 1, 1
-        if args.families == list(FAMILIES):
+        if args.families == DEFAULT_FAMILIES:
             args.families = ["quickstart", "retinanet"]
 
     families = {name: Family(name, FAMILIES[name], args.batch, args.data_root) for name in args.families}
