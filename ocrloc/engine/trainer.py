@@ -3,7 +3,9 @@
 * AdamW, linear warm-up then cosine decay, gradient clipping.
 * Data: canvases generated on the fly in DataLoader workers (or any COCO keypoints folder);
   a :class:`~ocrloc.engine.sampler.StepSampler` makes the batch of every step a pure function
-  of the step, so ``--resume`` is exact and ranks read disjoint samples under ``torchrun``.
+  of the step, and the torch seed is reset at every step from (seed, step, rank)
+  (:func:`step_seed`), so the model's own random draws are one too: ``--resume`` is exact and
+  ranks read disjoint samples under ``torchrun``.
 * Periodic validation on a fixed val split: validation loss and the SPEC scores.
 * ``RUN_DIR/metrics.csv`` is only ever appended. Rows are committed together with
   ``checkpoints/last.pt`` (the checkpoint carries the rows it covers), so a crash and a
@@ -83,6 +85,11 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) 
         return (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The torch seed of training step ``step`` (0-based) on ``rank``: distinct per step and rank."""
+    return (seed * 1_000_003 + step * 4_099 + rank) % (2 ** 63)
 
 
 def parameter_groups(model: nn.Module, lr: float) -> List[Dict[str, Any]]:
@@ -520,6 +527,9 @@ class Trainer:
         throughput = ThroughputMeter(last_tick)
         for images, targets in _readable(loader):
             images, targets = to_device(images, targets, self.device, non_blocking=True)
+            # The model's own randomness (the argmax head's box jitter) drawn from a stream that is
+            # a pure function of (seed, step, rank), as the batches are: --resume stays exact.
+            torch.manual_seed(step_seed(cfg.seed, self.step, self.ctx.rank))
             loss, terms = step_loss(self.train_model, self.criterion, images, targets, amp)
             if not torch.isfinite(loss):
                 # The weights are still those of the last good step: keep them, then stop.

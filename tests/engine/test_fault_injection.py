@@ -18,7 +18,10 @@ import torch
 from ocrloc.engine.checkpoint import load_checkpoint
 from tests.engine.test_trainer import TINY
 
-SETS = TINY + ["train.val_every=2", "train.steps=8"]  # the trainer tests' tiny run, longer, validated often
+# The trainer tests' tiny run, longer, validated often, on the quickstart's family: the argmax
+# detector, whose box jitter draws random numbers and whose point fit and choice are buffers.
+SETS = TINY + ["train.val_every=2", "train.steps=8", "model.type=argmax", "model.argmax.argmax_channels=2",
+               "model.argmax.map_channels=8"]
 TIMING = ("wall_s", "img_per_s")  # the only columns allowed to differ between the two runs
 
 # Runs `ocrloc train` with one kill point armed from OCRLOC_TEST_KILL=<point>:<n> (the n-th call):
