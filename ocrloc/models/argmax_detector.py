@@ -270,6 +270,14 @@ class ArgmaxPointHead(nn.Module):
         return torch.where(use[:, :, None], mapped, closed_form)
 
     @torch.jit.unused  # training only
+    def candidate_errors(self, coords: Tensor, maps: Tensor, labels: Tensor, origin: Tensor, points: Tensor) -> Tensor:
+        """Each candidate's distance (px) to the annotated ``points [N, K, 2]``: ``[N, K, 2]``, the
+        closed-form read-out's then the point map's, without gradients (what :meth:`update_choice` takes)."""
+        with torch.no_grad():
+            candidates = torch.stack([self.read(coords, labels, origin), self.map_points(maps, origin)], dim=2)
+            return torch.linalg.vector_norm(candidates - points[:, :, None, :], dim=-1)
+
+    @torch.jit.unused  # training only
     @torch.no_grad()
     def update_choice(self, labels: Tensor, errors: Tensor, visible: Tensor) -> None:
         """Stream each candidate's errors ``[N, K, 2]`` (px) at the annotated points (``visible
@@ -368,11 +376,8 @@ class ArgmaxDetector(nn.Module):
                 outputs["point_maps"] = maps
                 outputs["map_points"] = points - origin[:, None, :]
                 if self.training and labels.numel() > 0:
-                    with torch.no_grad():
-                        candidates = torch.stack([self.head.read(coords, labels, origin),
-                                                  self.head.map_points(maps, origin)], dim=2)  # [N, K, 2, 2]
-                        errors = torch.linalg.vector_norm(candidates - points[:, :, None, :], dim=-1)
-                    self.head.update_choice(labels, errors, visible)
+                    self.head.update_choice(labels, self.head.candidate_errors(coords, maps, labels, origin, points),
+                                            visible)
             if self.training and labels.numel() > 0:
                 self.head.fit(coords, labels, origin, points, visible)
             outputs["argmax_points"] = self.head.read(coords, labels, origin)

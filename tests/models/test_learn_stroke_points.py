@@ -90,9 +90,7 @@ def test_the_search_is_off_the_closed_form_basis_and_the_point_map_learns_it(sea
             keypoints = torch.cat([t["keypoints"] for t in targets])
             coords, origin, window, ink_box = head.measure(images, features[:len(images)], boxes)
             maps = head.maps(window, ink_box, labels)
-            with torch.no_grad():
-                errors = torch.stack([head.read(coords, labels, origin), head.map_points(maps, origin)], dim=2)
-                errors = (errors - keypoints[:, :, None, :2]).norm(dim=-1)
+            errors = head.candidate_errors(coords, maps, labels, origin, keypoints[..., :2])
             head.update_choice(labels, errors, keypoints[..., 2] > 0)
             head.fit(coords.detach(), labels, origin, keypoints[..., :2], keypoints[..., 2] > 0)
             cell, offset = map_loss(maps, keypoints[..., :2] - origin[:, None, :], keypoints[..., 2] > 0)
