@@ -213,7 +213,7 @@ class ArgmaxConfig:
             stroke rule at the quickstart budget, keypoint AP 0.812 at 5 against 0.779 at 1.
         point_init: ``learned`` (the map is learned from the annotations alone), or ``rule``, an
             *oracle* ablation ("oracle: rule told"), with ``point_fit: gradient``: the map starts
-            as the SPEC definition of each class's point under ``data.rule``
+            as the definition of each class's named point under ``data.rule`` (``docs/task.md``, "Rules")
             (:mod:`ocrloc.models.oracle`), so training learns only a correction. Never a default;
             every result of it is labelled so.
     """
@@ -272,7 +272,7 @@ class StudyConfig:
             1 x 1 conv) or ``identity`` (each map starts as the canvas, cut at mid-grey).
         point_init: ``learned`` (PyTorch's initialisation, then training) or ``rule``, an *oracle*
             ablation ("oracle: rule told"): the ``extremes`` head on the ``canvas`` starts as the
-            SPEC rule of ``data.rule`` on exact features (:func:`ocrloc.models.oracle.tell_study_net`).
+            rule ``data.rule`` on exact features (:func:`ocrloc.models.oracle.tell_study_net`).
     """
 
     head: Literal["flatten", "pool", "coordconv", "soft_argmax", "hard_argmax", "extremes"] = "pool"
@@ -405,7 +405,8 @@ class PostprocessConfig:
     """Decoding raw head outputs into detections.
 
     Attributes:
-        max_detections: at most this many detections per image (SPEC section 8: 100).
+        max_detections: at most this many detections per image (100: ``docs/task.md``,
+            "The exported model").
         score_threshold: drop detections below this score.
         nms_kernel: size of the max-pool peak finder on the class heatmap.
         iou_threshold: class-agnostic duplicate suppression of the decoded boxes (``batched_nms``

@@ -10,11 +10,12 @@ from __future__ import annotations
 # sorted(ocrloc.data.canvas.PRESETS)
 PRESET_NAMES: tuple[str, ...] = ("canvas128", "glyphs128", "single")
 
-# sorted(ocrloc.data.rules.RULES): the SPEC rules; any other rule is a YAML / JSON rule file.
+# sorted(ocrloc.data.rules.RULES): the built-in rules (docs/task.md, "Rules"); any other rule is a
+# YAML / JSON rule file.
 RULE_NAMES: tuple[str, ...] = ("all10", "seed37")
 
 # tuple(ocrloc.data.mnist.SPLITS), in that order.
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 
-# ocrloc.evaluation.DEFAULT_SIGMA: OKS sigma of every keypoint unless --sigma says otherwise (SPEC 7).
+# ocrloc.evaluation.DEFAULT_SIGMA: OKS sigma of every keypoint unless --sigma says otherwise (docs/task.md, "Scores").
 DEFAULT_SIGMA: float = 0.05

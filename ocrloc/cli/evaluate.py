@@ -1,4 +1,4 @@
-"""Score a COCO results file against a COCO keypoints ground truth (SPEC section 7).
+"""Score a COCO results file against a COCO keypoints ground truth (docs/task.md, "Scores").
 
 The ground truth defines the task: its categories (any ids) and each category's list of keypoint names;
 annotations and results carry 3 numbers [x, y, v] per keypoint of their category.
@@ -28,7 +28,8 @@ from ocrloc.cli.defaults import DEFAULT_SIGMA
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``ocrloc evaluate``."""
-    parser.add_argument("--gt", required=True, help="COCO keypoints ground truth JSON (SPEC 6)")
+    parser.add_argument("--gt", required=True,
+                        help="COCO keypoints ground truth JSON (docs/task.md, 'Ground-truth and results files')")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--results", help="COCO results JSON: a list of detections")
     source.add_argument("--oracle", action="store_true",

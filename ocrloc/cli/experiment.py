@@ -14,7 +14,7 @@ error at the predicted class, PCK at 0.5 and 1 px, class accuracy. The table is 
 OUT/table.md (and --table) after every row; the rows with every seed to OUT/rows.json.
 
 --fidelity PATH then writes a second table (also OUT/fidelity.md): for the rows whose
-head reads coordinates, how exactly their learned features give the SPEC's named points, in
+head reads coordinates, how exactly their learned features give the named points (docs/task.md), in
 pixels (ocrloc.engine.head_study.fidelity_rows).
 `python tools/experiment.py` takes the same arguments.
 """

@@ -17,7 +17,7 @@ bottom and right), B from 0. Load it anywhere without ocrloc:
                boxes, scores, labels, keypoints, batch_index = session.run(None, {"images": images})
 
 torchscript works for every model type (torch calls TorchScript deprecated; it stays the
-default of SPEC section 8); export and onnx for model.type centernet and argmax.
+default, docs/task.md, "The exported model"); export and onnx for model.type centernet and argmax.
 `python tools/export.py` takes the same arguments.
 """
 

@@ -1,4 +1,5 @@
-"""Write a split of MNIST canvases as a COCO keypoints folder (SPEC sections 5 and 6).
+"""Write a split of MNIST canvases as a COCO keypoints folder (docs/task.md, "Benchmark canvases"
+and "Ground-truth and results files").
 
 examples:
   ocrloc make-dataset --preset canvas128 --rule all10 --split test \\
@@ -27,10 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``ocrloc make-dataset``."""
     parser.add_argument("--preset", default="canvas128", choices=PRESET_NAMES,
                         help="canvas recipe: canvas128 and single compose MNIST digits (the --rule picks each digit's point); "
-                             "glyphs128 composes printed characters (62 classes, five named points each, docs/data.md) "
+                             "glyphs128 composes printed characters (62 classes, five named points each, docs/glyphs.md) "
                              "(default: %(default)s)")
     parser.add_argument("--rule", default="all10",
-                        help=f"a SPEC rule ({', '.join(RULE_NAMES)}) or a YAML / JSON rule file mapping classes to "
+                        help=f"a built-in rule ({', '.join(RULE_NAMES)}) or a YAML / JSON rule file mapping classes to "
                              "point names (docs/data.md, 'Rules'; default: %(default)s)")
     parser.add_argument("--split", default="test", choices=SPLIT_NAMES,
                         help="which MNIST digits are drawn (default: %(default)s)")

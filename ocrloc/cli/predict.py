@@ -1,4 +1,5 @@
-"""Run a checkpoint (or an exported file) over images and write COCO results (SPEC section 6).
+"""Run a checkpoint (or an exported file) over images and write COCO results (docs/task.md,
+"Ground-truth and results files").
 
 Images of any size, grey or colour, are read as grey and run through ocrloc.Predictor (the
 Python API: padded to the model's input rule, batched by size).

@@ -1,6 +1,7 @@
 """The canvas generator: MNIST digits composed onto a canvas with boxes, classes and named points.
 
-Everything follows SPEC sections 3 to 5. Canvases are uint8 from the start: each resized
+Everything follows ``docs/task.md`` ("Ink and ink box", "Named points", "Rules", "Benchmark
+canvases"). Canvases are uint8 from the start: each resized
 digit is rounded to uint8 and a pixel is ink when its value is >= 128 (128/255 is the
 smallest uint8 intensity >= 0.5). Because the canvas is exactly what an 8-bit PNG stores,
 points recomputed from a written PNG equal the annotated ones.
@@ -34,7 +35,7 @@ _MAX_POSITIONS = 50  # positions tried for one (digit, size)
 
 @dataclass(frozen=True)
 class CanvasPreset:
-    """A canvas recipe (SPEC section 5).
+    """A canvas recipe (``docs/task.md``, "Benchmark canvases").
 
     Attributes:
         name: preset name.
@@ -81,7 +82,7 @@ class DigitInstance:
     Attributes:
         label: digit class 0-9.
         bbox: ink box, COCO ``[x, y, w, h]`` in canvas pixels (integers).
-        points: the seven SPEC points and the further box points (:data:`~ocrloc.data.points.BOX_POINT_NAMES`)
+        points: the seven named points and the further box points (:data:`~ocrloc.data.points.BOX_POINT_NAMES`)
             ``{name: (x, y)}`` in canvas pixels, and the stroke point its class wants when the
             rule asks for one (keyed by its spelling, :func:`~ocrloc.data.points.stroke_point`).
         source_index: index of the digit in its MNIST file.

@@ -1,4 +1,5 @@
-"""COCO keypoint files (SPEC section 6): writing generated splits, reading any keypoint folder.
+"""COCO keypoint files (``docs/task.md``, "Ground-truth and results files"): writing generated splits,
+reading any keypoint folder.
 
 A split folder is ``DIR/images/*.png`` (8-bit grey) plus ``DIR/annotations.json``. Image and
 annotation ids start at 1: pycocotools' COCOeval marks a detection as matched by storing the

@@ -10,8 +10,8 @@ at least ``min_gap`` pixels apart, and canvas ``i`` depends only on (preset, spl
 
 Every glyph carries every point of :data:`GLYPH_POINT_NAMES`:
 
-* ``topleft`` and ``center``: the ink box's top-left corner and center, exactly as SPEC defines
-  them for digits (computed from the glyph's ink in the final uint8 canvas);
+* ``topleft`` and ``center``: the ink box's top-left corner and center, exactly as ``docs/task.md``,
+  "Named points", defines them for digits (computed from the glyph's ink in the final uint8 canvas);
 * ``baseline_left``, ``baseline``, ``baseline_right``: typographic points from the font's
   metrics, not from the ink: the pen position where the glyph was drawn (on the baseline),
   the point half the advance width further along the baseline, and the pen position after

@@ -1,4 +1,5 @@
-"""MNIST digits, found on disk (never downloaded unless a Python caller opts in), split as SPEC section 5 says.
+"""MNIST digits, found on disk (never downloaded unless a Python caller opts in), split as ``docs/task.md``,
+"Benchmark canvases", says.
 
 The data root is the explicit argument (``--data-root`` / ``data.data_root``), else the
 ``OCRLOC_DATA`` environment variable; a root named either way must hold MNIST (an error names it
@@ -168,7 +169,7 @@ def _load_file(root: str, train: bool) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def load_digit_pool(split: str, data_root: Optional[str | os.PathLike] = None, download: bool = False) -> DigitPool:
-    """The digits of ``split`` (SPEC section 5): train 0-54,999, val 55,000-59,999 of the
+    """The digits of ``split`` (``docs/task.md``, "Benchmark canvases"): train 0-54,999, val 55,000-59,999 of the
     MNIST training file, test all 10,000 test digits.
 
     Raises:

@@ -3,7 +3,7 @@
 Coordinates are COCO continuous pixel coordinates: pixel (row r, column c) covers
 [c, c+1) x [r, r+1) and its center is (c + 0.5, r + 0.5). x is the column axis.
 
-* :data:`POINT_NAMES`: the seven named points of the task (``docs/data.md``, "Named points").
+* :data:`POINT_NAMES`: the seven named points of the task (``docs/task.md``, "Named points").
 * :data:`BOX_POINT_NAMES`: the ink box's other corners and the middles of its edges.
 * **Stroke points** (:func:`stroke_point`): a pixel of the stroke found by a search over the ink,
   written ``nearest_ink(a, b)`` or ``first_ink(a, b, dx, dy)`` with a reference point given in
@@ -33,7 +33,7 @@ POINT_NAMES: Tuple[str, ...] = (
     "rightmost",
 )
 
-# Further points of the ink box a rule file may ask for (the SPEC's seven above already hold
+# Further points of the ink box a rule file may ask for (the seven named points above already hold
 # its top-left corner and its center): the other corners and the middles of the four edges.
 BOX_POINT_NAMES: Tuple[str, ...] = (
     "topright",
@@ -65,7 +65,7 @@ def ink_box(ink: np.ndarray) -> Tuple[int, int, int, int]:
 
 
 def named_points(ink: np.ndarray, intensity: np.ndarray) -> Dict[str, Tuple[float, float]]:
-    """All seven named points of one digit, exactly as SPEC section 3 defines them.
+    """All seven named points of one digit, exactly as ``docs/task.md``, "Named points", defines them.
 
     The medians are numpy medians: with an even number of ink pixels in the extreme row
     or column, the mean of the two middle pixel centers.
@@ -117,7 +117,7 @@ def box_points(bbox: Tuple[float, float, float, float]) -> Dict[str, Tuple[float
 
 # A stroke point's spelling: a search and its numbers, e.g. ``first_ink(0.5, 0.5, 0.3, -1)``.
 STROKE_SEARCHES: Dict[str, int] = {"nearest_ink": 2, "first_ink": 4}  # name -> how many numbers
-_STROKE_SPEC = re.compile(r"^\s*([a-z_]+)\s*\((.*)\)\s*$")
+_STROKE_PATTERN = re.compile(r"^\s*([a-z_]+)\s*\((.*)\)\s*$")
 
 
 def parse_stroke_point(spec: str) -> Optional[Tuple[str, Tuple[float, ...]]]:
@@ -128,7 +128,7 @@ def parse_stroke_point(spec: str) -> Optional[Tuple[str, Tuple[float, ...]]]:
         ValueError: for a known search with the wrong count of numbers, a number that is not
             one, or a ``first_ink`` direction of length 0.
     """
-    match = _STROKE_SPEC.match(spec) if isinstance(spec, str) else None
+    match = _STROKE_PATTERN.match(spec) if isinstance(spec, str) else None
     if match is None or match.group(1) not in STROKE_SEARCHES:
         return None
     name, body = match.group(1), match.group(2)

@@ -1,7 +1,7 @@
-"""Rules: which named point each digit class wants (SPEC section 4).
+"""Rules: which named point each digit class wants (``docs/task.md``, "Rules").
 
 A rule is a plain mapping ``class -> point name``; the classes it maps are the only
-classes drawn on its canvases. The two SPEC names (``all10``, ``seed37``) never change
+classes drawn on its canvases. The two built-in names (``all10``, ``seed37``) never change
 meaning. Any other rule is data: a YAML or JSON file mapping classes to point names
 (``{0: topright, 3: leftmost, ...}``), given wherever a rule name is taken
 (``tools/make_dataset.py --rule FILE``, ``data.rule: FILE``). Its points are the seven named
@@ -95,7 +95,7 @@ def load_rule_file(path: str | Path) -> Mapping[int, str]:
 
 
 def get_rule(name: str) -> Mapping[int, str]:
-    """The ``class -> point name`` table of rule ``name``: a SPEC rule, or a rule file's path.
+    """The ``class -> point name`` table of rule ``name``: a built-in rule, or a rule file's path.
 
     Raises:
         ValueError: naming the unknown rule and the known ones, or what is wrong in a rule file.

@@ -7,7 +7,7 @@ invisible); :class:`Task` maps both ways, so every output carries the file's own
 again. Checkpoints and exported files carry it (``meta["task"]``).
 
 The MNIST canvases are one task among others: :func:`digits_task`, ten classes with ids 0-9 and
-one keypoint, ``point`` (SPEC section 6).
+one keypoint, ``point`` (``docs/task.md``, "Ground-truth and results files").
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ point error in pixels (at the predicted class), PCK at 0.5 and 1 px, class accur
 :func:`fidelity_rows` asks a different question of the same runs: how exactly do the point
 head's learned coordinate features match the ink? Two errors, in pixels: the best single
 feature for each edge of the ink box (affine fit: does one feature *equal* an edge?), and all
-features together for each SPEC named point (linear, fitted on half of the test canvases and
-measured on the other half: is the point *in* the features?).
+features together for each named point (``docs/task.md``, "Named points"; linear, fitted on half
+of the test canvases and measured on the other half: is the point *in* the features?).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ _EDGES = ((POINT_NAMES.index("topleft"), 0), (POINT_NAMES.index("topleft"), 1),
 
 class StudyTestSet:
     """Images and the one digit's class and point per canvas, held in memory; ``named_points``
-    ``[N, 7, 2]`` holds all seven SPEC points (:data:`POINT_NAMES` order) when known."""
+    ``[N, 7, 2]`` holds all seven named points (:data:`POINT_NAMES` order) when known."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, points: torch.Tensor, description: str,
                  named_points: Optional[torch.Tensor] = None) -> None:
@@ -199,7 +199,7 @@ def fit_fidelity(features: torch.Tensor, targets: torch.Tensor) -> Dict[str, tor
 @torch.no_grad()
 def feature_fidelity(model: torch.nn.Module, test: StudyTestSet, device: torch.device,
                      batch_size: int = 256) -> Dict[str, float]:
-    """:func:`fit_fidelity` of a study model's point features against the SPEC's named points,
+    """:func:`fit_fidelity` of a study model's point features against the named points (``docs/task.md``),
     in canvas pixels: ``edges``, the mean single-feature error over the ink box's four edges;
     per point name, the linear fit's error (mean of x and y)."""
     if test.named_points is None:

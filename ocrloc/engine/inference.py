@@ -1,4 +1,5 @@
-"""The one predict loop: a predictor over batches, detections as COCO results (SPEC section 6).
+"""The one predict loop: a predictor over batches, detections as COCO results (``docs/task.md``,
+"Ground-truth and results files").
 
 Validation, ``compare``, the head study, ``ocrloc predict`` and :class:`ocrloc.Predictor`
 all run :func:`iterate_predictions` (or :func:`predict_results`, which collects it), so images

@@ -6,7 +6,7 @@
   of the step, and the torch seed is reset at every step from (seed, step, rank)
   (:func:`step_seed`), so the model's own random draws are one too: ``--resume`` is exact and
   ranks read disjoint samples under ``torchrun``.
-* Periodic validation on a fixed val split: validation loss and the SPEC scores.
+* Periodic validation on a fixed val split: validation loss and the scores of ``docs/task.md``, "Scores".
 * ``RUN_DIR/metrics.csv`` is only ever appended. Rows are committed together with
   ``checkpoints/last.pt`` (the checkpoint carries the rows it covers), so a crash and a
   ``--resume`` neither lose nor repeat a row.
@@ -469,7 +469,7 @@ class Trainer:
     # ------------------------------------------------------------------ validation
     @torch.no_grad()
     def validate(self, loader: DataLoader, gt: Dict[str, Any]) -> Dict[str, Any]:
-        """Validation loss terms and SPEC scores of the current model."""
+        """Validation loss terms and scores (``docs/task.md``, "Scores") of the current model."""
         self.detector.eval()
         totals: Dict[str, float] = {}
         batches = 0

@@ -1,4 +1,4 @@
-"""Scores of SPEC section 7: keypoint and box AP, point error, miss rate, class accuracy.
+"""The scores of ``docs/task.md``, "Scores": keypoint and box AP, point error, miss rate, class accuracy.
 
 The ground truth defines the task (categories with any ids, each with its own list of keypoint names); see
 :mod:`ocrloc.evaluation.evaluator` for the scores and :mod:`ocrloc.evaluation.inputs` for what is checked.

@@ -1,7 +1,7 @@
-"""SPEC section 7 scores of a COCO results list against a COCO keypoints ground truth.
+"""The scores (``docs/task.md``, "Scores") of a COCO results list against a COCO keypoints ground truth.
 
 The ground truth defines the task: categories with any integer ids, each naming its own list of ``K_c >= 1``
-keypoints (see :mod:`ocrloc.evaluation.inputs`). The SPEC 6 digits are categories 0 to 9 with one keypoint
+keypoints (see :mod:`ocrloc.evaluation.inputs`). The MNIST digits are categories 0 to 9 with one keypoint
 ``"point"`` each; for them every score below is exactly what the evaluator gave before categories could carry
 several keypoints (``tests/evaluation/test_k1_regression.py`` pins the numbers).
 
@@ -113,8 +113,8 @@ __all__ = ["DEFAULT_SIGMA", "KPT_MAX_DETS", "BOX_MAX_DETS", "SCORE_KEYS", "DETAI
            "format_table", "ground_truth_as_results", "check_sigma", "slot_sigmas_of", "keypoint_precision", "match_checked",
            "mean_valid_precision"]
 
-DEFAULT_SIGMA = 0.05  # SPEC 7: OKS 0.5 is ~2.9 px, 0.95 ~0.8 px on a 24 x 28 digit
-KPT_MAX_DETS = 20  # SPEC 7 and the COCO keypoint convention
+DEFAULT_SIGMA = 0.05  # docs/task.md, "Scores": OKS 0.5 is ~3.0 px, 0.95 ~0.8 px on a 24 x 28 digit
+KPT_MAX_DETS = 20  # docs/task.md, "Scores", and the COCO keypoint convention
 BOX_MAX_DETS = 100  # the COCO box convention
 _AREA_ALL = [0.0, 1e5**2]  # pycocotools' 'all' range
 OKS_THRESHOLDS = np.asarray(Params(iouType="keypoints").iouThrs)  # OKS 0.50:0.05:0.95, as COCOeval uses them
@@ -359,7 +359,7 @@ def _point_scores(g: GroundTruth, r: Results, slot_sigmas: np.ndarray) -> dict[s
 
 
 def evaluate(gt: PathOrObj, results: PathOrObj, sigma: Sigma = DEFAULT_SIGMA) -> dict[str, Any]:
-    """Score detections against ground truth (SPEC 7).
+    """Score detections against ground truth (``docs/task.md``, "Scores").
 
     Args:
         gt: COCO keypoints ground truth, a path or the loaded dict. Not modified.

@@ -11,7 +11,7 @@ The ground truth defines the task: its categories (any integer ids, in any order
 category ``c``, its list of ``K_c >= 1`` keypoint names (``categories[i].keypoints``). Categories may share
 one list or have different ones. Annotations carry ``3 * K_c`` numbers ``[x1, y1, v1, x2, y2, v2, ...]`` for
 their category, a keypoint with ``v > 0`` being labelled; results carry ``3 * K_c`` numbers for their
-``category_id`` too. The SPEC 6 digits are the case of categories 0 to 9 that all name one keypoint
+``category_id`` too. The MNIST digits are the case of categories 0 to 9 that all name one keypoint
 ``"point"``.
 
 Keypoints are kept in flat arrays over *keypoint slots*: one slot per distinct keypoint name in the ground

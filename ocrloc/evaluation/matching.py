@@ -1,7 +1,8 @@
 """Greedy one-to-one matching of detections to ground-truth objects, for point error and class accuracy.
 
-pycocotools matches too, but only inside its AP loop and once per OKS threshold; SPEC 7's point error and
-class accuracy need one matching at OKS >= 0.1, so it is done here, per image, with numpy.
+pycocotools matches too, but only inside its AP loop and once per OKS threshold; the point error and
+class accuracy (``docs/task.md``, "Scores") need one matching at OKS >= 0.1, so it is done here, per image,
+with numpy.
 
 OKS is pycocotools' ``COCOeval.computeOks`` over the ground truth's labelled keypoints (``v > 0``):
 ``mean_k exp(-d_k^2 / (2 * (area + eps) * (2 * sigma_k)^2))`` with ``area`` the ground truth's COCO area,
@@ -20,10 +21,10 @@ mergesort), each detection taking at most one ground truth and each ground truth
   the one with the highest OKS. Gives the point errors and the miss rate.
 - *class-agnostic*: a detection may take any unmatched ground truth with OKS >= 0.1 (over the shared labelled
   keypoints), and takes the *nearest* one: the smallest mean squared pixel distance over those keypoints
-  (with one keypoint: the nearest point, as the SPEC says; OKS would prefer larger digits). Gives class
+  (with one keypoint: the nearest point, as ``docs/task.md`` says; OKS would prefer larger digits). Gives class
   accuracy.
 
-Unlike the AP (SPEC 7: ``maxDets = 20``), no detection is cut: a point that is found is found.
+Unlike the AP (``maxDets = 20``), no detection is cut: a point that is found is found.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ import numpy as np
 
 __all__ = ["OKS_MATCH_THRESHOLD", "PointMatches", "oks", "keypoint_variances", "greedy_match", "match_points"]
 
-OKS_MATCH_THRESHOLD = 0.1  # SPEC 7: a detection farther than this from a digit's point does not "find" it
+# docs/task.md, "Scores": a detection farther than this from a digit's point does not "find" it.
+OKS_MATCH_THRESHOLD = 0.1
 
 
 def oks(d2: np.ndarray, area: np.ndarray, sigma: float) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Deployable files of a predictor (SPEC section 8): TorchScript (the default), ``torch.export`` (.pt2) and ONNX.
+"""Deployable files of a predictor (``docs/task.md``, "The exported model"): TorchScript (the default),
+``torch.export`` (.pt2) and ONNX.
 
 Every format holds the preprocessing (:mod:`ocrloc.export.preprocess`): grey or RGB, uint8 or
 float, any size. TorchScript returns one dict per image; the ``torch.export`` and ONNX graphs

@@ -71,7 +71,7 @@ class CanvasPreprocess(nn.Module):
             raise ValueError(f"expected images of at least 1 x 1 px; got {height} x {width}")
         # A weighted sum over the channels rather than torchvision's rgb_to_grayscale, which branches on
         # the channel count and so would fix C in an exported graph. One channel: weight 0.299 / 0.299
-        # = 1 exactly, so a grey float input reaches the model unchanged (SPEC section 8).
+        # = 1 exactly, so a grey float input reaches the model unchanged (docs/task.md, "The exported model").
         weights = self.luma[: images.shape[1]]
         canvases = (canvases * (weights / weights.sum()).view(1, -1, 1, 1)).sum(dim=1, keepdim=True)
         padded_h, padded_w = self._padded(height), self._padded(width)

@@ -2,7 +2,7 @@
 
 Loading it needs only torch and torchvision: ``import torchvision`` (which registers the
 ``torchvision::nms`` operator) then ``torch.jit.load(path)``. No ocrloc, no timm. (torch >= 2.9
-calls TorchScript deprecated; it stays the default format of SPEC section 8, and
+calls TorchScript deprecated; it stays the default format (``docs/task.md``, "The exported model"), and
 :mod:`ocrloc.export.program` / :mod:`ocrloc.export.onnx` write the formats that replace it.)
 """
 
@@ -29,8 +29,8 @@ class ExportedDetector(nn.Module):
     Images are ``[B, C, H, W]``: ``C`` = 1 (grey) or 3 (RGB, converted to grey with the ITU-R 601
     luma weights), ``uint8`` (scaled by 1/255) or float in [0, 1], any ``H`` x ``W`` (padded with
     zeros on the bottom and right to the input rule, so detections are in the input's pixels;
-    boxes and points may reach into the padding). SPEC section 8's float ``[B, 1, H, W]`` with
-    ``H``, ``W`` multiples of 32 is passed to the predictor unchanged.
+    boxes and points may reach into the padding). A float ``[B, 1, H, W]`` with
+    ``H``, ``W`` multiples of 32 is passed to the predictor unchanged (``docs/task.md``, "The exported model").
 
     Attributes:
         rule: the point rule the model was trained for ("" when a COCO folder's annotations defined
@@ -81,7 +81,7 @@ def export_torchscript(predictor: PredictorModule, rule: Optional[str], train_si
     """Script ``predictor`` (with its preprocessing and metadata: ``task``'s classes and keypoint
     names, the MNIST digits when None) into ``path``, written atomically, and return the scripted module."""
     wrapper = ExportedDetector(predictor.eval(), rule, train_size, task).eval()
-    with warnings.catch_warnings():  # torch >= 2.9 calls TorchScript deprecated; SPEC section 8 keeps it the default
+    with warnings.catch_warnings():  # torch >= 2.9 calls TorchScript deprecated; it stays the default (docs/task.md)
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.(script|save).* is deprecated")
         scripted = torch.jit.script(wrapper)
         with atomic_path(path, suffix=".pt.tmp") as tmp:

@@ -10,11 +10,11 @@ turn a map into coordinates a head can use directly (all TorchScript-scriptable)
 * :class:`SoftThreshold` + :class:`ExtremePoints`: a differentiable cut-off
   ``sigmoid((a - t) / tau)`` with learnable ``t`` and ``tau``, then the soft first and last
   occupied row and column of the mask: the ink box and the topmost / bottommost / leftmost /
-  rightmost points of SPEC section 3, on a canvas crop or a feature map.
+  rightmost points of ``docs/task.md``, "Named points", on a canvas crop or a feature map.
 * :class:`AddCoords`: CoordConv's coordinate channels.
 
-Coordinates are in map pixels with SPEC's conventions: cell ``(row r, col c)`` covers
-``[c, c + 1) x [r, r + 1)`` and its center is ``(c + 0.5, r + 0.5)``; box edges are
+Coordinates are in map pixels with the task's conventions (``docs/task.md``, "Coordinates"):
+cell ``(row r, col c)`` covers ``[c, c + 1) x [r, r + 1)`` and its center is ``(c + 0.5, r + 0.5)``; box edges are
 ``c_min``, ``c_max + 1``, ``r_min``, ``r_max + 1``.
 """
 
@@ -109,7 +109,8 @@ class SoftThreshold(nn.Module):
 
     Args:
         channels: channels of the input (one ``t`` and ``tau`` each).
-        threshold: initial ``t`` (0.5: SPEC's ink threshold on a [0, 1] canvas).
+        threshold: initial ``t`` (0.5: the ink threshold on a [0, 1] canvas, ``docs/task.md``,
+            "Ink and ink box").
         tau: initial temperature; small values approach the hard cut-off.
     """
 
@@ -150,8 +151,9 @@ class ExtremePoints(nn.Module):
     A row (column) is occupied with probability ``max`` of its mask values; the first occupied
     row is a soft one-hot ``p_i * prod_{k<i} (1 - p_k)``, and its index gives ``top`` (``r_min``).
     The same from the other end gives ``bottom`` (``r_max + 1``), and along columns ``left`` and
-    ``right``. ``topmost_x`` is the mask-weighted mean column center in the first row (SPEC uses
-    the median; they agree for the runs of one or two pixels a digit's extreme row holds), and
+    ``right``. ``topmost_x`` is the mask-weighted mean column center in the first row (the named
+    point uses the median, ``docs/task.md``, "Named points"; they agree for the runs of one or two
+    pixels a digit's extreme row holds), and
     likewise ``bottommost_x``, ``leftmost_y``, ``rightmost_y``. For a binary mask every value is
     exact; a soft mask gives a differentiable approximation.
     """

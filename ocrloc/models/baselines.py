@@ -15,8 +15,8 @@ same trunk (timm backbone + ``FeaturePyramidNetwork``, :class:`~ocrloc.models.tr
   the wrapper and outputs are mapped back.
 
 The box detectors place the class-dependent point from their box (:class:`BoxPointPostprocess`):
-the SPEC rule applied to box geometry, the strongest thing a box detector can do without a
-point head. ``KeypointRCNN`` predicts the point: its keypoint head is class-agnostic, so it
+the rule (``docs/task.md``, "Rules") applied to box geometry, the strongest thing a box detector
+can do without a point head. ``KeypointRCNN`` predicts the point: its keypoint head is class-agnostic, so it
 gets one keypoint channel per digit class, trained only at the instance's own class and read at
 the predicted class.
 
@@ -24,7 +24,8 @@ The family contract (:mod:`ocrloc.models.family`): torchvision computes a detect
 inside its forward, so ``model(images, targets)`` returns torchvision's loss terms, in train
 and eval mode alike (in eval mode with batch-norm statistics frozen and the random state
 untouched); :class:`DetectorLoss` sums them. :class:`BaselinePredictor` runs the detector in
-eval mode and :class:`BoxPointPostprocess` turns its detections into SPEC section 8 dicts.
+eval mode and :class:`BoxPointPostprocess` turns its detections into the exported model's dicts
+(``docs/task.md``, "The exported model").
 """
 
 # No `from __future__ import annotations`: TorchScript reads these annotations.
@@ -84,7 +85,7 @@ LOSS_TERMS: Dict[str, Tuple[str, ...]] = {
     "keypointrcnn": ("classifier", "box_reg", "keypoint", "objectness", "rpn_box_reg"),
 }
 
-# The SPEC rule on box geometry: point = (a0 * x1 + a1 * x2, a2 * y1 + a3 * y2).
+# The named points (docs/task.md, "Named points") on box geometry: point = (a0 * x1 + a1 * x2, a2 * y1 + a3 * y2).
 BOX_POINT_COEFFICIENTS: Dict[str, Tuple[float, float, float, float]] = {
     "topleft": (1.0, 0.0, 1.0, 0.0),
     "center": (0.5, 0.5, 0.5, 0.5),
@@ -278,8 +279,9 @@ class TorchvisionDetector(nn.Module):
 
 
 class BaselinePredictor(PredictorModule):
-    """``[B, 1, H, W]`` -> SPEC section 8 detections of a :class:`TorchvisionDetector` (scriptable:
-    a scripted torchvision detector returns ``(losses, detections)``, an eager one the detections)."""
+    """``[B, 1, H, W]`` -> detections (``docs/task.md``, "The exported model") of a
+    :class:`TorchvisionDetector` (scriptable: a scripted torchvision detector returns
+    ``(losses, detections)``, an eager one the detections)."""
 
     def __init__(self, model: TorchvisionDetector, decoder: "BoxPointPostprocess") -> None:
         super().__init__(model.size_divisible, model.size_divisible)
@@ -310,8 +312,8 @@ class DetectorLoss(Criterion):
 
 
 class BoxPointPostprocess(nn.Module):
-    """torchvision detections -> SPEC section 8 dicts (``boxes``, ``scores``, ``labels`` (class
-    indices), ``keypoints`` ``[N, K, 3]``).
+    """torchvision detections -> the exported model's dicts (``docs/task.md``, "The exported model":
+    ``boxes``, ``scores``, ``labels`` (class indices), ``keypoints`` ``[N, K, 3]``).
 
     Labels are mapped back by ``label_offset``; duplicates of different classes on one character
     are suppressed class-agnostically (as ocrloc's own decoder does: one character has one class).
@@ -345,7 +347,7 @@ class BoxPointPostprocess(nn.Module):
 
     @classmethod
     def from_rule(cls, rule: str, num_classes: int, **kwargs) -> "BoxPointPostprocess":
-        """The box rule of a SPEC rule (or rule file) over digit classes ``0 .. num_classes - 1``."""
+        """The box rule of a built-in rule (or rule file) over digit classes ``0 .. num_classes - 1``."""
         table = get_rule(rule)
         return cls([[table.get(c, "center")] for c in range(num_classes)], **kwargs)
 
@@ -378,7 +380,7 @@ class BoxPointPostprocess(nn.Module):
 
 def box_point_names(task, rule: str) -> List[List[str]]:
     """The keypoint names a box baseline places for each class of ``task``: a digits dataset's one
-    keypoint (``point``) means the rule's point of that digit (SPEC section 4); any other
+    keypoint (``point``) means the rule's point of that digit (``docs/task.md``, "Rules"); any other
     dataset names its keypoints itself."""
     if all(names == ("point",) for names in task.keypoint_names):
         table = get_rule(rule)

@@ -70,7 +70,7 @@ def _build(config: Config, task: Task) -> Detector:
         if m.type == "argmax":
             a = m.argmax
             if a.point_init == "rule" and task != digits_task():
-                raise ValueError("model.argmax.point_init=rule (the rule oracle) writes SPEC's digit rules; "
+                raise ValueError("model.argmax.point_init=rule (the rule oracle) writes the built-in digit rules; "
                                  "this dataset is not the MNIST digits")
             if a.point_init == "rule" and a.point_fit != "gradient":
                 raise ValueError("model.argmax.point_init=rule (the rule oracle) needs model.argmax.point_fit=gradient")

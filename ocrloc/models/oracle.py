@@ -20,7 +20,8 @@ __all__ = ["ORACLE_LABEL", "PRIOR_FEATURES", "is_told", "labelled", "rule_prior_
 
 ORACLE_LABEL = "oracle: rule told"
 
-# SPEC section 3's points written on the coordinate features: (x combination, y combination).
+# The named points (docs/task.md, "Named points") written on the coordinate features: (x combination,
+# y combination).
 PRIOR_FEATURES: Dict[str, Tuple[Dict[str, float], Dict[str, float]]] = {
     "topleft": ({"left": 1.0}, {"top": 1.0}),
     "center": ({"left": 0.5, "right": 0.5}, {"top": 0.5, "bottom": 0.5}),
@@ -45,7 +46,7 @@ def labelled(name: str, config) -> str:
 def rule_prior_weights(rule: Mapping[int, str], feature_names: Tuple[str, ...],
                        num_classes: int) -> List[Tuple[int, int, float]]:
     """``(output row, feature column, weight)`` of a linear map from ``feature_names`` to one
-    (x, y) per class (rows ``2 * class + axis``) that gives each class its SPEC point under
+    (x, y) per class (rows ``2 * class + axis``) that gives each class its named point under
     ``rule`` (:data:`PRIOR_FEATURES`).
 
     Raises:
@@ -66,7 +67,7 @@ def rule_prior_weights(rule: Mapping[int, str], feature_names: Tuple[str, ...],
 @torch.no_grad()
 def tell_argmax_head(head: nn.Module, rule: Mapping[int, str]) -> None:
     """Oracle: start an :class:`~ocrloc.models.argmax_detector.ArgmaxPointHead` (``point_fit=gradient``)
-    with each class's map set to its SPEC point on the mask features.
+    with each class's map set to its named point (``docs/task.md``, "Named points") on the mask features.
 
     Every prior is a convex combination of coordinates, so with zero bias it maps the
     normalised features (coords / s - 0.5) to point / s - 0.5 exactly.
@@ -83,9 +84,9 @@ def tell_argmax_head(head: nn.Module, rule: Mapping[int, str]) -> None:
 @torch.no_grad()
 def tell_study_net(model: nn.Module, rule: Mapping[int, str]) -> None:
     """Oracle: start a :class:`~ocrloc.models.study.StudyNet` (``extremes`` head on the ``canvas``
-    alone) as the SPEC rule on exact features.
+    alone) as the rule (``docs/task.md``, "Rules") on exact features.
 
-    Its first map becomes the canvas itself, cut between the SPEC's ink levels 127 and 128 (of
+    Its first map becomes the canvas itself, cut between the ink levels 127 and 128 (of
     255) with tau 0.01: pixels 10 levels or more from the cut are ink or not to within 2%, and
     the cut keeps a gradient. The other maps keep their random start (and get no weight). The
     linear path picks each class's point from that map's extremes and the MLP starts at zero,
