@@ -245,7 +245,7 @@ def test_train_hint_names_the_installed_commands_and_the_run_s_own_rule_preset_a
 
 
 def tiny_gt() -> dict:
-    """Two images, three digits: a valid SPEC 6 keypoints ground truth."""
+    """Two images, three digits: a valid keypoints ground truth (docs/task.md, "Ground-truth and results files")."""
     digits = [(1, 3, 20.0, 30.0, 18.0, 24.0), (1, 7, 80.0, 60.0, 20.0, 26.0), (2, 0, 50.0, 50.0, 22.0, 28.0)]
     return {
         "images": [{"id": i, "file_name": f"{i:06d}.png", "width": 128, "height": 128} for i in (1, 2)],

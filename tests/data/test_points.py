@@ -1,4 +1,4 @@
-"""Named points against a brute-force reading of SPEC section 3, on hand-made ink."""
+"""Named points against a brute-force reading of docs/task.md, "Named points", on hand-made ink."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from ocrloc.data.points import POINT_NAMES, ink_box, named_points
 
 
 def brute_force_points(intensity: np.ndarray) -> dict:
-    """SPEC section 3 written as loops over pixels, with ink = intensity >= 0.5."""
+    """docs/task.md, "Named points", written as loops over pixels, with ink = intensity >= 0.5."""
     pixels = [(r, c) for r in range(intensity.shape[0]) for c in range(intensity.shape[1]) if intensity[r, c] >= 0.5]
     r_min = min(r for r, _ in pixels)
     r_max = max(r for r, _ in pixels)

@@ -88,7 +88,7 @@ def test_extreme_features_of_the_thresholded_canvas_are_the_spec_points(pools):
     assert test.named_points.shape == (64, len(POINT_NAMES), 2)
     exact = StudyNet(head="extremes", inputs=("canvas",), argmax_channels=1, num_classes=10)
     features = exact.point_features[0]
-    with torch.no_grad():  # the map is the canvas; cut between the SPEC's ink levels 127 and 128
+    with torch.no_grad():  # the map is the canvas; cut between the ink levels 127 and 128
         features.conv.weight.fill_(1.0)
         features.conv.bias.zero_()
         features.threshold.threshold.fill_(127.5 / 255)

@@ -25,14 +25,15 @@ REQUIRED_KEYS = {
 
 
 def make_gt(digits: list[tuple[int, int, float, float, float, float]], num_images: int | None = None) -> dict:
-    """A SPEC 6 ground truth from ``(image_id, class, point_x, point_y, w, h)``; boxes start 3 px up-left of it."""
+    """A digits ground truth (docs/task.md, "Ground-truth and results files") from
+    ``(image_id, class, point_x, point_y, w, h)``; boxes start 3 px up-left of it."""
     ids = sorted({d[0] for d in digits}) if num_images is None else list(range(1, num_images + 1))
     anns = []
     for k, (img, cls, px, py, w, h) in enumerate(digits):
         anns.append({
             "id": k + 1, "image_id": img, "category_id": cls, "bbox": [px - 3, py - 3, w, h], "area": w * h,
             "keypoints": [px, py, 2], "num_keypoints": 1, "iscrowd": 0,
-            "points": {"center": [px, py]}, "rule": "all10",  # extra fields are allowed (SPEC 6)
+            "points": {"center": [px, py]}, "rule": "all10",  # extra fields are allowed (docs/task.md)
         })
     return {
         "images": [{"id": i, "file_name": f"{i:06d}.png", "width": 128, "height": 128} for i in ids],

@@ -1,5 +1,5 @@
-"""The TorchScript export (SPEC section 8) loads without ocrloc and timm and matches eager outputs on
-SPEC's input (float [B, 1, H, W], multiples of 32); tests/export/test_formats.py covers the other
+"""The TorchScript export (docs/task.md, "The exported model") loads without ocrloc and timm and matches
+eager outputs on float [B, 1, H, W] input with H, W multiples of 32; tests/export/test_formats.py covers the other
 formats and inputs."""
 
 from __future__ import annotations

@@ -190,8 +190,9 @@ def test_no_deprecation_warning_from_exporting_or_loading_the_export_and_onnx_fi
     assert exported["load_warnings"] == []
 
 
-def test_the_flat_graph_keeps_float_grey_multiples_of_32_as_the_spec_gives_them():
-    """SPEC section 8's input passes the preprocessing unchanged, and the flat outputs are the eager ones."""
+def test_the_flat_graph_keeps_float_grey_multiples_of_32_unchanged():
+    """Float grey input with H, W multiples of 32 (docs/task.md, "The exported model") passes the
+    preprocessing unchanged, and the flat outputs are the eager ones."""
     detector = _detector("centernet_offset")
     images = torch.rand(2, 1, 64, 96)
     flat = FlatDetector(detector.predictor).eval()

@@ -1,4 +1,4 @@
-"""The argmax-feature detector: exact crops, exact SPEC points from the head's features, train/eval."""
+"""The argmax-feature detector: exact crops, exact named points from the head's features, train/eval."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ocrloc.models.oracle import labelled, tell_argmax_head
 # Head feature columns: the 8 extremes, the ink centroid (x, y), the box (x1, y1, x2, y2), soft-argmax.
 COLUMN = {name: i for i, name in enumerate(EXTREME_FEATURES)}
 COLUMN.update(centroid_x=8, centroid_y=9, box_x1=10, box_y1=11, box_x2=12, box_y2=13)
-# The SPEC points as a pick (or mean) of feature columns, for x and y.
+# The named points (docs/task.md, "Named points") as a pick (or mean) of feature columns, for x and y.
 PICK = {
     "topleft": (["left"], ["top"]),
     "center": (["left", "right"], ["top", "bottom"]),
@@ -33,7 +33,7 @@ PICK = {
 
 
 def picking_head(point_per_class, reach=0.0) -> ArgmaxPointHead:
-    """A head whose linear map picks, for each class, the features that are its SPEC point
+    """A head whose linear map picks, for each class, the features that are its named point
     (the rule oracle, used here as a probe of the features), with a near-hard cut-off at 0.5
     (ink is >= 128 / 255)."""
     head = ArgmaxPointHead(feature_channels=8, feature_stride=4, crop_size=48, soft_channels=2, point_fit="gradient",

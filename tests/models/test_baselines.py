@@ -94,7 +94,7 @@ def test_labels_keep_background_free_where_torchvision_reserves_label_0(kind, of
 
 def test_box_to_point_rule_on_hand_built_boxes():
     box = [10.0, 20.0, 30.0, 60.0]  # x1, y1, x2, y2: center (20, 40)
-    expected = {  # all10: the SPEC rule applied to box geometry
+    expected = {  # all10: the rule (docs/task.md, "Rules") applied to box geometry
         0: (20.0, 20.0),  # topmost
         1: (20.0, 60.0),  # bottommost
         2: (10.0, 40.0),  # leftmost

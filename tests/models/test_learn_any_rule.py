@@ -1,7 +1,7 @@
 """Rules are data: a rule that no module names, learned from a COCO folder's annotations alone.
 
 The fixtures draw their own rule (per class, a random choice among the ink box's corners, the
-middles of its edges and the ink's extremes, or a random permutation of the SPEC points),
+middles of its edges and the ink's extremes, or a random permutation of the seven named points),
 compute each digit's point from the annotation's ``bbox`` and ``points`` fields, and write it
 into ``keypoints``: the only place the model can learn it from.
 """
@@ -35,7 +35,7 @@ def named(name):
     return lambda ann: tuple(ann["points"][name])
 
 
-SPEC_POINTS = ["topleft", "center", "centroid", "topmost", "bottommost", "leftmost", "rightmost"]
+NAMED_POINTS = ["topleft", "center", "centroid", "topmost", "bottommost", "leftmost", "rightmost"]
 MIXED_CHOICES = {**{k: corner_or_middle(k) for k in ("tl", "tr", "bl", "br", "mt", "mb", "ml", "mr")},
                  **{k: named(k) for k in ("topmost", "bottommost", "leftmost", "rightmost")}}
 
@@ -45,8 +45,8 @@ def draw_rule(kind: str, seed: int):
     if kind == "mixed":
         keys = sorted(MIXED_CHOICES)
         return {c: MIXED_CHOICES[keys[rng.integers(len(keys))]] for c in range(10)}
-    order = rng.permutation(len(SPEC_POINTS))
-    return {c: named(SPEC_POINTS[order[c % len(SPEC_POINTS)]]) for c in range(10)}
+    order = rng.permutation(len(NAMED_POINTS))
+    return {c: named(NAMED_POINTS[order[c % len(NAMED_POINTS)]]) for c in range(10)}
 
 
 def relabel(folder: Path, rule) -> None:
