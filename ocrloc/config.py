@@ -114,6 +114,7 @@ MOVED_KEYS: Dict[str, str] = {
 # the one those runs trained: a saved config that lacks one gets this value instead.
 ADDED_KEYS: Dict[str, Any] = {
     "model.argmax.point_map": False,
+    "model.argmax.ink_boxes": False,
 }
 
 # Choices renamed with the family sections: (key, old value) -> new value.
@@ -211,6 +212,10 @@ class ArgmaxConfig:
         map_lr_scale: the point map's learning rate as a multiple of ``optim.lr``. 5 because the
             map starts from scratch while the rest of the head has the ridge fit: on val of the
             stroke rule at the quickstart budget, keypoint AP 0.812 at 5 against 0.779 at 1.
+        ink_boxes: each detection's box is the ink box the point head measured around the dense
+            box (its ink and the ink connected to it), the dense box where it finds no ink; two
+            detections whose ink boxes coincide (two peaks on one character) are one. Saved
+            configs from before this key load with ``false`` (the dense box), as they were trained.
         point_init: ``learned`` (the map is learned from the annotations alone), or ``rule``, an
             *oracle* ablation ("oracle: rule told"), with ``point_fit: gradient``: the map starts
             as the definition of each class's named point under ``data.rule`` (``docs/task.md``, "Rules")
@@ -229,6 +234,7 @@ class ArgmaxConfig:
     map_channels: int = 32
     map_context: int = 8
     map_lr_scale: float = 5.0
+    ink_boxes: bool = True
     point_init: Literal["learned", "rule"] = "learned"
 
 

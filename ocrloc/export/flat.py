@@ -98,8 +98,8 @@ class FlatDetector(nn.Module):
         outputs = self.model(canvases)
         boxes, scores, labels, points, batch_index = self._decode(outputs, canvases.shape[2], canvases.shape[3])
         if self.argmax:
-            scores, labels, points = self._argmax_detect(canvases, outputs["features"], boxes, scores, labels,
-                                                         batch_index)
+            boxes, scores, labels, points, batch_index = self._argmax_detect(canvases, outputs["features"], boxes,
+                                                                             scores, labels, batch_index)
         # Image by image, each image's by score: one sort on 4 * image - score (ONNX has no stable sort to
         # do it in two), in float64, which holds both exactly.
         order = torch.argsort(batch_index.double() * 4.0 - scores.double())
@@ -157,30 +157,22 @@ class FlatDetector(nn.Module):
         return boxes, scores, labels.long(), points, batch_index
 
     def _argmax_detect(self, canvases: Tensor, features: Tensor, boxes: Tensor, scores: Tensor, labels: Tensor,
-                       batch_index: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """:meth:`ArgmaxDetector.detect` on rois (image index + box) instead of per-image box lists:
-        the crop classifier's labels and scores, and the argmax head's points ``[N, K, 2]``."""
+                       batch_index: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`ArgmaxDetector.detect_rois` on the batch's rois (image index + box): boxes, scores,
+        labels, points ``[N, K, 2]`` and image index of the detections it keeps."""
         rois = torch.cat([batch_index[:, None].to(boxes.dtype), boxes], dim=1)
         # Convolutions over a data-dependent number of crops ask whether there are none, which torch.export
         # cannot answer for every input: one extra crop, of an extra blank image (an empty batch has no
         # image 0), dropped after, makes the count provably positive.
-        n, batch = rois.shape[0], canvases.shape[0]
+        batch = canvases.shape[0]
         canvases = torch.cat([canvases, canvases.new_zeros((1,) + canvases.shape[1:])])
         features = torch.cat([features, features.new_zeros((1,) + features.shape[1:])])
         blank = torch.cat([torch.full((1, 1), batch, dtype=rois.dtype, device=rois.device),
                            rois.new_tensor([[0.0, 0.0, 1.0, 1.0]])], dim=1)
         rois = torch.cat([rois, blank])
-        classifier = self.model.classifier
-        if classifier is not None:
-            logits = classifier.classifier(classifier.features(classifier.crops_from_rois(canvases, rois)))
-            probability, labels = logits[:n].softmax(dim=1).max(dim=1)
-            scores = scores * probability
-        head = self.model.head
-        coords, origin, window, ink_box = head.measure_rois(canvases, features, rois)
-        # The blank crop goes through the point map's convolutions too (any class will do), then is dropped.
-        padded_labels = torch.cat([labels, labels.new_zeros(1)])
-        return scores, labels, head.place(coords, origin, window, ink_box, padded_labels)[:n]
-
+        boxes, scores, labels, points, kept = self.model.detect_rois(canvases, features, rois, scores, labels,
+                                                                     self.decoder.iou_threshold, padding=1)
+        return boxes, scores, labels, points, batch_index[kept]
 
 def _at_cells(maps: Tensor, cell: Tensor) -> Tensor:
     """``maps [B, C, h, w]`` read at flat cells ``[B, k]`` -> ``[B, k, C]``."""

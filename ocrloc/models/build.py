@@ -79,7 +79,7 @@ def _build(config: Config, task: Task) -> Detector:
                                    box_jitter=a.box_jitter, point_fit=a.point_fit, crop_classifier=a.crop_classifier,
                                    ink_reach=a.ink_reach, shared_head_stem=m.shared_head_stem,
                                    point_map=a.point_map, map_channels=a.map_channels, map_context=a.map_context,
-                                   map_lr_scale=a.map_lr_scale,
+                                   map_lr_scale=a.map_lr_scale, ink_boxes=a.ink_boxes,
                                    num_classes=classes,
                                    num_keypoints=keypoints)
             if a.point_init == "rule":  # oracle ablation: the rule told (ocrloc/models/oracle.py)

@@ -210,3 +210,48 @@ def test_outputs_are_the_same_kind_in_train_and_eval_mode(pools):
 def test_crop_size_must_be_a_multiple_of_the_feature_stride():
     with pytest.raises(ValueError, match="crop_size 50 must be a multiple of the feature stride 4"):
         ArgmaxPointHead(8, 4, crop_size=50, num_classes=10, num_keypoints=1)
+
+
+def test_detections_carry_the_ink_box_and_one_detection_per_character():
+    """Issue 25: the box given out is the ink box the head measured (exact where the dense box is
+    loose, cut or shifted), the dense box where the window holds no ink, and two dense boxes on one
+    character's ink are one detection; without ``ink_boxes`` (saved configs from before) the
+    dense boxes go out unchanged."""
+    torch.manual_seed(0)
+    image = torch.zeros(1, 1, 64, 64)
+    image[0, 0, 20:30, 20:22] = 1.0  # an L: ink box (20, 20, 30, 30)
+    image[0, 0, 28:30, 20:30] = 1.0
+    image[0, 0, 40:50, 44:47] = 1.0  # a bar: ink box (44, 40, 47, 50)
+    dense = torch.tensor([[19.0, 18.0, 31.5, 31.0],  # the L, loose
+                          [21.0, 21.0, 27.0, 29.0],  # the L again, cut: its ink reach gives the rest back
+                          [43.0, 41.0, 48.0, 49.0],  # the bar, a pixel off
+                          [2.0, 50.0, 10.0, 60.0]])  # blank canvas
+    detections = [{"boxes": dense, "scores": torch.tensor([0.9, 0.5, 0.8, 0.3]), "labels": torch.tensor([1, 1, 2, 3]),
+                   "keypoints": torch.zeros(4, 1, 3)}]
+    detector = build(tiny_config()).model.eval()
+    features = torch.zeros(1, 8, 16, 16)
+    with torch.no_grad():
+        (inked,) = detector.detect(image, features, detections)
+        detector.ink_boxes = False
+        (dense_out,) = detector.detect(image, features, detections)
+    assert sorted(inked["boxes"].tolist()) == [[2.0, 50.0, 10.0, 60.0], [20.0, 20.0, 30.0, 30.0], [44.0, 40.0, 47.0, 50.0]]
+    assert inked["keypoints"].shape == (3, 1, 3) and bool((inked["scores"][1:] <= inked["scores"][:-1]).all())
+    assert sorted(dense_out["boxes"].tolist()) == sorted(dense.tolist())
+    # A saved config without the key builds the model it trained: dense boxes.
+    assert load_config(None, []).model.argmax.ink_boxes
+    from ocrloc.config import ADDED_KEYS
+
+    assert ADDED_KEYS["model.argmax.ink_boxes"] is False
+
+
+def test_duplicate_suppression_keeps_the_first_of_overlapping_boxes_per_image():
+    from ocrloc.models.argmax_detector import _duplicates
+
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 6.0],
+                          [0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 30.0, 10.0]])
+    scores = torch.tensor([0.5, 0.5, 0.9, 0.1, 0.2])
+    image = torch.tensor([0.0, 0.0, 0.0, 1.0, 0.0])
+    # IoU(0, 2) = 0.6 exactly: not above 0.6, so both stay; 1 ties 0 on score and comes after it;
+    # 3 is another image's; 4 overlaps nothing.
+    assert _duplicates(boxes, scores, image, 0.6).tolist() == [False, True, False, False, False]
+    assert _duplicates(boxes, scores, image, 0.5).tolist() == [True, True, False, False, False]
