@@ -25,7 +25,7 @@ HEAVY = ("torch", "torchvision", "numpy", "albumentations", "timm", "pycocotools
 # Options each subcommand must list in its --help (all of them, as in the tools/ scripts before the move).
 OPTIONS = {
     "train": ["--config", "--set", "--out", "--resume", "--data-root", "--no-progress"],
-    "predict": ["--checkpoint", "--images", "--unlisted", "--out", "--viz", "--viz-count", "--viz-score", "--batch-size",
+    "predict": ["--checkpoint", "--exported", "--images", "--unlisted", "--out", "--viz", "--viz-count", "--viz-score", "--batch-size",
                 "--device"],
     "evaluate": ["--gt", "--results", "--oracle", "--sigma", "--json"],
     "export": ["--checkpoint", "--out", "--format", "--input-dtype"],

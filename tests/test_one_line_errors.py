@@ -256,3 +256,32 @@ def test_the_crafted_file_would_run_code_without_the_safe_loader(tmp_path):
     ran = marker.exists()
     marker.unlink(missing_ok=True)
     assert ran
+
+
+# --- Issue 26, files and outputs ---
+
+
+@pytest.fixture(scope="module")
+def exported(inputs, tmp_path_factory) -> Path:
+    """The tiny run exported as TorchScript, under a checkpoint's name."""
+    path = tmp_path_factory.mktemp("exported") / "best.pt"
+    assert main(["export", "--checkpoint", str(inputs.run / "checkpoints" / "best.pt"), "--out", str(path)]) == 0
+    return path
+
+
+def test_predict_runs_an_exported_file_only_through_exported(inputs, exported, tmp_path, capsys, monkeypatch):
+    """--checkpoint reads data only: an exported file (a program) is refused unloaded, saying how to run it."""
+    calls = []
+    real_load = torch.jit.load
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: calls.append(a) or real_load(*a, **k))
+    out = tmp_path / "results.json"
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(exported), "--images", str(inputs.split / "images"),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {exported}: an exported TorchScript file, not a checkpoint") and err.count("\n") == 1
+    assert f"ocrloc predict --exported {exported}" in err
+    assert calls == [] and not out.exists()
+    assert main(["predict", "--exported", str(exported), "--images", str(inputs.split / "images"),
+                 "--out", str(out)]) == 0
+    assert len(calls) == 1 and out.is_file()

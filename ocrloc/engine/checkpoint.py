@@ -139,11 +139,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.suffix == ".onnx" or _is_torch_export_archive(path):
         raise CheckpointError(f"{path}: an exported {'ONNX' if path.suffix == '.onnx' else 'torch.export'} file, "
-                              f"not a checkpoint: it runs on its own (README, Deploying); ocrloc predict and "
-                              f"ocrloc.Predictor read checkpoints and TorchScript exports")
+                              f"not a checkpoint: it runs on its own (README, Deploying); ocrloc predict --exported "
+                              f"and ocrloc.Predictor.from_exported run TorchScript exports")
     if is_torchscript_archive(path):
-        raise CheckpointError(f"{path}: an exported TorchScript file, not a checkpoint (ocrloc predict and "
-                              f"ocrloc.Predictor read it; this needs the checkpoint written by ocrloc train)")
+        raise CheckpointError(f"{path}: an exported TorchScript file, not a checkpoint (ocrloc predict --exported "
+                              f"and ocrloc.Predictor.from_exported run it; this needs the checkpoint written by "
+                              f"ocrloc train)")
     corrupt = f"{path}: not a loadable ocrloc checkpoint (truncated or corrupt: {{}})"
     try:
         empty = path.stat().st_size == 0
