@@ -285,3 +285,34 @@ def test_predict_runs_an_exported_file_only_through_exported(inputs, exported, t
     assert main(["predict", "--exported", str(exported), "--images", str(inputs.split / "images"),
                  "--out", str(out)]) == 0
     assert len(calls) == 1 and out.is_file()
+
+
+def _link_to_precious(link: Path, tmp: Path) -> Path:
+    """Make ``link`` a symbolic link to a file outside the run (holding ``link``'s bytes, if any)."""
+    target = tmp / f"precious_{link.name.lstrip('.')}"
+    target.write_bytes(link.read_bytes() if link.is_file() else b"not the run's to write\n")
+    link.unlink(missing_ok=True)
+    link.symlink_to(target)
+    return target
+
+
+@pytest.mark.parametrize("name", [".lock", "metrics.csv"])
+def test_a_run_folders_lock_and_metrics_are_never_opened_through_a_symlink(name, inputs, tmp_path, capsys):
+    """A link in place of the lock (a new run) or of metrics.csv (a resume): refused in one line, the file
+    it points to untouched (the lock used to truncate it and write its JSON there; the CSV appended to it)."""
+    if name == ".lock":
+        run = tmp_path / "run"
+        run.mkdir()
+        argv = ["train", "--out", str(run), "--no-progress", *sets(*TINY)]
+    else:
+        run = _copy_run(inputs, tmp_path)
+        argv = ["train", "--out", str(run), "--resume", "--no-progress", *sets("train.steps=4")]
+    target = _link_to_precious(run / name, tmp_path)
+    before, checkpoints = target.read_bytes(), snapshot(run / "checkpoints") if (run / "checkpoints").is_dir() else {}
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {run / name} is a symbolic link; ocrloc never opens a run folder's own files through " \
+                  f"one (it would write wherever the link points): remove it\n"
+    assert target.read_bytes() == before and (run / name).is_symlink()
+    assert (snapshot(run / "checkpoints") if (run / "checkpoints").is_dir() else {}) == checkpoints
