@@ -4,9 +4,13 @@ created; an existing run folder is left byte for byte as it was)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Callable, Dict, List, NamedTuple, Optional
 
@@ -316,3 +320,120 @@ def test_a_run_folders_lock_and_metrics_are_never_opened_through_a_symlink(name,
                   f"one (it would write wherever the link points): remove it\n"
     assert target.read_bytes() == before and (run / name).is_symlink()
     assert (snapshot(run / "checkpoints") if (run / "checkpoints").is_dir() else {}) == checkpoints
+
+
+# A file-size limit stands in for a full disk: a write past it fails with EFBIG ("File too large") as on a
+# full disk with ENOSPC, in Python's writers and in torch's C++ one alike (which aborted the process).
+FULL_DISK = textwrap.dedent("""
+    import io, json, resource, signal, sys
+    from ocrloc.cli import main
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of the process being killed
+    answers = []
+    for limit, argv in json.loads(sys.argv[1]):
+        sys.stderr = io.StringIO()
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+        status = main(argv)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        answers.append([status, sys.stderr.getvalue()])
+    sys.__stdout__.write("ANSWERS " + json.dumps(answers))
+""")
+
+
+def test_a_full_disk_is_one_line_naming_the_file_in_every_command_that_writes(inputs, tmp_path):
+    """Export, a training's checkpoint, make-dataset, predict and report: one line naming the file and the
+    cause, exit 2, no temporary beside the output, what was there before left as it was."""
+    run = _copy_run(inputs, tmp_path)
+    checkpoints = snapshot(run / "checkpoints")
+    out = tmp_path / "out"
+    out.mkdir()
+    best = str(inputs.run / "checkpoints" / "best.pt")
+    results = str(tmp_path / "results.json")
+    assert main(["predict", "--checkpoint", best, "--images", str(inputs.split / "images"), "--out", results]) == 0
+    commands = {  # (file-size limit in bytes, command, what the line says); each output is larger than its limit
+        "export": (65536, ["export", "--checkpoint", best, "--out", str(out / "model.pt")],
+                   f"--out {out / 'model.pt'}: cannot write it (File too large)"),
+        "train": (262144, ["train", "--out", str(run), "--resume", "--no-progress", "--set", "train.steps=4"],
+                  f"{run / 'checkpoints'}/"),
+        "make-dataset": (100, ["make-dataset", "--preset", "single", "--rule", "seed37", "--count", "4",
+                               "--out", str(out / "split")], f"{out / 'split'}: cannot write the split (File too large)"),
+        "predict": (100, ["predict", "--checkpoint", best, "--images", str(inputs.split / "images"),
+                          "--out", str(out / "results.json")], f"{out / 'results.json'}: cannot write it (File too large)"),
+        "report": (4096, ["report", "--gt", str(inputs.split / "annotations.json"), "--results", results,
+                          "--out", str(out / "report")], f"{out / 'report'}: cannot write the report (File too large)"),
+    }
+    job = json.dumps([[limit, argv] for limit, argv, _ in commands.values()])
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, job], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "ANSWERS " in done.stdout, done.stderr[-3000:]
+    answers = json.loads(done.stdout.split("ANSWERS ", 1)[1])
+    for (name, (_, _, message)), (status, err) in zip(commands.items(), answers):
+        last = err.rstrip("\n").split("\n")[-1]  # after the progress bars (\r-separated) of make-dataset and predict
+        assert status == 2 and last.startswith("error: ") and message in last, (name, err)
+        assert err.count("error") == 1 and "Traceback" not in err, (name, err)
+    assert "cannot write it (File too large)" in answers[1][1]  # the checkpoint's own name, then the cause
+    assert list(out.iterdir()) == []  # nothing half-written, no temporary
+    assert snapshot(run / "checkpoints") == checkpoints  # the run keeps its last good checkpoint
+    assert not [p for p in (run, run / "checkpoints") for p in p.iterdir() if p.name.endswith(".tmp")]
+
+
+def _truth_as_results(inputs: Inputs, tmp: Path) -> str:
+    gt = json.loads((inputs.split / "annotations.json").read_text())
+    path = tmp / "results.json"
+    path.write_text(json.dumps([{"image_id": a["image_id"], "category_id": a["category_id"],
+                                 "keypoints": a["keypoints"], "score": 1.0} for a in gt["annotations"]]))
+    return str(path)
+
+
+def _predict_to(inputs: Inputs, out: Path) -> List[str]:
+    return ["predict", "--checkpoint", str(inputs.run / "checkpoints" / "best.pt"), "--images",
+            str(inputs.split / "images"), "--out", str(out)]
+
+
+def _report_to(inputs: Inputs, tmp: Path, out: Path) -> List[str]:
+    return ["report", "--gt", str(inputs.split / "annotations.json"), "--results", _truth_as_results(inputs, tmp),
+            "--out", str(out)]
+
+
+OUTPUT_CASES: Dict[str, Callable[[Inputs, Path], Case]] = {
+    "predict --out a folder": lambda i, t: Case(_predict_to(i, t), f"--out {t} is a folder; name the file to write"),
+    "predict --out under a file": lambda i, t: Case(_predict_to(i, _blocker(t) / "results.json"),
+                                                    f"--out {t / 'a_file' / 'results.json'}: {t / 'a_file'} is not a folder"),
+    "report --out under a file": lambda i, t: Case(_report_to(i, t, _blocker(t) / "report"),
+                                                   f"{t / 'a_file' / 'report'}: {t / 'a_file'} is not a folder"),
+}
+
+
+@pytest.mark.parametrize("name", list(OUTPUT_CASES))
+def test_an_output_that_cannot_be_written_is_one_line_naming_it(name, inputs, tmp_path, capsys):
+    case = OUTPUT_CASES[name](inputs, tmp_path)
+    capsys.readouterr()
+    assert main(case.argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and case.message in err, err
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_a_report_on_a_read_only_disk_is_one_line(inputs, tmp_path, capsys, monkeypatch):
+    from ocrloc.report import writer
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(writer.tempfile, "mkdtemp", read_only)
+    capsys.readouterr()
+    assert main(_report_to(inputs, tmp_path, tmp_path / "report")) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'report'}: cannot write the report (Read-only file system)\n"
+
+
+def test_make_dataset_on_a_full_disk_names_the_folder(tmp_path, capsys, monkeypatch):
+    from ocrloc.data import coco
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(coco, "write_json_atomic", full)
+    capsys.readouterr()
+    out = tmp_path / "split"
+    assert main(["make-dataset", "--preset", "single", "--rule", "seed37", "--count", "2", "--out", str(out)]) == 2
+    last = capsys.readouterr().err.rstrip("\n").split("\n")[-1]
+    assert last == f"error: {out}: cannot write the split (No space left on device)"
+    assert list(tmp_path.iterdir()) == []  # neither the split nor its temporary folder

@@ -32,7 +32,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ocrloc.cli._common import fail, standalone_main
+from ocrloc.cli._common import check_output_file, fail, standalone_main
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``ocrloc predict``."""
@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         return fail(f"--batch-size must be at least 1, got {args.batch_size}")
     try:
+        check_output_file(args.out, "--out")  # before the images are read and predicted
         images, notes = images_and_ids(args.images, args.unlisted)
         if args.exported is not None:
             predictor = Predictor.from_exported(args.exported, device=args.device)

@@ -10,13 +10,17 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
+import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, List
 
 __all__ = ["OutputError", "SymlinkError", "atomic_path", "cached_json", "open_no_follow", "refuse_symlink",
-           "umask", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
+           "remove_stale_temporaries", "umask", "write_bytes_atomic", "write_json_atomic", "write_text_atomic",
+           "writer_tag"]
 
 
 class OutputError(OSError):
@@ -155,3 +159,66 @@ def cached_json(path: str | os.PathLike, key: Any, compute: Callable[[], Any]) -
     value = compute()
     write_json_atomic({"key": key, "value": value}, path)
     return value
+
+
+def _host() -> str:
+    # Only these characters, so that a folder name parses back unambiguously.
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+
+
+def writer_tag() -> str:
+    """``tmp-HOST-PID``: which process writes a temporary folder (a split, a report), so a later run
+    can tell a dead writer's leftovers from a live writer's work in progress (a PID means nothing on
+    another host)."""
+    return f"tmp-{_host()}-{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
+def remove_stale_temporaries(out_dir: str | os.PathLike, started: float) -> List[Path]:
+    """Remove the temporary folders that killed writers of ``out_dir`` left beside it.
+
+    A writer names its folder ``.NAME.tmp-HOST-PID.XXXXXXXX.tmp``; one is removed when HOST is this
+    host and PID is no longer running. Folders of the older unnamed layout ``.NAME.XXXXXXXX.tmp`` are
+    removed when last modified before ``started`` (this run's start). Anything else, including a
+    live writer's folder and other outputs' folders, is left alone.
+
+    Returns:
+        The folders removed.
+    """
+    out_dir = Path(out_dir)
+    parent = out_dir.parent
+    if not parent.is_dir():
+        return []
+    name = re.escape(out_dir.name)
+    tagged = re.compile(rf"^\.{name}\.tmp-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[a-z0-9_]+\.tmp$")
+    legacy = re.compile(rf"^\.{name}\.[a-z0-9_]{{8}}\.tmp$")
+    host = _host()
+    removed = []
+    for entry in parent.iterdir():
+        if not entry.name.startswith(f".{out_dir.name}.") or not entry.is_dir() or entry.is_symlink():
+            continue
+        match = tagged.match(entry.name)
+        if match:
+            stale = match["host"] == host and not _pid_alive(int(match["pid"]))
+        else:
+            try:
+                stale = bool(legacy.match(entry.name)) and entry.stat().st_mtime < started
+            except OSError:
+                stale = False
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
