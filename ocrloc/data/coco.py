@@ -27,7 +27,7 @@ from ocrloc.data.points import POINT_NAMES
 from ocrloc.data.rules import get_rule
 from ocrloc.data.task import digits_task
 from ocrloc.utils.errors import worker_error_message
-from ocrloc.utils.io import remove_stale_temporaries, writer_tag, write_json_atomic
+from ocrloc.utils.io import remove_stale_temporaries, umask, writer_tag, write_json_atomic
 
 __all__ = [
     "CATEGORIES",
@@ -202,6 +202,8 @@ def write_split(
             (tmp_dir / IMAGES_DIR).mkdir()
         coco = split_coco(generator, count, write_png if write_images else None, progress)
         write_json_atomic(coco, tmp_dir / ANNOTATIONS_FILE)
+        # mkdtemp makes 0700; the split is as readable as a folder mkdir makes (the umask decides).
+        os.chmod(tmp_dir, 0o777 & ~umask())
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp_dir, out_dir)
