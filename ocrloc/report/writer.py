@@ -3,7 +3,8 @@
 The folder is built under a temporary name beside ``out_dir`` and renamed into place only once every file
 is written, so a failure (bad input, a full disk, Ctrl-C) leaves no half report, and an older report at
 ``out_dir`` stays whole until the new one replaces it. The temporary name says which process builds it
-(:func:`ocrloc.utils.io.writer_tag`).
+(:func:`ocrloc.utils.io.writer_tag`): one left by a killed report is removed by the next report of the
+same folder, a live one's is left alone.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -21,7 +23,7 @@ import numpy as np
 from ocrloc.report import figures
 from ocrloc.report.analysis import (ReportData, ReportError, analyse, confusion_matrix, point_errors, pr_summary,
                                     read_metrics, worst_points)
-from ocrloc.utils.io import umask, writer_tag
+from ocrloc.utils.io import remove_stale_temporaries, umask, writer_tag
 
 __all__ = ["write_report", "CLASSES_PER_GALLERY_PAGE"]
 
@@ -280,8 +282,10 @@ def write_report(gt_path: str | os.PathLike, results_path: str | os.PathLike, ou
     curves = read_metrics(Path(run_dir) / METRICS_FILE) if run_dir is not None else None
     _check_out_dir(out_dir)
     data = analyse(gt_path, results_path, sigma)
+    started = time.time()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(target, started)
         built = Path(tempfile.mkdtemp(prefix=f".{target.name}.{writer_tag()}.", suffix=".tmp", dir=target.parent))
     except OSError as err:
         raise ReportError(f"{out_dir}: cannot write the report ({err.strerror or err})") from None
