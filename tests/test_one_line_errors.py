@@ -437,3 +437,45 @@ def test_make_dataset_on_a_full_disk_names_the_folder(tmp_path, capsys, monkeypa
     last = capsys.readouterr().err.rstrip("\n").split("\n")[-1]
     assert last == f"error: {out}: cannot write the split (No space left on device)"
     assert list(tmp_path.iterdir()) == []  # neither the split nor its temporary folder
+
+
+BROKEN_YAML = "train:\n  steps: 10\n  batch_size: [1, 2\nmodel:\n  type: argmax\n"
+BROKEN_YAML_LINE = ("invalid YAML at line 4, column 6: expected ',' or ']', but got ':' (while parsing a flow sequence "
+                    "from line 3, column 15)")
+
+
+def _broken_config_yaml(inputs: Inputs, tmp: Path) -> Case:
+    run = _copy_run(inputs, tmp)
+    (run / "config.yaml").write_text(BROKEN_YAML)
+    return Case(["train", "--out", str(run), "--resume", "--no-progress", *sets("train.steps=4")],
+                f"{run / 'config.yaml'}: {BROKEN_YAML_LINE}", kept=run)
+
+
+def _broken_file(tmp: Path) -> Path:
+    (tmp / "broken.yaml").write_text(BROKEN_YAML)
+    return tmp / "broken.yaml"
+
+
+YAML_CASES: Dict[str, Callable[[Inputs, Path], Case]] = {
+    "train --config": lambda i, t: Case(["train", "--config", str(_broken_file(t)), "--out", str(t / "new")],
+                                        f"{t / 'broken.yaml'}: {BROKEN_YAML_LINE}", new=t / "new"),
+    "train --resume, its config.yaml": _broken_config_yaml,
+    "make-dataset --rule": lambda i, t: Case(["make-dataset", "--rule", str(_broken_file(t)), "--count", "1",
+                                              "--out", str(t / "new")],
+                                             f"rule file {t / 'broken.yaml'}: cannot read it ({BROKEN_YAML_LINE})",
+                                             new=t / "new"),
+}
+
+
+@pytest.mark.parametrize("name", list(YAML_CASES))
+def test_a_yaml_error_is_one_line_naming_the_file_line_and_column(name, inputs, tmp_path, capsys):
+    """PyYAML's message spans 4 to 8 lines (each place quoted, a caret under it): one line instead."""
+    case = YAML_CASES[name](inputs, tmp_path)
+    before = snapshot(case.kept) if case.kept else None
+    capsys.readouterr()
+    assert main(case.argv) == 2
+    assert capsys.readouterr().err == f"error: {case.message}\n"
+    if case.new is not None:
+        assert not case.new.exists()
+    if case.kept is not None:
+        assert snapshot(case.kept) == before

@@ -14,6 +14,7 @@ import yaml
 
 from ocrloc.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict
 from ocrloc.engine.checkpoint import load_checkpoint
+from ocrloc.utils.errors import yaml_problem
 
 __all__ = ["SAFE_ON_RESUME", "resume_config", "same_config", "train_or_reuse"]
 
@@ -37,7 +38,7 @@ def resume_config(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> 
     try:
         saved = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML ({err})") from None
+        raise ConfigError(f"{path}: {yaml_problem(err)}") from None
     config = config_from_dict(saved, source=str(path))
     for item in overrides:
         key = item.split("=", 1)[0].strip()
