@@ -293,7 +293,7 @@ class Predictor:
 
                 Any size. Colour is converted to grey with the ITU-R 601 luma weights (0.299 R +
                 0.587 G + 0.114 B, as PIL's ``"L"`` mode; alpha is ignored). Value ranges:
-                ``uint8`` is scaled by 1/255, ``uint16`` by 1/65535, ``bool`` is 0/1, other integer
+                ``uint8`` is scaled by 1/255, ``uint16`` (either byte order) by 1/65535, ``bool`` is 0/1, other integer
                 types must hold values in 0..255 (scaled by 1/255), and floats are taken as
                 [0, 1] already: a float input with values outside [0, 1] raises a ``ValueError``
                 (divide 0-255 floats by 255 first, or pass ``uint8``) rather than being guessed at.
@@ -436,6 +436,9 @@ def _to_grey(item: Any, what: str) -> List[Tensor]:
     if isinstance(item, (str, os.PathLike)):
         return [_from_array(_read_image(Path(item)), f"{what} ({item})")]
     if torch.is_tensor(item):
+        if item.is_meta:  # a shape without values: torch's own refusal comes from deep in the copy
+            raise ValueError(f"{what}: a meta tensor of shape {tuple(item.shape)} holds no values; pass a tensor "
+                             f"on the CPU or a GPU")
         tensor = item.detach().cpu()
         if tensor.dtype in (torch.bfloat16,):
             tensor = tensor.float()
@@ -499,6 +502,8 @@ def _from_array(array: np.ndarray, what: str) -> Tensor:
         raise ValueError(f"{what}: a {array.ndim}-D array of shape {array.shape}; expected H x W or H x W x C")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"{what}: an empty image ({array.shape[0]} x {array.shape[1]})")
+    if not array.dtype.isnative:  # big-endian 16-bit PNG/TIFF data read raw: the same values, stored the other way
+        array = array.astype(array.dtype.newbyteorder("="))
     kind = array.dtype.kind
     if array.dtype == np.uint8:
         pass

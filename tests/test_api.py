@@ -205,6 +205,16 @@ def test_clipping_sorting_and_names_on_a_fixed_model():
     assert result.class_names == ["12", "3"]  # a module without class names: each label by its number
 
 
+def test_big_endian_arrays_read_as_their_values_and_a_meta_tensor_is_one_clear_error(api):
+    image = _canvas(seed=2).astype(np.uint16) * 257  # 16-bit: 0..65535
+    reference = api(image)
+    _assert_same(reference, api(image.astype(">u2")))  # the same values, stored big-endian (a raw 16-bit PNG)
+    _assert_same(reference, api((image / 65535.0).astype(">f8")))
+    with pytest.raises(ValueError) as err:
+        api(torch.empty(1, 64, 64, device="meta"))
+    assert str(err.value) == "input: a meta tensor of shape (1, 64, 64) holds no values; pass a tensor on the CPU or a GPU"
+
+
 def test_bad_inputs_raise_clear_errors(api, files, tmp_path):
     with pytest.raises(ValueError, match="5-D"):
         api(torch.zeros(1, 1, 1, 32, 32))
