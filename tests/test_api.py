@@ -212,7 +212,8 @@ def test_big_endian_arrays_read_as_their_values_and_a_meta_tensor_is_one_clear_e
     _assert_same(reference, api((image / 65535.0).astype(">f8")))
     with pytest.raises(ValueError) as err:
         api(torch.empty(1, 64, 64, device="meta"))
-    assert str(err.value) == "input: a meta tensor of shape (1, 64, 64) holds no values; pass a tensor on the CPU or a GPU"
+    assert str(err.value) == ("input: a meta tensor of shape (1, 64, 64) holds no values; pass a tensor on the CPU "
+                              "or a GPU")
 
 
 def test_bad_inputs_raise_clear_errors(api, files, tmp_path):
@@ -285,7 +286,8 @@ def test_an_exported_file_given_as_a_checkpoint_is_refused_and_never_loaded(file
             with pytest.raises(ValueError) as err:
                 load(disguised)
             message = str(err.value)
-            assert message.startswith(f"{disguised}: an exported TorchScript file, not a checkpoint") and "\n" not in message
+            assert message.startswith(f"{disguised}: an exported TorchScript file, not a checkpoint")
+            assert "\n" not in message
             assert f"ocrloc predict --exported {disguised}" in message and "Predictor.from_exported" in message
     assert loaded == []
     assert Predictor.from_exported(disguised).source == "exported"  # asked for by name, it runs

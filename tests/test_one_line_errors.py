@@ -355,9 +355,11 @@ def test_a_full_disk_is_one_line_naming_the_file_in_every_command_that_writes(in
         "train": (262144, ["train", "--out", str(run), "--resume", "--no-progress", "--set", "train.steps=4"],
                   f"{run / 'checkpoints'}/"),
         "make-dataset": (100, ["make-dataset", "--preset", "single", "--rule", "seed37", "--count", "4",
-                               "--out", str(out / "split")], f"{out / 'split'}: cannot write the split (File too large)"),
+                               "--out", str(out / "split")],
+                         f"{out / 'split'}: cannot write the split (File too large)"),
         "predict": (100, ["predict", "--checkpoint", best, "--images", str(inputs.split / "images"),
-                          "--out", str(out / "results.json")], f"{out / 'results.json'}: cannot write it (File too large)"),
+                          "--out", str(out / "results.json")],
+                    f"{out / 'results.json'}: cannot write it (File too large)"),
         "report": (4096, ["report", "--gt", str(inputs.split / "annotations.json"), "--results", results,
                           "--out", str(out / "report")], f"{out / 'report'}: cannot write the report (File too large)"),
     }
@@ -395,8 +397,8 @@ def _report_to(inputs: Inputs, tmp: Path, out: Path) -> List[str]:
 
 OUTPUT_CASES: Dict[str, Callable[[Inputs, Path], Case]] = {
     "predict --out a folder": lambda i, t: Case(_predict_to(i, t), f"--out {t} is a folder; name the file to write"),
-    "predict --out under a file": lambda i, t: Case(_predict_to(i, _blocker(t) / "results.json"),
-                                                    f"--out {t / 'a_file' / 'results.json'}: {t / 'a_file'} is not a folder"),
+    "predict --out under a file": lambda i, t: Case(
+        _predict_to(i, _blocker(t) / "results.json"), f"--out {t / 'a_file' / 'results.json'}: {t / 'a_file'} is not a folder"),
     "report --out under a file": lambda i, t: Case(_report_to(i, t, _blocker(t) / "report"),
                                                    f"{t / 'a_file' / 'report'}: {t / 'a_file'} is not a folder"),
 }

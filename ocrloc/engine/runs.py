@@ -41,13 +41,15 @@ def resume_config(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> 
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: {yaml_problem(err)}") from None
     config = config_from_dict(saved, source=str(path))
-    saved = config_to_dict(config)
+    own = config_to_dict(config)
     for item in overrides:
         key = item.split("=", 1)[0].strip()
-        # Compared as values, each item on its own: the run's own value is no change.
-        if key not in SAFE_ON_RESUME and _value(config_to_dict(apply_overrides(config, [item])), key) != _value(saved, key):
+        if key in SAFE_ON_RESUME:
+            continue
+        # Compared as values (as the config reads them), each item on its own: the run's own value is no change.
+        if _value(config_to_dict(apply_overrides(config, [item])), key) != _value(own, key):
             raise ConfigError(f"--set {item}: {key} cannot change when a run resumes (its weights were made with "
-                              f"{path.name}'s value, {_value(saved, key)!r}); safe to change: "
+                              f"{path.name}'s value, {_value(own, key)!r}); safe to change: "
                               f"{', '.join(SAFE_ON_RESUME)}")
     return apply_overrides(config, overrides)
 
