@@ -4,13 +4,9 @@ created; an existing run folder is left byte for byte as it was)."""
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from typing import Callable, Dict, List, NamedTuple, Optional
 
@@ -263,6 +259,12 @@ def test_the_crafted_file_would_run_code_without_the_safe_loader(tmp_path):
 
 
 # --- Issue 26, files and outputs ---
+
+# This issue's imports, here so that the block stays in one piece beside the input half's.
+import errno  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
 
 
 @pytest.fixture(scope="module")
