@@ -4,7 +4,9 @@ Example::
 
     from ocrloc import Predictor
 
-    predictor = Predictor("runs/quickstart/checkpoints/best.pt")   # or an exported TorchScript file
+    predictor = Predictor("runs/quickstart/checkpoints/best.pt")   # a checkpoint: data, never a program
+    # an exported TorchScript file is a program, run only when asked for by name:
+    # predictor = Predictor.from_exported("runs/quickstart/model.pt")
     det = predictor("photo.jpg", polarity="dark_on_light", score_threshold=0.3)
     for name, score, points in zip(det.class_names, det.scores.tolist(), det.points.tolist()):
         print(name, round(score, 3), points)  # one [x, y] per keypoint of the class
@@ -106,12 +108,13 @@ class Detections:
 class Predictor:
     """A trained model as a function from images to :class:`Detections`.
 
-    Load with ``Predictor(path)``, which picks the loader from the file's content, or explicitly
-    with :meth:`from_checkpoint` / :meth:`from_exported` (or :meth:`from_module` for a predictor
-    module in memory). ``Predictor(path)`` looks inside the file without unpickling anything: a
-    TorchScript file is a zip archive holding ``constants.pkl`` and a ``code/`` folder (what
-    ``torch.jit.save`` writes); every other file is read as a checkpoint (``torch.save`` of a dict
-    with ``model`` and ``config``), and a file that is neither raises a ``ValueError``.
+    ``Predictor(path)`` (or :meth:`from_checkpoint`) reads a checkpoint: data only (``torch.load``
+    with ``weights_only=True``), so a file given there never runs code. An exported TorchScript
+    file is a program (its code runs on every call), so it runs only when asked for by name:
+    :meth:`from_exported` (``ocrloc predict --exported FILE``). ``Predictor(path)`` refuses one in
+    a ``ValueError`` that says so, having read only the zip's table of contents (a TorchScript
+    archive holds ``constants.pkl`` and a ``code/`` folder), whatever the file is called.
+    :meth:`from_module` wraps a predictor module in memory.
 
     Attributes:
         rule: the point rule the model was trained for (e.g. ``all10``; ``None`` for a model trained
@@ -137,32 +140,28 @@ class Predictor:
     path: Optional[Path]
 
     def __init__(self, path: Union[str, os.PathLike], device: Optional[Union[str, torch.device]] = None) -> None:
-        """Load ``path``, a checkpoint or an exported TorchScript file (picked by content).
+        """Load the checkpoint ``path`` (what :meth:`from_checkpoint` loads; data only, never a program).
 
         Args:
             device: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda``, ``cuda:N``;
-                ``None``: the default of the loader picked (``auto`` for a checkpoint, ``cpu``
-                for an exported file).
+                ``None``: ``auto``.
 
         Raises:
             FileNotFoundError: naming the path.
-            ValueError: when the path is a folder or the file is neither kind: a checkpoint that is
+            ValueError: when the path is a folder, an exported file (a program: run it with
+                :meth:`from_exported`), or not a loadable checkpoint: a checkpoint that is
                 truncated, corrupt or refused by the safe loader (``weights_only=True``: a file holding
                 Python objects beyond tensors and plain containers cannot run code) raises
                 :class:`ocrloc.engine.checkpoint.CheckpointError`, a ``ValueError`` naming the file.
         """
         path = _existing_file(path)
-        if _is_torchscript(path):
-            self._load_exported(path, "cpu" if device is None else device)
-        else:
-            try:
-                self._load_checkpoint(path, "auto" if device is None else device)
-            except (FileNotFoundError, ValueError):
-                raise
-            except Exception as err:  # load_checkpoint names every bad file itself; this is the last resort
-                reason = " ".join(f"{type(err).__name__}: {err}".split())  # one line, whatever raised it
-                raise ValueError(f"{path}: neither an ocrloc checkpoint nor an exported TorchScript file "
-                                 f"({reason})") from err
+        try:
+            self._load_checkpoint(path, "auto" if device is None else device)
+        except (FileNotFoundError, ValueError):
+            raise
+        except Exception as err:  # load_checkpoint names every bad file itself; this is the last resort
+            reason = " ".join(f"{type(err).__name__}: {err}".split())  # one line, whatever raised it
+            raise ValueError(f"{path}: not a loadable ocrloc checkpoint ({reason})") from err
 
     # -- loaders ----------------------------------------------------------------------------------
 
@@ -179,10 +178,12 @@ class Predictor:
 
     @classmethod
     def from_exported(cls, path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> "Predictor":
-        """A TorchScript file written by ``ocrloc export`` (:func:`ocrloc.export.export_torchscript`).
+        """Run a TorchScript file written by ``ocrloc export`` (:func:`ocrloc.export.export_torchscript`).
 
-        Rule, training size, class names and ids come from the file's attributes (a file without
-        ``class_names`` names each class by its index).
+        The file is a program: ``torch.jit.load`` builds its code and every call runs it, with the
+        rights of this process. Load only files you trust; this is the one loader that runs one
+        (``Predictor(path)`` refuses it). Rule, training size, class names and ids come from the
+        file's attributes (a file without ``class_names`` names each class by its index).
         """
         self = cls.__new__(cls)
         self._load_exported(_existing_file(path), device)
@@ -202,9 +203,8 @@ class Predictor:
     def _load_checkpoint(self, path: Path, device: Union[str, torch.device]) -> None:
         from ocrloc.engine.checkpoint import detector_from_checkpoint
 
-        if _is_torchscript(path):
-            raise ValueError(f"{path} is an exported TorchScript file, not a checkpoint: use Predictor.from_exported "
-                             f"or Predictor(path)")
+        if _is_torchscript(path):  # read from the zip's table of contents: nothing is loaded, nothing runs
+            raise ValueError(_exported_given_as_checkpoint(path))
         resolved = _resolve_device(device)
         detector, config, state = detector_from_checkpoint(path, map_location=resolved)
         meta = state.get("meta", {}) or {}
@@ -293,7 +293,7 @@ class Predictor:
 
                 Any size. Colour is converted to grey with the ITU-R 601 luma weights (0.299 R +
                 0.587 G + 0.114 B, as PIL's ``"L"`` mode; alpha is ignored). Value ranges:
-                ``uint8`` is scaled by 1/255, ``uint16`` by 1/65535, ``bool`` is 0/1, other integer
+                ``uint8`` is scaled by 1/255, ``uint16`` (either byte order) by 1/65535, ``bool`` is 0/1, other integer
                 types must hold values in 0..255 (scaled by 1/255), and floats are taken as
                 [0, 1] already: a float input with values outside [0, 1] raises a ``ValueError``
                 (divide 0-255 floats by 255 first, or pass ``uint8``) rather than being guessed at.
@@ -417,6 +417,13 @@ def _existing_file(path: Union[str, os.PathLike]) -> Path:
     return path
 
 
+def _exported_given_as_checkpoint(path: Path) -> str:
+    """The one line refusing an exported TorchScript file where a checkpoint was asked for, saying
+    how to run it on purpose (the CLI says the same for ``--checkpoint``)."""
+    return (f"{path}: an exported TorchScript file, not a checkpoint; it is a program and runs only when asked "
+            f"for by name: ocrloc predict --exported {path}, or ocrloc.Predictor.from_exported(path) in Python")
+
+
 def _is_torchscript(path: Path) -> bool:
     """Whether ``path`` is a TorchScript archive (:func:`ocrloc.engine.checkpoint.is_torchscript_archive`)."""
     from ocrloc.engine.checkpoint import is_torchscript_archive
@@ -429,6 +436,9 @@ def _to_grey(item: Any, what: str) -> List[Tensor]:
     if isinstance(item, (str, os.PathLike)):
         return [_from_array(_read_image(Path(item)), f"{what} ({item})")]
     if torch.is_tensor(item):
+        if item.is_meta:  # a shape without values: torch's own refusal comes from deep in the copy
+            raise ValueError(f"{what}: a meta tensor of shape {tuple(item.shape)} holds no values; pass a tensor "
+                             f"on the CPU or a GPU")
         tensor = item.detach().cpu()
         if tensor.dtype in (torch.bfloat16,):
             tensor = tensor.float()
@@ -492,6 +502,8 @@ def _from_array(array: np.ndarray, what: str) -> Tensor:
         raise ValueError(f"{what}: a {array.ndim}-D array of shape {array.shape}; expected H x W or H x W x C")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"{what}: an empty image ({array.shape[0]} x {array.shape[1]})")
+    if not array.dtype.isnative:  # big-endian 16-bit PNG/TIFF data read raw: the same values, stored the other way
+        array = array.astype(array.dtype.newbyteorder("="))
     kind = array.dtype.kind
     if array.dtype == np.uint8:
         pass

@@ -30,6 +30,7 @@ import yaml
 # The augmentation dataclasses live apart from the pipelines: importing ocrloc.data.augment
 # would pull in albumentations (seconds) for every tool that only reads a config.
 from ocrloc.data.augment_config import CanvasAugmentConfig, DigitAugmentConfig
+from ocrloc.utils.errors import yaml_problem
 from ocrloc.utils.io import atomic_path
 
 __all__ = [
@@ -649,7 +650,7 @@ def load_config(path: Optional[str | os.PathLike] = None, overrides: Sequence[st
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: invalid YAML ({err})") from None
+            raise ConfigError(f"{path}: {yaml_problem(err)}") from None
         config = _apply(config, data, source, origins=origins)
     config = _apply_overrides(config, overrides, origins)
     return check_config(config, source, origins)

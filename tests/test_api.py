@@ -88,8 +88,6 @@ def test_loaders_and_attributes(files, api):
     exported = Predictor.from_exported(files["exported"])
     assert exported.rule == "all10" and exported.train_size == [128, 128] and exported.source == "exported"
     assert exported.class_names == api.class_names and exported.input_rule == api.input_rule
-    # Predictor(path) picks the loader from the content, whatever the suffix.
-    assert Predictor(files["exported"]).source == "exported"
     assert Predictor(files["checkpoint"], device="cpu").source == "checkpoint"
     assert Predictor(files["checkpoint"]).device.type in ("cpu", "cuda")  # device "auto"
     assert Predictor(files["named"], device="cpu").class_names == list("abcdefghij")
@@ -207,6 +205,17 @@ def test_clipping_sorting_and_names_on_a_fixed_model():
     assert result.class_names == ["12", "3"]  # a module without class names: each label by its number
 
 
+def test_big_endian_arrays_read_as_their_values_and_a_meta_tensor_is_one_clear_error(api):
+    image = _canvas(seed=2).astype(np.uint16) * 257  # 16-bit: 0..65535
+    reference = api(image)
+    _assert_same(reference, api(image.astype(">u2")))  # the same values, stored big-endian (a raw 16-bit PNG)
+    _assert_same(reference, api((image / 65535.0).astype(">f8")))
+    with pytest.raises(ValueError) as err:
+        api(torch.empty(1, 64, 64, device="meta"))
+    assert str(err.value) == ("input: a meta tensor of shape (1, 64, 64) holds no values; pass a tensor on the CPU "
+                              "or a GPU")
+
+
 def test_bad_inputs_raise_clear_errors(api, files, tmp_path):
     with pytest.raises(ValueError, match="5-D"):
         api(torch.zeros(1, 1, 1, 32, 32))
@@ -258,6 +267,30 @@ def test_bad_checkpoints_raise_the_loaders_one_line_error(files, tmp_path):
     assert not (tmp_path / "pwned").exists()
     with pytest.raises(ValueError, match="a folder"):
         Predictor(tmp_path)
+
+
+def test_an_exported_file_given_as_a_checkpoint_is_refused_and_never_loaded(files, tmp_path, monkeypatch):
+    """An exported file is a program: Predictor(path) reads checkpoints only, whatever the file is called,
+    and says how to run the file on purpose; torch.jit.load (which builds its code) is never reached."""
+    disguised = tmp_path / "best.pt"
+    disguised.write_bytes(files["exported"].read_bytes())
+    loaded = []
+
+    def jit_load(*args, **kwargs):
+        loaded.append(args)
+        raise AssertionError("torch.jit.load was called")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.jit, "load", jit_load)
+        for load in (Predictor, Predictor.from_checkpoint):
+            with pytest.raises(ValueError) as err:
+                load(disguised)
+            message = str(err.value)
+            assert message.startswith(f"{disguised}: an exported TorchScript file, not a checkpoint")
+            assert "\n" not in message
+            assert f"ocrloc predict --exported {disguised}" in message and "Predictor.from_exported" in message
+    assert loaded == []
+    assert Predictor.from_exported(disguised).source == "exported"  # asked for by name, it runs
 
 
 def test_import_ocrloc_stays_light():

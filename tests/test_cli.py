@@ -25,8 +25,8 @@ HEAVY = ("torch", "torchvision", "numpy", "albumentations", "timm", "pycocotools
 # Options each subcommand must list in its --help (all of them, as in the tools/ scripts before the move).
 OPTIONS = {
     "train": ["--config", "--set", "--out", "--resume", "--data-root", "--no-progress"],
-    "predict": ["--checkpoint", "--images", "--unlisted", "--out", "--viz", "--viz-count", "--viz-score", "--batch-size",
-                "--device"],
+    "predict": ["--checkpoint", "--exported", "--images", "--unlisted", "--out", "--viz", "--viz-count", "--viz-score",
+                "--batch-size", "--device"],
     "evaluate": ["--gt", "--results", "--oracle", "--sigma", "--json"],
     "export": ["--checkpoint", "--out", "--format", "--input-dtype"],
     "make-dataset": ["--preset", "--rule", "--split", "--count", "--seed", "--out", "--data-root", "--preview",

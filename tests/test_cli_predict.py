@@ -50,7 +50,7 @@ def test_predict_writes_results_with_the_splits_image_ids_and_export_runs(tmp_pa
     exported = tmp_path / "model.pt"
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(exported)]) == 0
     out2 = tmp_path / "results_exported.json"
-    assert main(["predict", "--checkpoint", str(exported), "--images", str(split / "images"), "--out", str(out2)]) == 0
+    assert main(["predict", "--exported", str(exported), "--images", str(split / "images"), "--out", str(out2)]) == 0
     again = json.loads(out2.read_text())
     assert len(again) == len(results)
     for a, b in zip(results, again):

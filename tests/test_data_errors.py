@@ -23,6 +23,7 @@ from ocrloc.data.canvas import CanvasGenerator
 from ocrloc.data.coco import ANNOTATIONS_FILE, remove_stale_temporaries, write_split
 from ocrloc.data.datasets import CocoKeypointDataset, ImageFileError, collate_detection
 from ocrloc.data.mnist import _RAW_FILES
+from ocrloc.utils import io as io_module
 
 TINY_TRAIN = ["model.type=argmax", "model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8",
               "data.num_workers=0", "train.steps=2", "train.batch_size=2", "train.val_every=2", "train.log_every=1",
@@ -356,7 +357,7 @@ def test_a_killed_writer_leaves_a_temporary_that_the_next_run_removes(tmp_path, 
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     [leftover] = tmp_path.glob(".split.*")
-    host = coco_module._host()
+    host = io_module._host()
     assert leftover.name.startswith(f".split.tmp-{host}-{pid}.") and leftover.name.endswith(".tmp")
 
     # Beside it: a live writer of the same output, another host's writer, another output's dead writer,

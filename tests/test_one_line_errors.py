@@ -256,3 +256,230 @@ def test_the_crafted_file_would_run_code_without_the_safe_loader(tmp_path):
     ran = marker.exists()
     marker.unlink(missing_ok=True)
     assert ran
+
+
+# --- Issue 26, files and outputs ---
+
+# This issue's imports, here so that the block stays in one piece beside the input half's.
+import errno  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def exported(inputs, tmp_path_factory) -> Path:
+    """The tiny run exported as TorchScript, under a checkpoint's name."""
+    path = tmp_path_factory.mktemp("exported") / "best.pt"
+    assert main(["export", "--checkpoint", str(inputs.run / "checkpoints" / "best.pt"), "--out", str(path)]) == 0
+    return path
+
+
+def test_predict_runs_an_exported_file_only_through_exported(inputs, exported, tmp_path, capsys, monkeypatch):
+    """--checkpoint reads data only: an exported file (a program) is refused unloaded, saying how to run it."""
+    calls = []
+    real_load = torch.jit.load
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: calls.append(a) or real_load(*a, **k))
+    out = tmp_path / "results.json"
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(exported), "--images", str(inputs.split / "images"),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {exported}: an exported TorchScript file, not a checkpoint") and err.count("\n") == 1
+    assert f"ocrloc predict --exported {exported}" in err
+    assert calls == [] and not out.exists()
+    assert main(["predict", "--exported", str(exported), "--images", str(inputs.split / "images"),
+                 "--out", str(out)]) == 0
+    assert len(calls) == 1 and out.is_file()
+
+
+def _link_to_precious(link: Path, tmp: Path) -> Path:
+    """Make ``link`` a symbolic link to a file outside the run (holding ``link``'s bytes, if any)."""
+    target = tmp / f"precious_{link.name.lstrip('.')}"
+    target.write_bytes(link.read_bytes() if link.is_file() else b"not the run's to write\n")
+    link.unlink(missing_ok=True)
+    link.symlink_to(target)
+    return target
+
+
+@pytest.mark.parametrize("name", [".lock", "metrics.csv"])
+def test_a_run_folders_lock_and_metrics_are_never_opened_through_a_symlink(name, inputs, tmp_path, capsys):
+    """A link in place of the lock (a new run) or of metrics.csv (a resume): refused in one line, the file
+    it points to untouched (the lock used to truncate it and write its JSON there; the CSV appended to it)."""
+    if name == ".lock":
+        run = tmp_path / "run"
+        run.mkdir()
+        argv = ["train", "--out", str(run), "--no-progress", *sets(*TINY)]
+    else:
+        run = _copy_run(inputs, tmp_path)
+        argv = ["train", "--out", str(run), "--resume", "--no-progress", *sets("train.steps=4")]
+    target = _link_to_precious(run / name, tmp_path)
+    before, checkpoints = target.read_bytes(), snapshot(run / "checkpoints") if (run / "checkpoints").is_dir() else {}
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {run / name} is a symbolic link; ocrloc never opens a run folder's own files through " \
+                  f"one (it would write wherever the link points): remove it\n"
+    assert target.read_bytes() == before and (run / name).is_symlink()
+    assert (snapshot(run / "checkpoints") if (run / "checkpoints").is_dir() else {}) == checkpoints
+
+
+# A file-size limit stands in for a full disk: a write past it fails with EFBIG ("File too large") as on a
+# full disk with ENOSPC, in Python's writers and in torch's C++ one alike (which aborted the process).
+FULL_DISK = textwrap.dedent("""
+    import io, json, resource, signal, sys
+    from ocrloc.cli import main
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead of the process being killed
+    answers = []
+    for limit, argv in json.loads(sys.argv[1]):
+        sys.stderr = io.StringIO()
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+        status = main(argv)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        answers.append([status, sys.stderr.getvalue()])
+    sys.__stdout__.write("ANSWERS " + json.dumps(answers))
+""")
+
+
+def test_a_full_disk_is_one_line_naming_the_file_in_every_command_that_writes(inputs, tmp_path):
+    """Export, a training's checkpoint, make-dataset, predict and report: one line naming the file and the
+    cause, exit 2, no temporary beside the output, what was there before left as it was."""
+    run = _copy_run(inputs, tmp_path)
+    checkpoints = snapshot(run / "checkpoints")
+    out = tmp_path / "out"
+    out.mkdir()
+    best = str(inputs.run / "checkpoints" / "best.pt")
+    results = str(tmp_path / "results.json")
+    assert main(["predict", "--checkpoint", best, "--images", str(inputs.split / "images"), "--out", results]) == 0
+    commands = {  # (file-size limit in bytes, command, what the line says); each output is larger than its limit
+        "export": (65536, ["export", "--checkpoint", best, "--out", str(out / "model.pt")],
+                   f"--out {out / 'model.pt'}: cannot write it (File too large)"),
+        "train": (262144, ["train", "--out", str(run), "--resume", "--no-progress", "--set", "train.steps=4"],
+                  f"{run / 'checkpoints'}/"),
+        "make-dataset": (100, ["make-dataset", "--preset", "single", "--rule", "seed37", "--count", "4",
+                               "--out", str(out / "split")],
+                         f"{out / 'split'}: cannot write the split (File too large)"),
+        "predict": (100, ["predict", "--checkpoint", best, "--images", str(inputs.split / "images"),
+                          "--out", str(out / "results.json")],
+                    f"{out / 'results.json'}: cannot write it (File too large)"),
+        "report": (4096, ["report", "--gt", str(inputs.split / "annotations.json"), "--results", results,
+                          "--out", str(out / "report")], f"{out / 'report'}: cannot write the report (File too large)"),
+    }
+    job = json.dumps([[limit, argv] for limit, argv, _ in commands.values()])
+    done = subprocess.run([sys.executable, "-c", FULL_DISK, job], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "ANSWERS " in done.stdout, done.stderr[-3000:]
+    answers = json.loads(done.stdout.split("ANSWERS ", 1)[1])
+    for (name, (_, _, message)), (status, err) in zip(commands.items(), answers):
+        last = err.rstrip("\n").split("\n")[-1]  # after the progress bars (\r-separated) of make-dataset and predict
+        assert status == 2 and last.startswith("error: ") and message in last, (name, err)
+        assert err.count("error") == 1 and "Traceback" not in err, (name, err)
+    assert "cannot write it (File too large)" in answers[1][1]  # the checkpoint's own name, then the cause
+    assert list(out.iterdir()) == []  # nothing half-written, no temporary
+    assert snapshot(run / "checkpoints") == checkpoints  # the run keeps its last good checkpoint
+    assert not [p for p in (run, run / "checkpoints") for p in p.iterdir() if p.name.endswith(".tmp")]
+
+
+def _truth_as_results(inputs: Inputs, tmp: Path) -> str:
+    gt = json.loads((inputs.split / "annotations.json").read_text())
+    path = tmp / "results.json"
+    path.write_text(json.dumps([{"image_id": a["image_id"], "category_id": a["category_id"],
+                                 "keypoints": a["keypoints"], "score": 1.0} for a in gt["annotations"]]))
+    return str(path)
+
+
+def _predict_to(inputs: Inputs, out: Path) -> List[str]:
+    return ["predict", "--checkpoint", str(inputs.run / "checkpoints" / "best.pt"), "--images",
+            str(inputs.split / "images"), "--out", str(out)]
+
+
+def _report_to(inputs: Inputs, tmp: Path, out: Path) -> List[str]:
+    return ["report", "--gt", str(inputs.split / "annotations.json"), "--results", _truth_as_results(inputs, tmp),
+            "--out", str(out)]
+
+
+OUTPUT_CASES: Dict[str, Callable[[Inputs, Path], Case]] = {
+    "predict --out a folder": lambda i, t: Case(_predict_to(i, t), f"--out {t} is a folder; name the file to write"),
+    "predict --out under a file": lambda i, t: Case(
+        _predict_to(i, _blocker(t) / "results.json"), f"--out {t / 'a_file' / 'results.json'}: {t / 'a_file'} is not a folder"),
+    "report --out under a file": lambda i, t: Case(_report_to(i, t, _blocker(t) / "report"),
+                                                   f"{t / 'a_file' / 'report'}: {t / 'a_file'} is not a folder"),
+}
+
+
+@pytest.mark.parametrize("name", list(OUTPUT_CASES))
+def test_an_output_that_cannot_be_written_is_one_line_naming_it(name, inputs, tmp_path, capsys):
+    case = OUTPUT_CASES[name](inputs, tmp_path)
+    capsys.readouterr()
+    assert main(case.argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and case.message in err, err
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_a_report_on_a_read_only_disk_is_one_line(inputs, tmp_path, capsys, monkeypatch):
+    from ocrloc.report import writer
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(writer.tempfile, "mkdtemp", read_only)
+    capsys.readouterr()
+    assert main(_report_to(inputs, tmp_path, tmp_path / "report")) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'report'}: cannot write the report (Read-only file system)\n"
+
+
+def test_make_dataset_on_a_full_disk_names_the_folder(tmp_path, capsys, monkeypatch):
+    from ocrloc.data import coco
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(coco, "write_json_atomic", full)
+    capsys.readouterr()
+    out = tmp_path / "split"
+    assert main(["make-dataset", "--preset", "single", "--rule", "seed37", "--count", "2", "--out", str(out)]) == 2
+    last = capsys.readouterr().err.rstrip("\n").split("\n")[-1]
+    assert last == f"error: {out}: cannot write the split (No space left on device)"
+    assert list(tmp_path.iterdir()) == []  # neither the split nor its temporary folder
+
+
+BROKEN_YAML = "train:\n  steps: 10\n  batch_size: [1, 2\nmodel:\n  type: argmax\n"
+BROKEN_YAML_LINE = ("invalid YAML at line 4, column 6: expected ',' or ']', but got ':' (while parsing a flow sequence "
+                    "from line 3, column 15)")
+
+
+def _broken_config_yaml(inputs: Inputs, tmp: Path) -> Case:
+    run = _copy_run(inputs, tmp)
+    (run / "config.yaml").write_text(BROKEN_YAML)
+    return Case(["train", "--out", str(run), "--resume", "--no-progress", *sets("train.steps=4")],
+                f"{run / 'config.yaml'}: {BROKEN_YAML_LINE}", kept=run)
+
+
+def _broken_file(tmp: Path) -> Path:
+    (tmp / "broken.yaml").write_text(BROKEN_YAML)
+    return tmp / "broken.yaml"
+
+
+YAML_CASES: Dict[str, Callable[[Inputs, Path], Case]] = {
+    "train --config": lambda i, t: Case(["train", "--config", str(_broken_file(t)), "--out", str(t / "new")],
+                                        f"{t / 'broken.yaml'}: {BROKEN_YAML_LINE}", new=t / "new"),
+    "train --resume, its config.yaml": _broken_config_yaml,
+    "make-dataset --rule": lambda i, t: Case(["make-dataset", "--rule", str(_broken_file(t)), "--count", "1",
+                                              "--out", str(t / "new")],
+                                             f"rule file {t / 'broken.yaml'}: cannot read it ({BROKEN_YAML_LINE})",
+                                             new=t / "new"),
+}
+
+
+@pytest.mark.parametrize("name", list(YAML_CASES))
+def test_a_yaml_error_is_one_line_naming_the_file_line_and_column(name, inputs, tmp_path, capsys):
+    """PyYAML's message spans 4 to 8 lines (each place quoted, a caret under it): one line instead."""
+    case = YAML_CASES[name](inputs, tmp_path)
+    before = snapshot(case.kept) if case.kept else None
+    capsys.readouterr()
+    assert main(case.argv) == 2
+    assert capsys.readouterr().err == f"error: {case.message}\n"
+    if case.new is not None:
+        assert not case.new.exists()
+    if case.kept is not None:
+        assert snapshot(case.kept) == before

@@ -12,7 +12,7 @@ import importlib
 from typing import Dict, Optional, Sequence
 
 from ocrloc import __version__
-from ocrloc.cli._common import new_parser, summary
+from ocrloc.cli._common import new_parser, run_command, summary
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -63,8 +63,9 @@ def build_parser(prog: Optional[str] = "ocrloc") -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None, prog: Optional[str] = "ocrloc") -> int:
     """Run ``ocrloc`` with ``argv`` (``None``: ``sys.argv[1:]``); return the exit status.
 
-    Bad usage exits 2 from argparse; a subcommand returns 2 for bad input (one ``error: ...`` line on stderr).
+    Bad usage exits 2 from argparse; a subcommand returns 2 for bad input or an output it cannot
+    write (one ``error: ...`` line on stderr).
     """
     args = build_parser(prog).parse_args(argv)
     module = importlib.import_module(f"{__name__}.{COMMANDS[args.command]}")
-    return module.run(args)
+    return run_command(module.run, args)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 
@@ -23,7 +25,35 @@ def standalone_main(doc: str, add_arguments: Callable[[argparse.ArgumentParser],
     """Parse ``argv`` (``None``: ``sys.argv[1:]``) with one subcommand's options and run it."""
     parser = new_parser(doc)
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return run_command(run, parser.parse_args(argv))
+
+
+def run_command(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """``run(args)``, with an output that could not be written (a full disk, a read-only folder:
+    :class:`ocrloc.utils.io.OutputError`, already one line naming the file and the cause) reported
+    as the user error it is, wherever in the command it happened."""
+    from ocrloc.utils.io import OutputError  # light: the standard library only
+
+    try:
+        return run(args)
+    except OutputError as err:
+        return fail(err)
+
+
+def check_output_file(path: str | os.PathLike, flag: str) -> None:
+    """Refuse, before any work, an output file that could not be written: a folder, a path under
+    something that is not a folder, or one in a folder this process may not write
+    (``ValueError`` naming the flag and the path)."""
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"{flag} {out} is a folder; name the file to write (e.g. {out / 'results.json'})")
+    home = out.absolute().parent
+    while not home.exists() and home != home.parent:
+        home = home.parent
+    if not home.is_dir():
+        raise ValueError(f"{flag} {out}: {home} is not a folder")
+    if not os.access(home, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {out}: {home} is not writable")
 
 
 def fail(err: BaseException | str) -> int:

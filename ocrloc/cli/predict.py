@@ -1,8 +1,12 @@
-"""Run a checkpoint (or an exported file) over images and write COCO results (docs/task.md,
-"Ground-truth and results files").
+"""Run a checkpoint (or, asked for by name, an exported file) over images and write COCO results
+(docs/task.md, "Ground-truth and results files").
 
 Images of any size, grey or colour, are read as grey and run through ocrloc.Predictor (the
 Python API: padded to the model's input rule, batched by size).
+
+--checkpoint reads a checkpoint written by ocrloc train: data only, never a program. A file
+written by ocrloc export is a program (TorchScript code runs on every image): it runs only
+through --exported, and --checkpoint refuses it whatever its name.
 
 image ids: an image in a folder with an annotations.json in it or in its parent folder (the
 layout make-dataset writes: SPLIT/annotations.json, SPLIT/images/) gets the id that file gives
@@ -16,6 +20,7 @@ examples:
       --images data/test_all10/images --out runs/quickstart/test_results.json
   ocrloc predict --checkpoint runs/quickstart/checkpoints/best.pt \\
       --images data/canvas128_all10_test/images --out results.json --viz viz/
+  ocrloc predict --exported runs/quickstart/model.pt --images data/test_all10/images --out results.json
 
 `python tools/predict.py` takes the same arguments.
 """
@@ -27,13 +32,16 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ocrloc.cli._common import fail, standalone_main
+from ocrloc.cli._common import check_output_file, fail, standalone_main
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``ocrloc predict``."""
-    parser.add_argument("--checkpoint", required=True,
-                        help="a checkpoint written by ocrloc train (e.g. RUN/checkpoints/best.pt) or a file "
-                             "written by ocrloc export")
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint",
+                       help="a checkpoint written by ocrloc train (e.g. RUN/checkpoints/best.pt); read as data, "
+                            "an exported file given here is refused")
+    model.add_argument("--exported", metavar="FILE",
+                       help="run a TorchScript file written by ocrloc export: a program, so only a file you trust")
     parser.add_argument("--images", nargs="+", required=True,
                         help="image files and/or folders of images (ids: see 'image ids' above)")
     # ocrloc.engine.images.UNLISTED, spelled out: --help imports nothing beyond the CLI (tested equal).
@@ -70,8 +78,12 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         return fail(f"--batch-size must be at least 1, got {args.batch_size}")
     try:
+        check_output_file(args.out, "--out")  # before the images are read and predicted
         images, notes = images_and_ids(args.images, args.unlisted)
-        predictor = Predictor(args.checkpoint, device=args.device)
+        if args.exported is not None:
+            predictor = Predictor.from_exported(args.exported, device=args.device)
+        else:
+            predictor = Predictor(args.checkpoint, device=args.device)
     except (FileNotFoundError, ValueError) as err:
         return fail(err)
     for note in notes:

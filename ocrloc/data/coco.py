@@ -12,9 +12,7 @@ import contextlib
 import io
 import json
 import os
-import re
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +27,7 @@ from ocrloc.data.points import POINT_NAMES
 from ocrloc.data.rules import get_rule
 from ocrloc.data.task import digits_task
 from ocrloc.utils.errors import worker_error_message
-from ocrloc.utils.io import write_json_atomic
+from ocrloc.utils.io import remove_stale_temporaries, umask, writer_tag, write_json_atomic
 
 __all__ = [
     "CATEGORIES",
@@ -138,68 +136,6 @@ def split_coco(
     }
 
 
-def _host() -> str:
-    # Only these characters, so that a folder name parses back unambiguously.
-    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
-
-
-def _writer_tag() -> str:
-    """``tmp-HOST-PID``: which process writes a temporary split folder, so a later run can tell a
-    dead writer's leftovers from a live writer's work in progress (a PID means nothing on another host)."""
-    return f"tmp-{_host()}-{os.getpid()}"
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    except (OverflowError, ValueError):
-        return False
-    return True
-
-
-def remove_stale_temporaries(out_dir: str | os.PathLike, started: float) -> List[Path]:
-    """Remove the temporary folders that killed writers of ``out_dir`` left beside it.
-
-    A writer names its folder ``.NAME.tmp-HOST-PID.XXXXXXXX.tmp``; one is removed when HOST is this
-    host and PID is no longer running. Folders of the older unnamed layout ``.NAME.XXXXXXXX.tmp`` are
-    removed when last modified before ``started`` (this run's start). Anything else, including a
-    live writer's folder and other outputs' folders, is left alone.
-
-    Returns:
-        The folders removed.
-    """
-    out_dir = Path(out_dir)
-    parent = out_dir.parent
-    if not parent.is_dir():
-        return []
-    name = re.escape(out_dir.name)
-    tagged = re.compile(rf"^\.{name}\.tmp-(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[a-z0-9_]+\.tmp$")
-    legacy = re.compile(rf"^\.{name}\.[a-z0-9_]{{8}}\.tmp$")
-    host = _host()
-    removed = []
-    for entry in parent.iterdir():
-        if not entry.name.startswith(f".{out_dir.name}.") or not entry.is_dir() or entry.is_symlink():
-            continue
-        match = tagged.match(entry.name)
-        if match:
-            stale = match["host"] == host and not _pid_alive(int(match["pid"]))
-        else:
-            try:
-                stale = bool(legacy.match(entry.name)) and entry.stat().st_mtime < started
-            except OSError:
-                stale = False
-        if stale:
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry)
-    return removed
-
-
 def check_split_output(out_dir: str | os.PathLike, overwrite: bool = False) -> None:
     """Refuse an output ``out_dir`` that is a file, or a non-empty folder without ``overwrite``
     (:class:`FileExistsError` naming it); nothing is written."""
@@ -239,7 +175,8 @@ def write_split(
 
     Raises:
         FileExistsError: ``out_dir`` is a file, or a non-empty folder without ``overwrite``.
-        OSError: one line naming ``out_dir`` when its folder cannot be created or written.
+        OSError: one line naming ``out_dir`` and the cause when its folder cannot be created or
+            written (a full disk); the temporary folder is removed.
     """
     started = time.time()
     out_dir = Path(out_dir)
@@ -247,23 +184,32 @@ def write_split(
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out_dir, started)
-        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.{_writer_tag()}.", suffix=".tmp", dir=out_dir.parent))
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.{writer_tag()}.", suffix=".tmp", dir=out_dir.parent))
     except OSError as err:
         raise OSError(f"{out_dir}: cannot create the output folder ({err.strerror or err}"
                       + (f": {err.filename})" if err.filename else ")")) from None
 
     def write_png(file_name: str, image: np.ndarray) -> None:
-        if not cv2.imwrite(str(tmp_dir / file_name), image):
-            raise OSError(f"could not write {tmp_dir / file_name}")
+        # Encoded in memory, written by Python: cv2.imwrite only answers False when the disk is full.
+        ok, png = cv2.imencode(".png", image)
+        if not ok:
+            raise ValueError(f"{file_name}: OpenCV could not encode the canvas as PNG")
+        with open(tmp_dir / file_name, "wb") as f:
+            f.write(png.tobytes())
 
     try:
         if write_images:
             (tmp_dir / IMAGES_DIR).mkdir()
         coco = split_coco(generator, count, write_png if write_images else None, progress)
         write_json_atomic(coco, tmp_dir / ANNOTATIONS_FILE)
+        # mkdtemp makes 0700; the split is as readable as a folder mkdir makes (the umask decides).
+        os.chmod(tmp_dir, 0o777 & ~umask())
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp_dir, out_dir)
+    except OSError as err:  # a full disk: the cause alone (ENOSPC) names no file, the temporary's would mislead
+        cause = err.strerror or str(err)
+        raise OSError(f"{out_dir}: cannot write the split ({cause})") from None
     finally:
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir)

@@ -20,6 +20,7 @@ from typing import Dict, Mapping, Tuple
 import yaml
 
 from ocrloc.data.points import BOX_POINT_NAMES, POINT_NAMES, parse_stroke_point
+from ocrloc.utils.errors import yaml_problem
 
 __all__ = ["RULES", "RULE_POINT_NAMES", "RULE_FILE_SUFFIXES", "KNOWN_POINTS", "get_rule", "rule_classes",
            "load_rule_file"]
@@ -55,8 +56,10 @@ for _name, _table in RULES.items():
 def _load_rule_file(path: str, mtime_ns: int) -> Mapping[int, str]:
     try:
         data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
+    except OSError as err:
         raise ValueError(f"rule file {path}: cannot read it ({type(err).__name__}: {err})") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"rule file {path}: cannot read it ({yaml_problem(err)})") from None
     if not isinstance(data, dict) or not data:
         raise ValueError(f"rule file {path}: expected a mapping of classes to point names, got {data!r}")
     table: Dict[int, str] = {}

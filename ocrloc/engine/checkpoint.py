@@ -10,6 +10,7 @@ ocrloc writes always loads; :func:`load_checkpoint` turns every file it cannot l
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import pickle
 import re
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, Tuple
 import torch
 
 from ocrloc.config import Config, config_from_dict
-from ocrloc.utils.io import atomic_path
+from ocrloc.utils.io import write_bytes_atomic
 
 if TYPE_CHECKING:
     from ocrloc.models.family import Detector
@@ -67,14 +68,19 @@ def save_checkpoint(state: Dict[str, Any], path: str | os.PathLike) -> None:
     Raises:
         ValueError: naming the key path of the first value that is not a tensor, dict, list, tuple,
             str, int, float, bool or None (a numpy scalar, a Path, a dataclass, ...); nothing is written.
+        OutputError: (an ``OSError``) one line naming ``path`` and the cause when it cannot be written
+            (a full disk); the temporary is removed and a file already at ``path`` is left as it was.
     """
     for where, value in _non_plain(state, "state"):
         kind = type(value)
         raise ValueError(f"cannot save checkpoint {path}: {where} is a {kind.__module__}.{kind.__qualname__}; "
                          f"a checkpoint holds only tensors, dict, list, tuple, str, int, float, bool and None "
                          f"(convert it, e.g. float(x) or str(x)) so that it loads with weights_only=True")
-    with atomic_path(path, suffix=".pt.tmp") as tmp:
-        torch.save(state, tmp)
+    # Through memory: torch's C++ writer reports a failed write (a full disk) as an "unexpected pos"
+    # RuntimeError that never names the cause; Python's write says ENOSPC.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes_atomic(buffer.getbuffer(), path, suffix=".pt.tmp")
 
 
 def _one_line(text: str, limit: int = 160) -> str:
@@ -139,11 +145,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if path.suffix == ".onnx" or _is_torch_export_archive(path):
         raise CheckpointError(f"{path}: an exported {'ONNX' if path.suffix == '.onnx' else 'torch.export'} file, "
-                              f"not a checkpoint: it runs on its own (README, Deploying); ocrloc predict and "
-                              f"ocrloc.Predictor read checkpoints and TorchScript exports")
+                              f"not a checkpoint: it runs on its own (README, Deploying); ocrloc predict --exported "
+                              f"and ocrloc.Predictor.from_exported run TorchScript exports")
     if is_torchscript_archive(path):
-        raise CheckpointError(f"{path}: an exported TorchScript file, not a checkpoint (ocrloc predict and "
-                              f"ocrloc.Predictor read it; this needs the checkpoint written by ocrloc train)")
+        raise CheckpointError(f"{path}: an exported TorchScript file, not a checkpoint (ocrloc predict --exported "
+                              f"and ocrloc.Predictor.from_exported run it; this needs the checkpoint written by "
+                              f"ocrloc train)")
     corrupt = f"{path}: not a loadable ocrloc checkpoint (truncated or corrupt: {{}})"
     try:
         empty = path.stat().st_size == 0

@@ -4,7 +4,8 @@ Two trainings on one ``--out`` would interleave their ``metrics.csv`` rows and o
 other's checkpoints; a ``--resume`` of a run that still goes would repeat its rows. The lock is
 the file ``<run>/.lock``, held with ``flock`` (the kernel drops it when its process dies, even
 by ``kill -9``, so a lock left by a dead process is taken over, never waited for) and holding
-the holder's pid, host and start time, so the refusal can name who holds it.
+the holder's pid, host and start time, so the refusal can name who holds it. It is opened
+without following a symbolic link: a link there would have the file it points to truncated.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import socket
 import time
 from pathlib import Path
 from typing import Optional
+
+from ocrloc.utils.io import open_no_follow
 
 __all__ = ["LOCK_FILE", "RunLock", "RunLockedError"]
 
@@ -38,10 +41,11 @@ class RunLock:
         self._fd: Optional[int] = None
 
     def acquire(self) -> "RunLock":
-        """Take the lock, or raise :class:`RunLockedError` naming the holder."""
+        """Take the lock, or raise :class:`RunLockedError` naming the holder
+        (:class:`ocrloc.utils.io.SymlinkError` when ``.lock`` is a symbolic link)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = open_no_follow(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -51,7 +55,7 @@ class RunLock:
             # The holder we raced with may have removed the file between our open and our lock:
             # then we hold a lock on a file nobody else can see. Retry on the file that is there.
             try:
-                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+                same = os.path.samestat(os.fstat(fd), os.lstat(self.path))
             except FileNotFoundError:
                 same = False
             if same:

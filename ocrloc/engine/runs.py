@@ -14,6 +14,7 @@ import yaml
 
 from ocrloc.config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict
 from ocrloc.engine.checkpoint import load_checkpoint
+from ocrloc.utils.errors import yaml_problem
 
 __all__ = ["SAFE_ON_RESUME", "resume_config", "same_config", "train_or_reuse"]
 
@@ -25,11 +26,12 @@ SAFE_ON_RESUME = ("train.steps", "train.val_every", "train.log_every", "train.ch
 
 def resume_config(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> Config:
     """The config a run continues with: its own ``config.yaml``, plus ``overrides`` of the keys
-    safe to change (:data:`SAFE_ON_RESUME`).
+    safe to change (:data:`SAFE_ON_RESUME`). Another key may be given with the run's own value
+    (a script that always passes ``--set train.batch_size=4``): what is refused is a change.
 
     Raises:
         FileNotFoundError: when ``run_dir`` holds no ``config.yaml``.
-        ConfigError: naming an override of a key that is not safe to change, or a bad value.
+        ConfigError: naming an override that changes a key not safe to change, or a bad value.
     """
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
@@ -37,14 +39,27 @@ def resume_config(run_dir: str | os.PathLike, overrides: Sequence[str] = ()) -> 
     try:
         saved = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML ({err})") from None
+        raise ConfigError(f"{path}: {yaml_problem(err)}") from None
     config = config_from_dict(saved, source=str(path))
+    own = config_to_dict(config)
     for item in overrides:
         key = item.split("=", 1)[0].strip()
-        if key not in SAFE_ON_RESUME:
+        if key in SAFE_ON_RESUME:
+            continue
+        # Compared as values (as the config reads them), each item on its own: the run's own value is no change.
+        if _value(config_to_dict(apply_overrides(config, [item])), key) != _value(own, key):
             raise ConfigError(f"--set {item}: {key} cannot change when a run resumes (its weights were made with "
-                              f"{path.name}'s value); safe to change: {', '.join(SAFE_ON_RESUME)}")
+                              f"{path.name}'s value, {_value(own, key)!r}); safe to change: "
+                              f"{', '.join(SAFE_ON_RESUME)}")
     return apply_overrides(config, overrides)
+
+
+def _value(config: Dict[str, Any], key: str) -> Any:
+    """The value at a dotted ``key`` of a config dict (a key the dataclasses lack never reaches here:
+    :func:`apply_overrides` refuses it first)."""
+    for part in key.split("."):
+        config = config[part]
+    return config
 
 
 def same_config(saved: Dict[str, Any], config: Config) -> bool:

@@ -9,7 +9,8 @@
 * Periodic validation on a fixed val split: validation loss and the scores of ``docs/task.md``, "Scores".
 * ``RUN_DIR/metrics.csv`` is only ever appended. Rows are committed together with
   ``checkpoints/last.pt`` (the checkpoint carries the rows it covers), so a crash and a
-  ``--resume`` neither lose nor repeat a row.
+  ``--resume`` neither lose nor repeat a row. It is opened without following a symbolic link
+  (as the run lock is; the other files are replaced by a rename, which replaces a link).
 * Rank 0 alone writes logs, TensorBoard events and checkpoints.
 """
 
@@ -43,7 +44,7 @@ from ocrloc.engine.sampler import StepSampler
 from ocrloc.engine.tensorboard_images import log_validation_images
 from ocrloc.evaluation import evaluate
 from ocrloc.utils.errors import worker_error_message
-from ocrloc.utils.io import write_text_atomic
+from ocrloc.utils.io import OutputError, open_no_follow, refuse_symlink, write_text_atomic
 
 __all__ = ["DataError", "Trainer", "build_train_dataset", "build_val_data", "lr_factor", "metric_columns",
            "remove_temporaries", "step_loss", "step_update"]
@@ -232,6 +233,8 @@ class MetricsLog:
         self.path = run_dir / "metrics.csv"
         self.columns = tuple(columns)
         self.enabled = enabled
+        if enabled:  # refused before the first step, not at the first commit (open_no_follow guards each open)
+            refuse_symlink(self.path)
         self.pending: List[Dict[str, Any]] = []
         self._writer = None
         self._tb_dir = run_dir / "tensorboard"
@@ -251,16 +254,16 @@ class MetricsLog:
         """The rows of ``metrics.csv`` as written (strings)."""
         if not self.path.is_file():
             return []
-        with open(self.path, newline="") as f:
+        with os.fdopen(open_no_follow(self.path, os.O_RDONLY), newline="") as f:
             return [r for r in csv.DictReader(f) if r.get("step")]
 
     def repair(self) -> None:
         """Cut a torn last line (a kill inside a row write) so the next rows start on a line of their own."""
         if not self.enabled or not self.path.is_file():
             return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with open(self.path, "r+b") as f:
+        with os.fdopen(open_no_follow(self.path, os.O_RDWR), "r+b") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
                 f.truncate(data.rfind(b"\n") + 1)
                 f.flush()
                 os.fsync(f.fileno())
@@ -284,14 +287,17 @@ class MetricsLog:
         """Append ``rows`` (default: the pending ones) to the CSV and TensorBoard."""
         rows = self.pending if rows is None else rows
         if self.enabled and rows:
-            new_file = not self.path.is_file()
-            with open(self.path, "a", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=self.columns)
-                if new_file:
-                    writer.writeheader()
-                writer.writerows(rows)
-                f.flush()
-                os.fsync(f.fileno())
+            fd = open_no_follow(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+            try:
+                with os.fdopen(fd, "a", newline="") as f:
+                    writer = csv.DictWriter(f, fieldnames=self.columns)
+                    if os.fstat(f.fileno()).st_size == 0:
+                        writer.writeheader()
+                    writer.writerows(rows)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as err:  # a full disk: say which file (the rows stay in last.pt, resume restores them)
+                raise OutputError(self.path, err) from None
             self._tensorboard(rows)
         if rows is self.pending:
             self.pending = []

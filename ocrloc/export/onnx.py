@@ -5,7 +5,9 @@ Written with ``torch.onnx.export(..., dynamo=True)`` from the same ``torch.expor
 or 3), height and width; one input ``images`` of the dtype chosen at export; outputs ``boxes``,
 ``scores``, ``labels``, ``keypoints``, ``batch_index`` (:mod:`ocrloc.export.flat`). The metadata of
 :func:`~ocrloc.export.program.flat_metadata` is in the model's ``metadata_props``, one JSON string
-per key. Running it needs onnxruntime and numpy only::
+per key. An input of more than 3 channels fails in the node named
+``images_must_have_1_to_3_channels`` (the name onnxruntime's error gives). Running it needs
+onnxruntime and numpy only::
 
     import json, onnxruntime
     session = onnxruntime.InferenceSession("model.onnx")
@@ -17,7 +19,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import List, Optional, Union
+from collections import deque
+from typing import Any, List, Optional, Union
 
 import torch
 
@@ -28,6 +31,10 @@ from ocrloc.models.family import PredictorModule
 from ocrloc.utils.io import atomic_path
 
 __all__ = ["export_onnx"]
+
+# The name of the node where an image of more than 3 channels fails: onnxruntime names the node in
+# its error, so this is the one word about channels an ONNX graph (it has no asserts) can give.
+CHANNEL_CHECK = "images_must_have_1_to_3_channels"
 
 
 def export_onnx(predictor: PredictorModule, rule: Optional[str], train_size: List[int],
@@ -51,8 +58,30 @@ def export_onnx(predictor: PredictorModule, rule: Optional[str], train_size: Lis
     onnx_program = torch.onnx.export(program, dynamo=True, input_names=["images"], output_names=list(OUTPUT_NAMES),
                                      optimize=True, verbose=False)
     onnx_program.model.metadata_props.update({key: json.dumps(value) for key, value in metadata.items()})
+    _name_the_channel_check(onnx_program.model.graph)
     with atomic_path(path, suffix=".tmp.onnx") as tmp:  # the writer reads the format from the name's ending
         onnx_program.save(str(tmp))
+
+
+def _name_the_channel_check(graph: Any) -> None:
+    """Name :data:`CHANNEL_CHECK` the node that weighs the channels by the luma weights.
+
+    torch.export keeps the channel range (1 to 3) in its input spec; ONNX drops it, and 4 channels
+    meet 3 weights in a multiplication that onnxruntime refuses as 'broadcast ... 3 by 4', naming
+    the node but no channels. That node is the first multiplication downstream of the weights
+    (the preprocessing's ``luma`` buffer: sliced to the channel count, normalised, reshaped)."""
+    luma = [value for value in [*graph.initializers.values(), *(o for n in graph for o in n.outputs)]
+            if value.name is not None and value.name.endswith("preprocess.luma")]
+    queue, seen = deque(node for value in luma for node, _ in value.uses()), set()
+    while queue:
+        node = queue.popleft()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.op_type == "Mul":
+            node.name = CHANNEL_CHECK
+            return
+        queue.extend(user for out in node.outputs for user, _ in out.uses())
 
 
 def _cumprod_as_products(values: torch.Tensor, dim: int, dtype: Optional[torch.dtype] = None) -> torch.Tensor:

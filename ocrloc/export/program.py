@@ -27,7 +27,7 @@ import torch
 from ocrloc.data.task import Task, digits_task
 from ocrloc.export.flat import OUTPUT_NAMES, FlatDetector
 from ocrloc.models.family import PredictorModule
-from ocrloc.utils.io import atomic_path
+from ocrloc.utils.io import write_bytes_atomic
 
 __all__ = ["INPUT_DTYPES", "METADATA_FILE", "export_program", "flat_metadata", "trace_flat"]
 
@@ -86,6 +86,5 @@ def export_program(predictor: PredictorModule, rule: Optional[str], train_size: 
     # Through a buffer: saved to a path, the archive's root folder would take the temporary file's name.
     buffer = io.BytesIO()
     torch.export.save(program, buffer, extra_files={METADATA_FILE: json.dumps(metadata)})
-    with atomic_path(path, suffix=".tmp.pt2") as tmp:
-        tmp.write_bytes(buffer.getvalue())
+    write_bytes_atomic(buffer.getbuffer(), path, suffix=".tmp.pt2")
     return program

@@ -7,6 +7,7 @@ calls TorchScript deprecated; it stays the default format (``docs/task.md``, "Th
 """
 
 # No `from __future__ import annotations` here: TorchScript reads the class attribute annotations.
+import io
 import os
 import warnings
 from typing import Dict, List, Optional, Union
@@ -17,7 +18,7 @@ from torch import nn
 from ocrloc.data.task import Task, digits_task
 from ocrloc.export.preprocess import CanvasPreprocess
 from ocrloc.models.family import PredictorModule
-from ocrloc.utils.io import atomic_path
+from ocrloc.utils.io import write_bytes_atomic
 
 __all__ = ["ExportedDetector", "export_torchscript"]
 
@@ -79,11 +80,19 @@ class ExportedDetector(nn.Module):
 def export_torchscript(predictor: PredictorModule, rule: Optional[str], train_size: List[int],
                        path: Union[str, os.PathLike], task: Optional[Task] = None) -> torch.jit.ScriptModule:
     """Script ``predictor`` (with its preprocessing and metadata: ``task``'s classes and keypoint
-    names, the MNIST digits when None) into ``path``, written atomically, and return the scripted module."""
+    names, the MNIST digits when None) into ``path``, written atomically, and return the scripted module.
+
+    Raises:
+        OutputError: (an ``OSError``) one line naming ``path`` and the cause when it cannot be written
+            (a full disk, a read-only folder); no temporary is left.
+    """
     wrapper = ExportedDetector(predictor.eval(), rule, train_size, task).eval()
+    buffer = io.BytesIO()
     with warnings.catch_warnings():  # torch >= 2.9 calls TorchScript deprecated; it stays the default (docs/task.md)
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.(script|save).* is deprecated")
         scripted = torch.jit.script(wrapper)
-        with atomic_path(path, suffix=".pt.tmp") as tmp:
-            scripted.save(str(tmp))
+        # Through memory: saved to a path, torch's C++ writer aborts the process (C++ terminate) when
+        # the disk fills, leaving its temporary; Python's write raises ENOSPC, and the temporary goes.
+        torch.jit.save(scripted, buffer)
+    write_bytes_atomic(buffer.getbuffer(), path, suffix=".pt.tmp")
     return scripted

@@ -2,7 +2,9 @@
 
 The folder is built under a temporary name beside ``out_dir`` and renamed into place only once every file
 is written, so a failure (bad input, a full disk, Ctrl-C) leaves no half report, and an older report at
-``out_dir`` stays whole until the new one replaces it.
+``out_dir`` stays whole until the new one replaces it. The temporary name says which process builds it
+(:func:`ocrloc.utils.io.writer_tag`): one left by a killed report is removed by the next report of the
+same folder, a live one's is left alone.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -20,6 +23,7 @@ import numpy as np
 from ocrloc.report import figures
 from ocrloc.report.analysis import (ReportData, ReportError, analyse, confusion_matrix, point_errors, pr_summary,
                                     read_metrics, worst_points)
+from ocrloc.utils.io import remove_stale_temporaries, umask, writer_tag
 
 __all__ = ["write_report", "CLASSES_PER_GALLERY_PAGE"]
 
@@ -124,6 +128,11 @@ figcaption {{ max-width: 60em; color: #444; margin-top: 0.4em; }}
 def _check_out_dir(out_dir: Path) -> None:
     if out_dir.is_file():
         raise ReportError(f"{out_dir}: is a file; the report is a folder")
+    home = out_dir.absolute().parent
+    while not home.exists() and home != home.parent:
+        home = home.parent
+    if not home.is_dir():  # checked before the evaluation: making the folder would fail after it
+        raise ReportError(f"{out_dir}: {home} is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not all((out_dir / f).is_file() for f in REPORT_FILES):
         # Never delete a folder that is not an older report: it may hold anything.
         raise ReportError(f"{out_dir}: folder exists and is not a report (no index.html and report.json); "
@@ -261,8 +270,9 @@ def write_report(gt_path: str | os.PathLike, results_path: str | os.PathLike, ou
     Raises:
         EvaluationInputError: the ground truth, results or sigma are refused by the evaluator (one line naming
             the file and entry).
-        ReportError: a bad ``metrics.csv``, a bad ``worst_per_class``, or an ``out_dir`` that is a file or a
-            folder holding something other than a report.
+        ReportError: a bad ``metrics.csv``, a bad ``worst_per_class``, an ``out_dir`` that is a file or a
+            folder holding something other than a report, or one that cannot be written (a read-only or
+            full disk: one line naming ``out_dir`` and the cause).
     """
     if isinstance(worst_per_class, bool) or not isinstance(worst_per_class, int) or worst_per_class < 1:
         raise ReportError(f"worst_per_class must be a whole number >= 1, got {worst_per_class!r}")
@@ -272,8 +282,13 @@ def write_report(gt_path: str | os.PathLike, results_path: str | os.PathLike, ou
     curves = read_metrics(Path(run_dir) / METRICS_FILE) if run_dir is not None else None
     _check_out_dir(out_dir)
     data = analyse(gt_path, results_path, sigma)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    built = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    started = time.time()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(target, started)
+        built = Path(tempfile.mkdtemp(prefix=f".{target.name}.{writer_tag()}.", suffix=".tmp", dir=target.parent))
+    except OSError as err:
+        raise ReportError(f"{out_dir}: cannot write the report ({err.strerror or err})") from None
     try:
         sections, numbers = _draw(data, built, gt_path, curves, worst_per_class)
         inputs = {"ground truth": gt_path, "results": results_path, "run": run_dir,
@@ -283,15 +298,12 @@ def write_report(gt_path: str | os.PathLike, results_path: str | os.PathLike, ou
         (built / "report.json").write_text(json.dumps(numbers, allow_nan=False, indent=1), encoding="utf-8")
         (built / "index.html").write_text(_html(f"ocrloc report: {Path(results_path).name}", inputs, data.scores,
                                                 sections), encoding="utf-8")
-        os.chmod(built, 0o777 & ~_umask())  # mkdtemp makes 0700; a report is as readable as any folder
+        os.chmod(built, 0o777 & ~umask())  # mkdtemp makes 0700; a report is as readable as any folder
         _move_into_place(built, target)
+    except OSError as err:  # a full disk: the cause alone (ENOSPC) names no file
+        raise ReportError(f"{out_dir}: cannot write the report ({err.strerror or err})") from None
     finally:
         if built.exists():
             shutil.rmtree(built, ignore_errors=True)
     return out_dir / "index.html"
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -1,8 +1,28 @@
-"""One-line error messages out of DataLoader workers."""
+"""One-line error messages out of DataLoader workers and the YAML parser."""
 
 from __future__ import annotations
 
-__all__ = ["worker_error_message"]
+from typing import Any
+
+__all__ = ["worker_error_message", "yaml_problem"]
+
+
+def yaml_problem(err: Any) -> str:
+    """A PyYAML error as one line: ``invalid YAML at line L, column C: what was wrong (while parsing X
+    from line L', column C')``. PyYAML's own message spans 4 to 8 lines (each place quoted with a caret
+    under it, in a file it calls ``<unicode string>``); lines and columns here count from 1, as an
+    editor does."""
+    def where(mark: Any) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None)
+    if problem is None:  # not a marked error: its text, on one line
+        return f"invalid YAML: {' '.join(str(err).split())}"
+    text = f"invalid YAML at {where(mark)}: {problem}" if mark is not None else f"invalid YAML: {problem}"
+    context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if context:
+        text += f" ({context}" + (f" from {where(context_mark)})" if context_mark is not None else ")")
+    return " ".join(text.split())
 
 
 def worker_error_message(text: str) -> str:

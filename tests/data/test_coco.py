@@ -105,6 +105,22 @@ def test_existing_split_is_not_overwritten_by_default(split_dir, pools):
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]  # no leftovers
 
 
+@pytest.mark.parametrize("mask", [0o022, 0o077], ids=["umask-022", "umask-077"])
+def test_a_split_folder_has_the_permissions_the_umask_gives_as_mkdir(tmp_path, pools, mask):
+    """Built in a 0700 temporary folder, the split is given mkdir's permissions before it is renamed into place."""
+    gen = CanvasGenerator("single", "all10", "test", 0, pools["test"])
+    old = os.umask(mask)
+    try:
+        write_split(gen, 2, tmp_path / "out", progress=False)
+        (tmp_path / "made_by_mkdir").mkdir()
+    finally:
+        os.umask(old)
+    expected = (tmp_path / "made_by_mkdir").stat().st_mode & 0o777
+    assert expected == 0o777 & ~mask
+    for folder in (tmp_path / "out", tmp_path / "out" / "images"):
+        assert folder.stat().st_mode & 0o777 == expected, folder
+
+
 class InterruptedGenerator(CanvasGenerator):
     """Stops like a Ctrl-C in the middle of a split."""
 

@@ -25,7 +25,7 @@ SETS = TINY + ["train.val_every=2", "train.steps=8", "model.type=argmax", "model
 TIMING = ("wall_s", "img_per_s")  # the only columns allowed to differ between the two runs
 
 # Runs `ocrloc train` with one kill point armed from OCRLOC_TEST_KILL=<point>:<n> (the n-th call):
-#   save:    torch.save writes the temporary checkpoint, which is cut in half, then the process dies
+#   save:    the temporary checkpoint's bytes are written, cut in half, then the process dies
 #   replace: dies just before a finished temporary file is renamed onto its destination
 #   fsync:   dies at an fsync: after the CSV rows are flushed, before TensorBoard gets them, ...
 DRIVER = r'''
@@ -42,14 +42,29 @@ def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
 if point == "save":
-    import ocrloc.engine.checkpoint as checkpoint
-    original_save = torch.save
-    def save(obj, f, *args, **kwargs):
-        original_save(obj, f, *args, **kwargs)
-        if due():
-            os.truncate(f, os.path.getsize(f) // 2)
-            die()
-    checkpoint.torch.save = save
+    # torch.save fills a buffer; ocrloc.utils.io.write_bytes_atomic writes it with open(..., "wb"):
+    # that module's open is swapped for one whose write stops half-way and dies.
+    import builtins
+    import ocrloc.utils.io as io_module
+    class Torn:
+        def __init__(self, f):
+            self.f = f
+        def __enter__(self):
+            return self
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+        def write(self, data):
+            if due():
+                self.f.write(bytes(data)[: len(data) // 2])
+                self.f.flush()
+                die()
+            return self.f.write(data)
+    def torn_open(file, mode="r", *args, **kwargs):
+        f = builtins.open(file, mode, *args, **kwargs)
+        return Torn(f) if mode == "wb" else f
+    io_module.open = torn_open
 elif point in ("replace", "fsync"):
     original = getattr(os, point)
     def wrapped(*args, **kwargs):
@@ -91,7 +106,8 @@ def test_sigkill_anywhere_then_resume_gives_the_uninterrupted_run(tmp_path, pool
     reference, crashed = tmp_path / "reference", tmp_path / "crashed"
     assert train(reference, driver)[0] == 0
 
-    kills = ["save:1", "replace:2", "fsync:3", "save:2", "fsync:1"]
+    # fsync:4 of a new run: after the lock's, best.pt's and last.pt's, the CSV rows': before TensorBoard has them.
+    kills = ["save:1", "replace:2", "fsync:4", "save:2", "fsync:1"]
     rng = random.Random(0)
     outcomes = [train(crashed, driver, kill)[0] for kill in kills]
     outcomes += [train(crashed, driver, delay=rng.uniform(2.0, 8.0))[0] for _ in range(1)]  # at a random moment

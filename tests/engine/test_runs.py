@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from ocrloc.cli import main
+from ocrloc.config import ConfigError, load_config, save_config
 from ocrloc.engine.checkpoint import load_checkpoint
 from ocrloc.engine.distributed import cpu_threads, resolve_device
 from ocrloc.engine.runs import SAFE_ON_RESUME, resume_config
@@ -37,6 +38,21 @@ def test_resume_rebuilds_the_runs_own_config_and_takes_only_safe_changes(tmp_pat
     assert err.startswith("error: --set model.fpn_channels=16: model.fpn_channels cannot change when a run resumes")
     assert "\n" not in err and "train.steps" in err
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 3  # nothing touched
+
+
+def test_resume_takes_the_runs_own_value_of_any_key_and_refuses_only_a_change(tmp_path):
+    """A script that always passes --set train.batch_size=2 can resume its own run: values are compared
+    (as the config reads them: 1e-3 is 0.001), not the presence of the key."""
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(load_config(None, TINY + ["optim.lr=0.001"]), run / "config.yaml")
+    config = resume_config(run, ["train.batch_size=2", "optim.lr=1e-3", "model.backbone=test_resnet",
+                                 "train.steps=9"])
+    assert config.train.batch_size == 2 and config.optim.lr == 0.001 and config.train.steps == 9
+    with pytest.raises(ConfigError) as err:
+        resume_config(run, ["train.batch_size=2", "train.batch_size=4"])
+    assert str(err.value).startswith("--set train.batch_size=4: train.batch_size cannot change when a run resumes "
+                                     "(its weights were made with config.yaml's value, 2); safe to change: ")
 
 
 def test_resume_without_a_run_is_a_one_line_error(tmp_path, capsys):

@@ -217,3 +217,19 @@ def test_families_without_a_batched_graph_are_refused_naming_the_format_to_use(f
 def test_an_unknown_input_dtype_is_refused():
     with pytest.raises(ValueError, match="input dtype must be one of uint8, float32; got 'int16'"):
         trace_flat(_detector("centernet_offset").predictor, "int16")
+
+
+def test_an_onnx_file_given_4_channels_says_channels(exported):
+    """ONNX keeps no channel range (torch.export does): the node where 4 channels fail is named for them."""
+    import numpy as np
+    import onnxruntime
+
+    files = sorted(exported["folder"].glob("*.onnx"))
+    assert files
+    for path in files:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        dtype = np.uint8 if "uint8" in path.name else np.float32
+        session.run(None, {"images": np.zeros((1, 3, 64, 64), dtype)})  # 3 channels run
+        with pytest.raises(Exception, match=f"Name:'{onnx_export.CHANNEL_CHECK}'") as err:
+            session.run(None, {"images": np.zeros((1, 4, 64, 64), dtype)})
+        assert "images_must_have_1_to_3_channels" in str(err.value), path.name

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +20,7 @@ from ocrloc.cli import main
 from ocrloc.evaluation import evaluate, match_points
 from ocrloc.evaluation.inputs import check_ground_truth, check_results
 from ocrloc.report import ReportError, write_report
+from ocrloc.utils.io import writer_tag
 from tests.test_cli_predict import _one_error_line  # one `error:` line naming the inputs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -205,15 +212,39 @@ def test_a_failure_leaves_the_older_report_whole(small, tmp_path, monkeypatch):
     from ocrloc.report import figures
 
     def broken(fig, path):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(figures, "save", broken)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(ReportError) as err:  # a full disk is one line naming the folder and the cause
         write_report(gt_path, results_path, out)
+    assert str(err.value) == f"{out}: cannot write the report (No space left on device)"
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     with pytest.raises(ReportError, match="worst_per_class"):
         write_report(gt_path, results_path, out, worst_per_class=0)
+
+
+KILLED_REPORT = textwrap.dedent("""
+    import os, signal, sys
+    from ocrloc.report import figures
+    from ocrloc.report.writer import write_report
+    figures.save = lambda fig, path: os.kill(os.getpid(), signal.SIGKILL)  # killed while drawing: no finally runs
+    write_report(sys.argv[1], sys.argv[2], sys.argv[3])
+""")
+
+
+def test_the_folder_of_a_killed_report_is_removed_by_the_next_report(small, tmp_path):
+    gt_path, results_path = small
+    out = tmp_path / "rep_x"
+    killed = subprocess.run([sys.executable, "-c", KILLED_REPORT, str(gt_path), str(results_path), str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    [left] = [p for p in tmp_path.iterdir() if p.name.startswith(".rep_x.")]  # what a kill leaves
+    live = tmp_path / f".rep_x.{writer_tag()}.abcd1234.tmp"  # a report still being written, by this process
+    live.mkdir()
+    write_report(gt_path, results_path, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "rep_x"])
+    assert (out / "index.html").is_file()
 
 
 def test_the_trainers_pr_numbers_without_scores_or_matching_are_the_reports(small):
