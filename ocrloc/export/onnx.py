@@ -5,7 +5,9 @@ Written with ``torch.onnx.export(..., dynamo=True)`` from the same ``torch.expor
 or 3), height and width; one input ``images`` of the dtype chosen at export; outputs ``boxes``,
 ``scores``, ``labels``, ``keypoints``, ``batch_index`` (:mod:`ocrloc.export.flat`). The metadata of
 :func:`~ocrloc.export.program.flat_metadata` is in the model's ``metadata_props``, one JSON string
-per key. Running it needs onnxruntime and numpy only::
+per key. The ``torch.export`` graph's check of float values (finite, in [0, 1]) is an assertion
+the ONNX converter drops: a float32 ``.onnx`` file takes any values, so its caller checks them
+(README, "Export"). Running it needs onnxruntime and numpy only::
 
     import json, onnxruntime
     session = onnxruntime.InferenceSession("model.onnx")

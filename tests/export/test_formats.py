@@ -216,3 +216,20 @@ def test_families_without_a_batched_graph_are_refused_naming_the_format_to_use(f
 def test_an_unknown_input_dtype_is_refused():
     with pytest.raises(ValueError, match="input dtype must be one of uint8, float32; got 'int16'"):
         trace_flat(_detector("centernet_offset").predictor, "int16")
+
+
+@pytest.mark.parametrize("family", ["centernet_heatmap", "argmax"])
+def test_the_pt2_graph_refuses_floats_outside_0_1_and_non_finite_values(tmp_path, family):
+    """Issue 26: the float32 graph asserts its values (torch.export cannot format them: a fixed
+    message); a batch of 0 and values in [0, 1] pass. (ONNX drops the assertion: README, Export.)"""
+    import torchvision  # noqa: F401
+
+    export_program(_detector(family).predictor, "seed37", [128, 128], tmp_path / "model.pt2", input_dtype="float32")
+    loaded = torch.export.load(str(tmp_path / "model.pt2")).module()
+    image = torch.rand(2, 1, 64, 64)
+    for x in (image * 255, image - 1.0, image.clone().index_fill_(3, torch.tensor([7]), float("nan"))):
+        with pytest.raises(RuntimeError, match=r"float images must hold finite values in \[0, 1\] \(divide "
+                                               r"0..255 floats by 255, or pass uint8 images\)"):
+            loaded(x)
+    assert loaded(image)["boxes"].shape[1] == 4
+    assert loaded(torch.zeros(0, 1, 64, 64))["scores"].shape == (0,)
