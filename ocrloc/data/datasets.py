@@ -134,8 +134,8 @@ class CocoKeypointDataset(Dataset):
         """Read every image once, as :meth:`__getitem__` will: each must decode and have the size
         its entry declares. The trainer calls this before it writes anything, so a bad file fails
         the start rather than the step that first samples it (hours in, perhaps); it decodes each
-        file fully (a truncated PNG has a good header), which costs ~0.3 ms per 128 x 128 canvas
-        (2.4 s for 8,000 on 2 busy cores).
+        file fully (a truncated PNG has a good header), which costs 0.1-0.3 ms per 128 x 128 canvas
+        (1-2.5 s for 8,000 on 2 cores shared with other jobs, files in the page cache).
 
         Raises:
             ImageFileError: the first bad image, as :meth:`__getitem__` names it.

@@ -143,7 +143,7 @@ def _coco_folder(path: str, key: str, progress: bool = False, check_images: bool
 
     Checked at the start, before anything is written: the annotations (the evaluator's checks, at
     least one annotation), and every image read once (decodable, the size its entry declares:
-    :meth:`~ocrloc.data.datasets.CocoKeypointDataset.check_images`, ~2.4 s for 8,000 canvases of
+    :meth:`~ocrloc.data.datasets.CocoKeypointDataset.check_images`, 1-2.5 s for 8,000 canvases of
     128 x 128 on 2 cores), so a bad file stops the start, not the step that first samples it."""
     try:
         dataset = CocoKeypointDataset(path)
