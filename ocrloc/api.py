@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["Detections", "Predictor", "POLARITIES"]
+__all__ = ["DEFAULT_MAX_PIXELS", "Detections", "Predictor", "POLARITIES"]
 
 #: ``light_on_dark``: the training data's look (MNIST: white digits on black), taken as is.
 #: ``dark_on_light``: black ink on white paper, inverted (``1 - x``) first.
@@ -39,8 +39,17 @@ POLARITIES = ("light_on_dark", "dark_on_light")
 
 # ITU-R 601 luma, as PIL's "L" conversion (uint8 colour goes through PIL itself, exactly).
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-# Float inputs may overshoot [0, 1] by rounding; anything further is refused, not guessed at.
+# Float inputs may overshoot [0, 1] by rounding; anything further is refused, not guessed at
+# (ocrloc.export.preprocess.FLOAT_TOLERANCE: the exported files allow the same).
 _FLOAT_TOLERANCE = 1e-3
+#: The largest image (height x width, in pixels) a :class:`Predictor` takes unless told otherwise:
+#: 40 million, about 6,300 x 6,300 (a 600-dpi A4 scan, 4,960 x 7,016, fits). In the spirit of
+#: PIL's ``Image.MAX_IMAGE_PIXELS`` (89 million, a decompression-bomb guard), but sized to the
+#: model: the quickstart model needs about 170 bytes per pixel on the CPU (measured at 2048 x 2048),
+#: so 40 million pixels take ~7 GB, and a 10000 x 10000 image (~17 GB) fails with one line up
+#: front instead of an allocator traceback half a minute in. ``max_pixels=0`` (``--max-pixels 0``)
+#: lifts it; ``ocrloc.cli.defaults.MAX_PIXELS`` spells the same number for ``--help``.
+DEFAULT_MAX_PIXELS = 40_000_000
 
 Item = Union[str, os.PathLike, "Image.Image", np.ndarray, Tensor]  # noqa: F821 (PIL is imported lazily)
 
@@ -125,6 +134,7 @@ class Predictor:
             (:class:`ocrloc.data.task.Task`), from the checkpoint or the exported file.
         device: the ``torch.device`` the model runs on.
         input_rule: the model's input rule in words (inputs are padded to it automatically).
+        max_pixels: the largest image (height x width) taken (0: no limit; :data:`DEFAULT_MAX_PIXELS`).
         module: the predictor module (``[B, 1, H, W]`` in [0, 1] -> list of detection dicts).
         source: ``checkpoint``, ``exported`` or ``module``.
         path: the file loaded (``None`` for :meth:`from_module`).
@@ -139,12 +149,17 @@ class Predictor:
     source: str
     path: Optional[Path]
 
-    def __init__(self, path: Union[str, os.PathLike], device: Optional[Union[str, torch.device]] = None) -> None:
+    def __init__(self, path: Union[str, os.PathLike], device: Optional[Union[str, torch.device]] = None, *,
+                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> None:
         """Load the checkpoint ``path`` (what :meth:`from_checkpoint` loads; data only, never a program).
 
         Args:
             device: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda``, ``cuda:N``;
                 ``None``: ``auto``.
+            max_pixels: the largest image (height x width) taken; a larger one raises a
+                ``ValueError`` before it is decoded or converted (:data:`DEFAULT_MAX_PIXELS`;
+                ``0`` or ``None``: no limit of ocrloc's, PIL's own decompression-bomb limit of
+                2 x ``PIL.Image.MAX_IMAGE_PIXELS`` still applies to files).
 
         Raises:
             FileNotFoundError: naming the path.
@@ -154,6 +169,7 @@ class Predictor:
                 Python objects beyond tensors and plain containers cannot run code) raises
                 :class:`ocrloc.engine.checkpoint.CheckpointError`, a ``ValueError`` naming the file.
         """
+        self.max_pixels = _max_pixels(max_pixels)
         path = _existing_file(path)
         try:
             self._load_checkpoint(path, "auto" if device is None else device)
@@ -166,36 +182,44 @@ class Predictor:
     # -- loaders ----------------------------------------------------------------------------------
 
     @classmethod
-    def from_checkpoint(cls, path: Union[str, os.PathLike], device: Union[str, torch.device] = "auto") -> "Predictor":
+    def from_checkpoint(cls, path: Union[str, os.PathLike], device: Union[str, torch.device] = "auto", *,
+                        max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> "Predictor":
         """A checkpoint written by ``ocrloc train`` (needs ocrloc and the model's timm backbone).
 
         Rule, training size and class names come from the checkpoint's ``meta`` (falling back to
-        its config, and to the digits ``"0"``..``"9"`` for the class names).
+        its config, and to the digits ``"0"``..``"9"`` for the class names). ``max_pixels``: as for
+        ``Predictor(path)``.
         """
         self = cls.__new__(cls)
+        self.max_pixels = _max_pixels(max_pixels)
         self._load_checkpoint(_existing_file(path), device)
         return self
 
     @classmethod
-    def from_exported(cls, path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu") -> "Predictor":
+    def from_exported(cls, path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu", *,
+                      max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> "Predictor":
         """Run a TorchScript file written by ``ocrloc export`` (:func:`ocrloc.export.export_torchscript`).
 
         The file is a program: ``torch.jit.load`` builds its code and every call runs it, with the
         rights of this process. Load only files you trust; this is the one loader that runs one
         (``Predictor(path)`` refuses it). Rule, training size, class names and ids come from the
         file's attributes (a file without ``class_names`` names each class by its index).
+        ``max_pixels``: as for ``Predictor(path)``.
         """
         self = cls.__new__(cls)
+        self.max_pixels = _max_pixels(max_pixels)
         self._load_exported(_existing_file(path), device)
         return self
 
     @classmethod
     def from_module(cls, module: torch.nn.Module, *, rule: Optional[str] = None,
                     train_size: Optional[Sequence[int]] = None, class_names: Optional[Sequence[str]] = None,
-                    device: Union[str, torch.device] = "cpu") -> "Predictor":
+                    device: Union[str, torch.device] = "cpu",
+                    max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> "Predictor":
         """A predictor module in memory (a ``Detector``'s ``predictor``, or a loaded export), moved
-        to ``device`` and put in eval mode."""
+        to ``device`` and put in eval mode. ``max_pixels``: as for ``Predictor(path)``."""
         self = cls.__new__(cls)
+        self.max_pixels = _max_pixels(max_pixels)
         resolved = _resolve_device(device)
         self._setup(module.to(resolved).eval(), resolved, rule, train_size, class_names, "module", None)
         return self
@@ -276,6 +300,29 @@ class Predictor:
 
     # -- prediction -------------------------------------------------------------------------------
 
+    def check_files(self, paths: Sequence[Union[str, os.PathLike]]) -> None:
+        """Open every image file without decoding it (PIL reads the header alone) and refuse one
+        that is missing, not an image, or past :attr:`max_pixels`: what :meth:`__call__` would
+        refuse of a file, found before any is decoded (``ocrloc predict`` calls it before its loop).
+
+        Raises:
+            FileNotFoundError: naming a path that is not a file.
+            ValueError: naming the file (not an image PIL knows, or its size past ``max_pixels``).
+        """
+        from PIL import Image, UnidentifiedImageError
+
+        for index, path in enumerate(paths):
+            path = Path(path)
+            if not path.is_file():
+                raise FileNotFoundError(f"no such image file: {path}")
+            try:
+                with _pil_open(path, self.max_pixels) as image:
+                    _check_pixels(image.height, image.width, f"input {index} ({path})", self.max_pixels)
+            except UnidentifiedImageError as err:
+                raise ValueError(f"cannot read image {path}: not an image file PIL knows") from err
+            except Image.DecompressionBombError as err:
+                raise ValueError(f"input {index} ({path}): {err} (PIL's limit, PIL.Image.MAX_IMAGE_PIXELS)") from None
+
     def __call__(self, inputs: Union[Item, Sequence[Item]], *, polarity: str = "light_on_dark",
                  score_threshold: Optional[float] = None, batch_size: int = 32
                  ) -> Union[Detections, List[Detections]]:
@@ -313,7 +360,8 @@ class Predictor:
         Raises:
             FileNotFoundError: naming a path that is not a file.
             ValueError: for an input of an unknown shape, dtype or value range, an unknown
-                polarity, or an image larger than the model takes (naming the sizes).
+                polarity, or an image larger than the model takes or than :attr:`max_pixels`
+                (naming the sizes; a file's size is read from its header, before decoding).
             TypeError: for an input of an unknown type.
         """
         if polarity not in POLARITIES:
@@ -324,7 +372,7 @@ class Predictor:
         items = [inputs] if single else list(inputs)
         images: List[Tensor] = []
         for index, item in enumerate(items):
-            images += _to_grey(item, f"input {index}" if not single else "input")
+            images += _to_grey(item, f"input {index}" if not single else "input", self.max_pixels)
         if single and not (torch.is_tensor(inputs) and inputs.dim() == 4):
             return self._predict(images, polarity, score_threshold, int(batch_size))[0]
         return self._predict(images, polarity, score_threshold, int(batch_size))
@@ -431,10 +479,32 @@ def _is_torchscript(path: Path) -> bool:
     return is_torchscript_archive(path)
 
 
-def _to_grey(item: Any, what: str) -> List[Tensor]:
-    """``item`` as grey float32 ``[H, W]`` CPU tensors in [0, 1] (several for a 4-D tensor)."""
+def _max_pixels(value: Optional[int]) -> int:
+    """``max_pixels`` checked: a whole number >= 0 (``None`` -> 0, no limit)."""
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"max_pixels must be a whole number >= 0 (0: no limit); got {value!r}")
+    return int(value)
+
+
+def _check_pixels(height: int, width: int, what: str, max_pixels: int) -> None:
+    """Refuse an image of more than ``max_pixels`` pixels, before anything the size of it is made."""
+    if max_pixels and height * width > max_pixels:
+        raise ValueError(f"{what}: {height} x {width} px is {height * width:,} pixels, more than max_pixels "
+                         f"{max_pixels:,} (a guard against running out of memory; raise it with --max-pixels N or "
+                         f"Predictor(..., max_pixels=N), 0: no limit, if the memory is there)")
+
+
+def _to_grey(item: Any, what: str, max_pixels: int = 0) -> List[Tensor]:
+    """``item`` as grey float32 ``[H, W]`` CPU tensors in [0, 1] (several for a 4-D tensor); one
+    of more than ``max_pixels`` pixels (0: no limit) is refused before it is decoded or converted."""
     if isinstance(item, (str, os.PathLike)):
-        return [_from_array(_read_image(Path(item)), f"{what} ({item})")]
+        return [_from_array(_read_image(Path(item), f"{what} ({item})", max_pixels), f"{what} ({item})")]
+    if torch.is_tensor(item) and item.dim() >= 2:
+        _check_pixels(int(item.shape[-2]), int(item.shape[-1]), what, max_pixels)
+    if isinstance(item, np.ndarray) and item.ndim >= 2:
+        _check_pixels(int(item.shape[0]), int(item.shape[1]), what, max_pixels)
     if torch.is_tensor(item):
         if item.is_meta:  # a shape without values: torch's own refusal comes from deep in the copy
             raise ValueError(f"{what}: a meta tensor of shape {tuple(item.shape)} holds no values; pass a tensor "
@@ -463,22 +533,40 @@ def _to_grey(item: Any, what: str) -> List[Tensor]:
     except ImportError:  # pragma: no cover - PIL is a dependency
         Image = None
     if Image is not None and isinstance(item, Image.Image):
+        _check_pixels(item.height, item.width, what, max_pixels)
         return [_from_array(_pil_to_array(item), what)]
     raise TypeError(f"{what}: cannot read a {type(item).__name__}; expected a path, a PIL image, a numpy array "
                     f"or a torch tensor")
 
 
-def _read_image(path: Path) -> np.ndarray:
+def _pil_open(path: Path, max_pixels: int) -> "Image.Image":  # noqa: F821
+    """``PIL.Image.open(path)``: the header read, no pixel decoded yet."""
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        if max_pixels:  # ocrloc's limit governs: PIL's multi-line warning above its own would only repeat it
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
+def _read_image(path: Path, what: str = "input", max_pixels: int = 0) -> np.ndarray:
+    """An image file as a numpy array; its size is checked against ``max_pixels`` from the header
+    (``Image.open`` decodes nothing), before the pixels are read."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     if not path.is_file():
         raise FileNotFoundError(f"no such image file: {path}")
     try:
-        with Image.open(path) as image:
+        with _pil_open(path, max_pixels) as image:
+            _check_pixels(image.height, image.width, what, max_pixels)
             image = ImageOps.exif_transpose(image)
             return _pil_to_array(image)
     except UnidentifiedImageError as err:
         raise ValueError(f"cannot read image {path}: not an image file PIL knows") from err
+    except Image.DecompressionBombError as err:  # above 2 x PIL.Image.MAX_IMAGE_PIXELS: PIL refuses it itself
+        raise ValueError(f"{what}: {err} (PIL's limit, PIL.Image.MAX_IMAGE_PIXELS)") from None
 
 
 def _pil_to_array(image: "Image.Image") -> np.ndarray:  # noqa: F821

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -94,12 +95,26 @@ APPLIES_TO: Dict[str, Tuple[str, ...]] = {
     "postprocess.nms_kernel": _DENSE,
 }
 
-# A zero here would divide by zero or never run.
+# A zero here would divide by zero or never run; a negative learning rate climbs the loss (AdamW
+# refuses it only once the run folder is made, and takes a NaN without a word).
 POSITIVE_KEYS = ("train.steps", "train.batch_size", "train.val_every", "train.log_every", "data.val_count",
-                 "model.argmax.map_channels", "model.argmax.map_lr_scale")
-# Seeds too: numpy's SeedSequence refuses negative entropy, deep inside a DataLoader worker.
+                 "model.argmax.map_channels", "model.argmax.map_lr_scale", "optim.lr")
+# Seeds too: numpy's SeedSequence refuses negative entropy, deep inside a DataLoader worker. The
+# loss weights, decay, clipping and augmentation magnitudes: a negative one trains the opposite of
+# what it names, silently.
 NON_NEGATIVE_KEYS = ("train.checkpoint_every", "train.threads", "data.train_canvases",
-                     "train.seed", "data.train_seed", "data.val_seed", "model.argmax.map_context")
+                     "train.seed", "data.train_seed", "data.val_seed", "model.argmax.map_context",
+                     "optim.weight_decay", "optim.warmup_steps", "optim.min_lr_ratio", "optim.grad_clip",
+                     *(f"loss.{name}" for name in ("heatmap", "size", "offset", "point", "point_heatmap", "giou",
+                                                   "argmax_point", "crop_class", "point_map")),
+                     "model.argmax.box_margin", "model.argmax.ink_reach", "model.argmax.box_jitter",
+                     *(f"data.digit_augment.{name}" for name in ("rotate_deg", "shear_deg", "elastic_alpha",
+                                                                 "elastic_sigma")),
+                     "data.canvas_augment.brightness", "data.canvas_augment.contrast")
+# Probabilities and thresholds on scores or overlaps, which live in [0, 1].
+UNIT_INTERVAL_KEYS = ("postprocess.score_threshold", "postprocess.iou_threshold",
+                      *(f"data.digit_augment.{name}" for name in ("affine_p", "thickness_p", "elastic_p")),
+                      *(f"data.canvas_augment.{name}" for name in ("noise_p", "blur_p", "brightness_contrast_p")))
 
 # The flat model keys of configs saved before the family sections, and where each went.
 MOVED_KEYS: Dict[str, str] = {
@@ -521,6 +536,18 @@ def _get(obj: Any, dotted: str) -> Any:
     return obj
 
 
+def _floats(value: Any, key: str) -> Iterator[Tuple[str, float]]:
+    """``(dotted key, value)`` of every float under ``value``, list and tuple items as ``key[i]``."""
+    if dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            yield from _floats(getattr(value, f.name), f"{key}.{f.name}" if key else f.name)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _floats(item, f"{key}[{i}]")
+    elif isinstance(value, float):
+        yield key, value
+
+
 def _changed(value: Any, default: Any, key: str) -> Iterator[str]:
     """The dotted keys under ``key`` whose value differs from the default."""
     if dataclasses.is_dataclass(value):
@@ -532,7 +559,9 @@ def _changed(value: Any, default: Any, key: str) -> Iterator[str]:
 
 def check_config(config: Config, source: str = "config", origins: Optional[Mapping[str, str]] = None) -> Config:
     """Refuse what type-checking key by key cannot see: a setting that ``config.model.type``
-    does not read (:data:`APPLIES_TO`) and a count that must be positive.
+    does not read (:data:`APPLIES_TO`), a float that is not finite (NaN, infinity), and a value
+    outside its range (:data:`POSITIVE_KEYS` > 0, :data:`NON_NEGATIVE_KEYS` >= 0,
+    :data:`UNIT_INTERVAL_KEYS` in [0, 1]).
 
     Args:
         config: the config to check.
@@ -562,12 +591,21 @@ def check_config(config: Config, source: str = "config", origins: Optional[Mappi
             by = origins.get("model.type")
             by = f" (model.type from {by})" if by and by != where(changed) else ""
             raise ConfigError(f"{where(changed)}: {changed} applies to model.type {', '.join(kinds)}, not {kind}{by}")
+    # A NaN or an infinity passes every type check (YAML reads `.nan` and `nan` as floats) and poisons
+    # whatever it reaches: no float key of the config takes one.
+    for key, value in _floats(config, ""):
+        if not math.isfinite(value):
+            field_key = key.split("[")[0]
+            raise ConfigError(f"{where(field_key)}: {key} = {value!r} must be a finite number")
     for key in POSITIVE_KEYS:
         if not _get(config, key) > 0:  # `not >` refuses a NaN as well
             raise ConfigError(f"{where(key)}: {key} = {_get(config, key)!r} must be > 0")
     for key in NON_NEGATIVE_KEYS:
         if not _get(config, key) >= 0:
             raise ConfigError(f"{where(key)}: {key} = {_get(config, key)!r} must be >= 0")
+    for key in UNIT_INTERVAL_KEYS:
+        if not 0 <= _get(config, key) <= 1:
+            raise ConfigError(f"{where(key)}: {key} = {_get(config, key)!r} must be in [0, 1]")
     if config.data.num_workers < -1:
         raise ConfigError(f"{where('data.num_workers')}: data.num_workers = {config.data.num_workers!r} must be "
                           f">= 0, or -1 (auto)")
@@ -584,9 +622,25 @@ def _apply_overrides(config: Config, assignments: Sequence[str], origins: Dict[s
         parts = key.strip().split(".")
         for part in parts[:-1]:
             cursor = cursor.setdefault(part, {})
-        cursor[parts[-1]] = yaml.safe_load(raw)
+        try:
+            cursor[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:  # PyYAML's own message is 4 lines, the value drawn with a caret
+            raise ConfigError(f"--set {item}: the value {raw!r} is not valid YAML ({_yaml_problem(err)})") from None
         config = _apply(config, nested, f"--set {item}", origins=origins)
     return config
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """What PyYAML found wrong, on one line (with the column when it knows it)."""
+    parts = [str(p) for p in (getattr(err, "context", None), getattr(err, "problem", None)) if p]
+    text = ": ".join(parts) or " ".join(str(err).split())
+    mark = getattr(err, "problem_mark", None)
+    if mark is not None and not isinstance(err, yaml.constructor.ConstructorError):
+        text += f" at column {mark.column + 1}"
+    if isinstance(err, yaml.constructor.ConstructorError):
+        # safe_load builds plain values only: a Python tag (or any unknown one) is refused, never run.
+        text += "; only YAML's standard tags (!!str, !!int, !!float, ...) are read"
+    return text
 
 
 def apply_overrides(config: Config, assignments: Sequence[str]) -> Config:

@@ -242,6 +242,50 @@ def test_bad_inputs_raise_clear_errors(api, files, tmp_path):
         Predictor.from_checkpoint(files["exported"])
 
 
+def _png_header(path: pathlib.Path, width: int, height: int) -> pathlib.Path:
+    """A PNG of ``width`` x ``height`` whose pixel data is missing: any decoder fails on it, so only a
+    check of the header's size can refuse it by size."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def test_an_image_past_max_pixels_is_refused_before_it_is_decoded(files, tmp_path):
+    """Issue 26: a 10000 x 10000 image ran into the allocator after 30 s; now the size is read from the
+    header and refused in one line (DEFAULT_MAX_PIXELS unless max_pixels says otherwise)."""
+    from ocrloc.api import DEFAULT_MAX_PIXELS
+
+    huge = _png_header(tmp_path / "huge.png", 10000, 10000)
+    api = Predictor.from_checkpoint(files["checkpoint"], device="cpu")
+    assert api.max_pixels == DEFAULT_MAX_PIXELS == 40_000_000
+    with pytest.raises(ValueError) as info:
+        api(huge)
+    message = str(info.value)
+    assert message.startswith(f"input ({huge}): 10000 x 10000 px is 100,000,000 pixels, more than max_pixels "
+                              f"40,000,000") and "--max-pixels" in message and "\n" not in message
+    small = Predictor(files["checkpoint"], device="cpu", max_pixels=32 * 48 - 1)
+    canvas = _canvas(32, 48)
+    png = tmp_path / "canvas.png"
+    Image.fromarray(canvas).save(png)
+    for item in (png, canvas, torch.from_numpy(canvas), Image.fromarray(canvas), torch.zeros(2, 1, 32, 48)):
+        with pytest.raises(ValueError, match="32 x 48 px is 1,536 pixels, more than max_pixels 1,535"):
+            small(item)
+    assert len(Predictor(files["checkpoint"], device="cpu", max_pixels=32 * 48)(png).image_size) == 2
+    unlimited = Predictor.from_exported(files["exported"], max_pixels=0)
+    with pytest.raises(Exception) as info:  # no limit: PIL gets to decode it, and finds no pixel data
+        unlimited(huge)
+    assert "max_pixels" not in str(info.value)
+    for bad in (-1, 1.5, True, "many"):
+        with pytest.raises(ValueError, match="max_pixels must be a whole number >= 0"):
+            Predictor.from_module(_Fixed(), max_pixels=bad)
+
+
 class _Touch:
     """Unpickling this creates ``marker`` (a crafted checkpoint could run any code instead)."""
 

@@ -169,9 +169,13 @@ def test_parse_time_constants_agree_with_their_sources():
     assert defaults.RULE_NAMES == tuple(sorted(RULES))
     assert defaults.SPLIT_NAMES == tuple(SPLITS)
     assert defaults.DEFAULT_SIGMA == DEFAULT_SIGMA
+    from ocrloc.api import DEFAULT_MAX_PIXELS
+
+    assert defaults.MAX_PIXELS == DEFAULT_MAX_PIXELS
     subs = subparsers()
     defaults_of = {name: {a.dest: a for a in sub._actions} for name, sub in subs.items()}
     assert defaults_of["evaluate"]["sigma"].default == DEFAULT_SIGMA
+    assert defaults_of["predict"]["max_pixels"].default == DEFAULT_MAX_PIXELS
     assert list(defaults_of["make-dataset"]["preset"].choices) == sorted({**PRESETS, **GLYPH_PRESETS})
     assert list(defaults_of["make-dataset"]["split"].choices) == list(SPLITS)
 

@@ -190,6 +190,19 @@ def test_image_ids_with_and_without_annotations(tmp_path):
         images_and_ids([only_unlisted], "skip")
 
 
+def test_a_file_given_twice_gets_one_image_id(tmp_path):
+    """Issue 26: the same image twice got two ids (its detections counted twice by any evaluation);
+    now each distinct file once, at its first place, with a note, with or without an annotation file."""
+    plain = _images(tmp_path / "plain", 2, listed=False)
+    (tmp_path / "link.png").symlink_to(plain / "001.png")
+    chosen, notes = images_and_ids([plain / "001.png", plain, plain / "001.png", tmp_path / "link.png"])
+    assert chosen == [(plain / "001.png", 1), (plain / "000.png", 2)]
+    assert len(notes) == 1 and notes[0].startswith("3 image(s) given more than once are predicted once")
+    split = _images(tmp_path / "split", 2, first_id=5)
+    chosen, notes = images_and_ids([split / "000.png", split / "000.png"])
+    assert chosen == [(split / "000.png", 5)] and "1 image(s) given more than once" in notes[0]
+
+
 @pytest.mark.parametrize("content, expected", [
     ("{not json", "invalid JSON"),
     ("[]", "needs an 'images' list"),

@@ -125,6 +125,45 @@ def test_set_errors_name_the_set_item():
                                "model.type argmax, not centernet (model.type from --set model.type=centernet)")
 
 
+@pytest.mark.parametrize("item, message", [
+    ("optim.lr=-1", "optim.lr = -1.0 must be > 0"),
+    ("optim.lr=0", "optim.lr = 0.0 must be > 0"),
+    ("optim.lr=nan", "optim.lr = nan must be a finite number"),
+    ("optim.lr=.inf", "optim.lr = inf must be a finite number"),
+    ("optim.weight_decay=-1e-4", "optim.weight_decay = -0.0001 must be >= 0"),
+    ("optim.grad_clip=nan", "optim.grad_clip = nan must be a finite number"),
+    ("optim.min_lr_ratio=-0.5", "optim.min_lr_ratio = -0.5 must be >= 0"),
+    ("optim.warmup_steps=-1", "optim.warmup_steps = -1 must be >= 0"),
+    ("loss.size=-0.1", "loss.size = -0.1 must be >= 0"),
+    ("postprocess.score_threshold=nan", "postprocess.score_threshold = nan must be a finite number"),
+    ("postprocess.iou_threshold=1.5", "postprocess.iou_threshold = 1.5 must be in [0, 1]"),
+    ("data.canvas_augment.noise_p=2", "data.canvas_augment.noise_p = 2.0 must be in [0, 1]"),
+    ("data.canvas_augment.noise_std=[0, .nan]", "data.canvas_augment.noise_std[1] = nan must be a finite number"),
+    ("data.digit_augment.rotate_deg=-10", "data.digit_augment.rotate_deg = -10.0 must be >= 0"),
+])
+def test_a_float_out_of_its_range_or_not_finite_is_refused_naming_it(item, message):
+    """Issue 26: optim.lr=-1 or nan passed the check (AdamW took the NaN and trained nothing)."""
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [item] if not item.startswith("loss.") else ["model.type=argmax", item])
+    assert str(info.value).endswith(message) and item in str(info.value)
+
+
+@pytest.mark.parametrize("item, message", [
+    ("train.steps=[1", "the value '[1' is not valid YAML (while parsing a flow sequence: expected ',' or ']', "
+                       "but got '<stream end>' at column 3)"),
+    ("train.steps=!!python/tuple [1]", "the value '!!python/tuple [1]' is not valid YAML (could not determine a "
+                                       "constructor for the tag 'tag:yaml.org,2002:python/tuple'; only YAML's "
+                                       "standard tags"),
+    ("data.rule=!foo x", "could not determine a constructor for the tag '!foo'"),
+])
+def test_a_set_value_that_is_not_yaml_is_one_line_naming_the_item(item, message):
+    with pytest.raises(ConfigError) as info:
+        apply_overrides(Config(), [item])
+    assert str(info.value).startswith(f"--set {item}: ") and message in str(info.value)
+    assert "\n" not in str(info.value)
+    assert apply_overrides(Config(), ["data.rule=!!str 37"]).data.rule == "37"  # a standard tag is read
+
+
 def test_defaults_of_other_families_are_allowed():
     config = load_config(None, ["model.type=fcos", "model.argmax.crop_size=48", "loss.heatmap=1.0"])
     assert config.model.type == "fcos"

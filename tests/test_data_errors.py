@@ -256,6 +256,41 @@ def test_the_error_out_of_a_dataloader_worker_is_the_same_one_line(split, tmp_pa
     assert str(info.value) == f"{path}: cannot read image (corrupt, truncated or not an image format OpenCV decodes)"
 
 
+def test_check_images_reads_every_image_once_and_names_the_first_bad_one(split, tmp_path):
+    """Issue 26: what the trainer runs at the start, so a bad file is not found hours in."""
+    CocoKeypointDataset(split).check_images()
+    folder = copy_split(split, tmp_path / "spoilt")
+    _truncated(folder / "images" / "000002.png")  # the header still reads: only decoding finds it
+    with pytest.raises(ImageFileError, match=r"000002.png: cannot read image \(corrupt, truncated"):
+        CocoKeypointDataset(folder).check_images()
+
+
+@pytest.mark.parametrize("file_name, message", [
+    ("/etc/hostname", "file_name '/etc/hostname' is an absolute path; a file_name is read relative to the "
+                      "annotation file's folder and must stay inside it"),
+    ("../outside.png", "file_name '../outside.png' climbs out of the dataset folder"),
+    ("images/../../outside.png", "file_name 'images/../../outside.png' climbs out of the dataset folder"),
+])
+def test_a_file_name_outside_the_dataset_folder_is_refused_by_name(split, tmp_path, file_name, message):
+    """Issue 26: an absolute or climbing file_name was read from wherever it pointed."""
+    folder = copy_split(split, tmp_path / "split", lambda d: d["images"][1].update(file_name=file_name))
+    with pytest.raises(ValueError) as info:
+        CocoKeypointDataset(folder)
+    assert str(info.value).startswith(f"{folder / ANNOTATIONS_FILE}: images[1]: {message}")
+    inside = copy_split(split, tmp_path / "inside",
+                        lambda d: d["images"][1].update(file_name="images/../images/000001.png"))
+    assert CocoKeypointDataset(inside)[1][0].shape == (1, 128, 128)  # '..' that stays inside is a path like any
+
+
+def test_an_image_without_annotations_gives_an_empty_target(split, tmp_path):
+    """A background image (no annotation) in a folder that has others: an empty target of the folder's K,
+    where numpy's reshape by -1 used to fail (and, for a folder with none, stopped a training mid-run)."""
+    folder = copy_split(split, tmp_path / "split",
+                        lambda d: d.update(annotations=[a for a in d["annotations"] if a["image_id"] != 2]))
+    image, target = CocoKeypointDataset(folder)[1]
+    assert target["boxes"].shape == (0, 4) and target["keypoints"].shape == (0, 1, 3) and target["labels"].shape == (0,)
+
+
 # --- 5. results scores -------------------------------------------------------------------------------------------
 
 

@@ -233,12 +233,14 @@ def test_every_bad_input_is_one_line_naming_it_with_exit_code_2(name, inputs, tm
 
 
 def test_a_corrupt_image_and_a_nan_loss_stop_a_training_in_one_line(inputs, tmp_path, capsys):
-    """Found only while training: one line each, and the run folder keeps what it had made."""
+    """One line each: a corrupt image at the start, before the run folder is made (every image is
+    read once first since issue 26); a NaN loss while training, and the run folder keeps what it had made."""
     folder = _edit_split(inputs, tmp_path, _corrupt_png)
     assert main(["train", "--out", str(tmp_path / "a"), "--no-progress",
                  *sets(*TINY, f"data.train_path={folder}", f"data.val_path={folder}")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.startswith(f"error: {folder / 'images'}") and "cannot read image" in err
+    assert err.count("\n") == 1 and err.startswith(f"error: data.train_path: {folder / 'images'}")
+    assert "cannot read image" in err and not (tmp_path / "a").exists()
 
     assert main(["train", "--out", str(tmp_path / "b"), "--no-progress",
                  *sets(*TINY, "train.steps=6", "optim.lr=1e30", "optim.grad_clip=0")]) == 2
@@ -483,3 +485,146 @@ def test_a_yaml_error_is_one_line_naming_the_file_line_and_column(name, inputs, 
         assert not case.new.exists()
     if case.kept is not None:
         assert snapshot(case.kept) == before
+
+
+# --- Issue 26, inputs ---
+# Each case failed on the main of 2026-12-06: a traceback, a late failure after the run folder was
+# made, or no error at all (the input silently read, dropped or answered).
+
+
+def _deep_json(path: Path) -> Path:
+    path.write_text("[" * 100_000 + "]" * 100_000)  # deeper than the JSON decoder's stack
+    return path
+
+
+def _png_header(path: Path, width: int, height: int) -> Path:
+    """A PNG that declares ``width`` x ``height`` and holds no pixel data: only a size check reads it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def _outside_image(coco: dict, folder: Path) -> Path:
+    """A copy of the split's first image beside (outside) the split folder: a readable file of the right size."""
+    outside = folder.parent / "outside.png"
+    shutil.copy(folder / coco["images"][0]["file_name"], outside)
+    return outside
+
+
+def _absolute_file_name(coco: dict, folder: Path) -> None:
+    coco["images"][0]["file_name"] = str(_outside_image(coco, folder))
+
+
+def _climbing_file_name(coco: dict, folder: Path) -> None:
+    _outside_image(coco, folder)
+    coco["images"][0]["file_name"] = "images/../../outside.png"
+
+
+def _no_annotations(coco: dict, folder: Path) -> None:
+    coco["annotations"] = []
+
+
+def _wrong_size(coco: dict, folder: Path) -> None:
+    import cv2
+
+    cv2.imwrite(str(folder / coco["images"][2]["file_name"]), np.zeros((40, 32), np.uint8))
+
+
+def _predict(inputs: Inputs, tmp: Path, *extra: str, images: Optional[Path] = None, message: str) -> Case:
+    return Case(["predict", "--checkpoint", str(inputs.run / "checkpoints" / "best.pt"), "--images",
+                 str(images or inputs.split / "images"), "--out", str(tmp / "results.json"), *extra],
+                message, new=tmp / "results.json")
+
+
+def _report(inputs: Inputs, tmp: Path, gt: Path, results: Path, message: str) -> Case:
+    return Case(["report", "--gt", str(gt), "--results", str(results), "--out", str(tmp / "report")], message,
+                new=tmp / "report")
+
+
+def _report_absolute(inputs: Inputs, tmp: Path) -> Case:
+    folder = _edit_split(inputs, tmp, _absolute_file_name)
+    results = _results(inputs, tmp, {}).argv[-1]
+    return _report(inputs, tmp, folder / "annotations.json", Path(results),
+                   f"annotations.json: image 1: file_name '{tmp / 'outside.png'}' is an absolute path")
+
+
+INPUT_CASES: Dict[str, Callable[[Inputs, Path], Case]] = {
+    # --set values and the strict config's floats
+    "--set value not YAML": lambda i, t: _train(t, "train.steps=[1", message="--set train.steps=[1: the value '[1' "
+                                                "is not valid YAML (while parsing a flow sequence: expected"),
+    "--set value with a Python tag": lambda i, t: _train(t, "train.steps=!!python/tuple [1]", message=(
+        "could not determine a constructor for the tag 'tag:yaml.org,2002:python/tuple'; only YAML's standard tags")),
+    "optim.lr negative": lambda i, t: _train(t, "optim.lr=-1", message="optim.lr = -1.0 must be > 0"),
+    "optim.lr NaN": lambda i, t: _train(t, "optim.lr=nan", message="optim.lr = nan must be a finite number"),
+    "loss weight negative": lambda i, t: _train(t, "loss.heatmap=-1", message="loss.heatmap = -1.0 must be >= 0"),
+    "iou threshold past 1": lambda i, t: _train(t, "postprocess.iou_threshold=2",
+                                                message="postprocess.iou_threshold = 2.0 must be in [0, 1]"),
+    # deeply nested JSON
+    "evaluate deeply nested results": lambda i, t: Case(
+        ["evaluate", "--gt", str(i.split / "annotations.json"), "--results", str(_deep_json(t / "deep.json"))],
+        f"{t / 'deep.json'}: JSON nested too deeply to read"),
+    "evaluate a deeply nested ground truth": lambda i, t: Case(
+        ["evaluate", "--gt", str(_deep_json(t / "deep.json")), "--oracle"], f"{t / 'deep.json'}: JSON nested too"),
+    "report deeply nested results": lambda i, t: _report(i, t, i.split / "annotations.json",
+                                                         _deep_json(t / "deep.json"), "JSON nested too deeply"),
+    # predict
+    "predict --viz-count 0": lambda i, t: _predict(i, t, "--viz", str(t / "viz"), "--viz-count", "0",
+                                                   message="--viz-count must be at least 1 with --viz, got 0"),
+    "predict a 10000 x 10000 image": lambda i, t: _predict(
+        i, t, images=_png_header(t / "huge" / "huge.png", 10000, 10000),
+        message="huge.png): 10000 x 10000 px is 100,000,000 pixels, more than max_pixels 40,000,000"),
+    "predict past --max-pixels": lambda i, t: _predict(i, t, "--max-pixels", "500",
+                                                       message="32 x 32 px is 1,024 pixels, more than max_pixels 500"),
+    "predict --max-pixels negative": lambda i, t: _predict(i, t, "--max-pixels", "-1",
+                                                           message="--max-pixels must be >= 0 (0: no limit), got -1"),
+    # COCO file_name outside the dataset folder
+    "train on an absolute file_name": lambda i, t: _train_on(
+        i, t, _absolute_file_name, f"annotations.json: images[0]: file_name '{t / 'outside.png'}' is an absolute path"),
+    "train on a file_name climbing out": lambda i, t: _train_on(
+        i, t, _climbing_file_name, "images[0]: file_name 'images/../../outside.png' climbs out of the dataset folder"),
+    "report crops from an absolute file_name": _report_absolute,
+    # found at the start, not when first sampled
+    "train on a folder without annotations": lambda i, t: _train_on(
+        i, t, _no_annotations, f"data.train_path: {t / 'split' / 'annotations.json'}: no annotations"),
+    "train on a corrupt image": lambda i, t: _train_on(
+        i, t, _corrupt_png, f"data.train_path: {t / 'split' / 'images' / '000000.png'}: cannot read image"),
+    "train on an image of another size": lambda i, t: _train_on(
+        i, t, _wrong_size, "000002.png: image is 32 x 40 px but"),
+    # make-dataset
+    "make-dataset glyphs128 with a rule": lambda i, t: Case(
+        ["make-dataset", "--preset", "glyphs128", "--rule", "seed37", "--count", "2", "--out", str(t / "split")],
+        "--rule seed37: --preset glyphs128 takes no rule", new=t / "split"),
+}
+
+
+@pytest.mark.parametrize("name", list(INPUT_CASES))
+def test_issue_26_inputs_are_one_line_naming_them_with_exit_code_2(name, inputs, tmp_path, capsys):
+    case = INPUT_CASES[name](inputs, tmp_path)
+    capsys.readouterr()
+    assert main(case.argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if not line.startswith("note: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert case.message in err, err
+    if case.new is not None:
+        assert not case.new.exists(), f"{case.new} was written"
+    if name == "predict --viz-count 0":
+        assert not (tmp_path / "viz").exists()
+
+
+def test_issue_26_an_image_given_twice_to_predict_gets_one_image_id(inputs, tmp_path, capsys):
+    """By name and through its folder: predicted once (one id, its detections once), with a note."""
+    out = tmp_path / "results.json"
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(inputs.run / "checkpoints" / "best.pt"), "--images",
+                 str(inputs.split / "images" / "000001.png"), str(inputs.split / "images"), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert f"on 4 images to {out}" in captured.out  # the split's four, not five
+    assert "note: 1 image(s) given more than once are predicted once" in captured.err

@@ -19,3 +19,6 @@ SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 
 # ocrloc.evaluation.DEFAULT_SIGMA: OKS sigma of every keypoint unless --sigma says otherwise (docs/task.md, "Scores").
 DEFAULT_SIGMA: float = 0.05
+
+# ocrloc.api.DEFAULT_MAX_PIXELS: the largest image (height x width) predict takes unless --max-pixels says otherwise.
+MAX_PIXELS: int = 40_000_000

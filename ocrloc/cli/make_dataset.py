@@ -30,9 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="canvas recipe: canvas128 and single compose MNIST digits (the --rule picks each digit's point); "
                              "glyphs128 composes printed characters (62 classes, five named points each, docs/glyphs.md) "
                              "(default: %(default)s)")
-    parser.add_argument("--rule", default="all10",
+    # No default in argparse: a --rule given with glyphs128 must be told apart from none (run() says all10).
+    parser.add_argument("--rule", default=None,
                         help=f"a built-in rule ({', '.join(RULE_NAMES)}) or a YAML / JSON rule file mapping classes to "
-                             "point names (docs/data.md, 'Rules'; default: %(default)s)")
+                             "point names (docs/data.md, 'Rules'; default: all10); the MNIST presets only: "
+                             "glyphs128 annotates all five named points of every glyph and refuses a --rule")
     parser.add_argument("--split", default="test", choices=SPLIT_NAMES,
                         help="which MNIST digits are drawn (default: %(default)s)")
     parser.add_argument("--count", type=int, required=True, help="number of canvases")
@@ -99,10 +101,18 @@ def run(args: argparse.Namespace) -> int:
     from ocrloc.data.rules import get_rule
     from ocrloc.visualize import save_canvas_preview
 
+    from ocrloc.data.glyphs import GLYPH_PRESETS
+
     try:
         _check_arguments(args)
-        get_rule(args.rule)  # an unknown rule or a bad rule file fails before any MNIST is read
-        data = DataConfig(preset=args.preset, rule=args.rule, data_root=args.data_root,
+        if args.preset in GLYPH_PRESETS and args.rule is not None:
+            # A glyph canvas labels every named point of each glyph: a rule would be dropped without a word.
+            raise ValueError(f"--rule {args.rule}: --preset {args.preset} takes no rule (its annotations carry all "
+                             f"five named points of every glyph; the rules pick one point per digit for the MNIST "
+                             f"presets); leave out --rule")
+        rule = "all10" if args.rule is None else args.rule
+        get_rule(rule)  # an unknown rule or a bad rule file fails before any MNIST is read
+        data = DataConfig(preset=args.preset, rule=rule, data_root=args.data_root,
                           digit_augment=DigitAugmentConfig(enabled=args.augment),
                           canvas_augment=CanvasAugmentConfig(enabled=args.augment))
         generator = canvas_generator(data, args.split, args.seed, augment=args.augment)

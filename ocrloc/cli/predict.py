@@ -1,8 +1,9 @@
 """Run a checkpoint (or, asked for by name, an exported file) over images and write COCO results
 (docs/task.md, "Ground-truth and results files").
 
-Images of any size, grey or colour, are read as grey and run through ocrloc.Predictor (the
-Python API: padded to the model's input rule, batched by size).
+Images of any size up to --max-pixels, grey or colour, are read as grey and run through
+ocrloc.Predictor (the Python API: padded to the model's input rule, batched by size). A file named
+twice (or reached twice, by a folder and by name) is predicted once: one image id per file.
 
 --checkpoint reads a checkpoint written by ocrloc train: data only, never a program. A file
 written by ocrloc export is a program (TorchScript code runs on every image): it runs only
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ocrloc.cli._common import check_output_file, fail, standalone_main
+from ocrloc.cli.defaults import MAX_PIXELS
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``ocrloc predict``."""
@@ -54,10 +56,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also save PNGs (grid.png and one per image) with predicted boxes, classes, points, "
                              "and the ground truth when an annotations.json describes the images (its point error "
                              "in px beside each matched detection)")
-    parser.add_argument("--viz-count", type=int, default=16, help="images drawn with --viz (default: %(default)s)")
+    parser.add_argument("--viz-count", type=int, default=16, help="images drawn with --viz, at least 1 "
+                                                                   "(default: %(default)s)")
     parser.add_argument("--viz-score", type=float, default=0.3,
                         help="smallest score drawn with --viz (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: %(default)s)")
+    parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",
+                        help="refuse an image of more than N pixels (height x width), read from its header before "
+                             "it is decoded: a guard against running out of memory (the quickstart model needs "
+                             "~170 bytes per pixel on the CPU); 0: no limit (default: %(default)s, ~6300 x 6300)")
     parser.add_argument("--polarity", default="light_on_dark", choices=("light_on_dark", "dark_on_light"),
                         help="light_on_dark: white ink on black, as the training canvases; dark_on_light: black ink "
                              "on white paper, inverted first (default: %(default)s)")
@@ -77,13 +84,22 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         return fail(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.max_pixels < 0:
+        return fail(f"--max-pixels must be >= 0 (0: no limit), got {args.max_pixels}")
+    # Checked before anything runs: a count below 1 used to fail drawing, after the results were written.
+    if args.viz and args.viz_count < 1:
+        return fail(f"--viz-count must be at least 1 with --viz, got {args.viz_count} (leave out --viz to draw "
+                    f"nothing)")
     try:
         check_output_file(args.out, "--out")  # before the images are read and predicted
         images, notes = images_and_ids(args.images, args.unlisted)
         if args.exported is not None:
-            predictor = Predictor.from_exported(args.exported, device=args.device)
+            predictor = Predictor.from_exported(args.exported, device=args.device, max_pixels=args.max_pixels)
         else:
-            predictor = Predictor(args.checkpoint, device=args.device)
+            predictor = Predictor(args.checkpoint, device=args.device, max_pixels=args.max_pixels)
+        # Every file's header before any image is decoded: a missing, unreadable or too large file
+        # stops here, in one line, not in the middle of the loop (and its progress bar).
+        predictor.check_files([path for path, _ in images])
     except (FileNotFoundError, ValueError) as err:
         return fail(err)
     for note in notes:

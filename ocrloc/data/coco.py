@@ -239,6 +239,8 @@ def read_coco_json(annotation_file: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, OSError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise ValueError(f"{path}: not a valid COCO annotation file ({type(err).__name__}: {err})") from None
+    except RecursionError:  # the decoder recurses per level: a crafted file can nest deeper than Python's stack
+        raise ValueError(f"{path}: not a valid COCO annotation file (JSON nested too deeply to read)") from None
 
 
 def coco_index(dataset: dict):

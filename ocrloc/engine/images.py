@@ -6,6 +6,11 @@ gives it, so the results score against it; an image that file does not list is a
 ``unlisted`` says otherwise (a guessed id could be another image's). Without any annotations.json
 the images are numbered 1, 2, ... in the order given (each folder's files sorted by name); images
 without one given together with images that have one are numbered above every id of those files.
+
+A file given more than once (named twice, or by name and through its folder, or by two paths that
+resolve to it) is predicted once, at its first place, with a note: one image id and one set of
+detections per distinct file, as detectron2's and ultralytics' predictors list each file once
+(two ids for one image would count its detections twice in any evaluation).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ UNLISTED = ("error", "skip", "new-ids")
 
 
 def _image_files(inputs: Sequence[str | os.PathLike]) -> List[Path]:
-    """Every image file named, or inside a named folder (sorted by name), in the order given."""
+    """Every image file named, or inside a named folder (sorted by name), in the order given
+    (a file given twice is here twice: see :func:`_distinct`)."""
     paths: List[Path] = []
     for item in inputs:
         item = Path(item)
@@ -37,6 +43,23 @@ def _image_files(inputs: Sequence[str | os.PathLike]) -> List[Path]:
         else:
             raise FileNotFoundError(f"no such image or folder: {item}")
     return paths
+
+
+def _distinct(paths: List[Path]) -> Tuple[List[Path], List[str]]:
+    """``(paths, notes)``: each file once, at its first place (by resolved path), and a note naming
+    the repeats."""
+    first: Dict[Path, Path] = {}
+    repeated: List[str] = []
+    for path in paths:
+        resolved = path.resolve()
+        if resolved in first:
+            repeated.append(str(path))
+        else:
+            first[resolved] = path
+    if not repeated:
+        return paths, []
+    return list(first.values()), [f"{len(repeated)} image(s) given more than once are predicted once, at their "
+                                  f"first place (one image id per file): {_few(repeated)}"]
 
 
 def annotation_file_beside(folder: Path) -> Optional[Path]:
@@ -57,6 +80,8 @@ def _listed_ids(annotation: Path) -> Dict[Path, int]:
         raise ValueError(f"{annotation}: cannot read it ({getattr(err, 'strerror', None) or err})") from err
     except json.JSONDecodeError as err:
         raise ValueError(f"{annotation}: invalid JSON ({err.msg} at line {err.lineno} column {err.colno})") from err
+    except RecursionError:  # the decoder recurses per level: a crafted file can nest deeper than Python's stack
+        raise ValueError(f"{annotation}: invalid JSON (nested too deeply to read)") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise ValueError(f"{annotation}: not a COCO file (needs an 'images' list of {{'id', 'file_name'}} entries; "
                          f"predict reads it for the image ids)")
@@ -77,7 +102,8 @@ def _listed_ids(annotation: Path) -> Dict[Path, int]:
 def images_and_ids(inputs: Sequence[str | os.PathLike], unlisted: str = "error"
                    ) -> Tuple[List[Tuple[Path, int]], List[str]]:
     """``([(path, image_id), ...], notes)`` for ``ocrloc predict --images`` (see the module doc). ``unlisted``: what happens to an image its annotations.json does not list
-    (:data:`UNLISTED`). The ids given never collide: two files with one id are an error.
+    (:data:`UNLISTED`). The ids given never collide: two files with one id are an error; one file
+    given twice is listed once (a note says so).
 
     Raises:
         FileNotFoundError: a path that does not exist, or a folder without images.
@@ -86,11 +112,11 @@ def images_and_ids(inputs: Sequence[str | os.PathLike], unlisted: str = "error"
     """
     if unlisted not in UNLISTED:
         raise ValueError(f"--unlisted must be one of {', '.join(UNLISTED)}, got {unlisted!r}")
-    paths = _image_files(inputs)
+    paths, repeats = _distinct(_image_files(inputs))
     annotation_of = {folder: annotation_file_beside(folder) for folder in dict.fromkeys(p.parent for p in paths)}
     listed = {a: _listed_ids(a) for a in dict.fromkeys(a for a in annotation_of.values() if a is not None)}
     if not listed:  # no annotation file: numbered in the order given, as always
-        return [(p, k + 1) for k, p in enumerate(paths)], []
+        return [(p, k + 1) for k, p in enumerate(paths)], repeats
     # Images no annotation file lists get ids above all of theirs, so they cannot take a listed one.
     next_id = max((i for ids in listed.values() for i in ids.values()), default=0) + 1
     first_new = next_id
@@ -119,7 +145,7 @@ def images_and_ids(inputs: Sequence[str | os.PathLike], unlisted: str = "error"
                              f"(by {annotation}); predict images of different annotation files in separate runs")
         owner.setdefault(image_id, (path, annotation))
         chosen.append((path, image_id))
-    notes = [f"skipped {len(names)} image(s) not listed in {annotation} (--unlisted skip): {_few(names)}"
+    notes = repeats + [f"skipped {len(names)} image(s) not listed in {annotation} (--unlisted skip): {_few(names)}"
              for annotation, names in skipped.items()]
     if renumbered:
         ids = f"id {first_new}" if next_id - first_new == 1 else f"ids {first_new}..{next_id - 1}"

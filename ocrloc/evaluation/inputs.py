@@ -25,6 +25,7 @@ import json
 import math
 import numbers
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ __all__ = [
     "load_json",
     "check_ground_truth",
     "check_results",
+    "image_file",
 ]
 
 PathOrObj = str | os.PathLike | dict | list
@@ -153,11 +155,38 @@ def load_json(source: PathOrObj, default_name: str) -> tuple[Any, str]:
         return json.loads(text), name
     except json.JSONDecodeError as e:
         raise EvaluationInputError(f"{name}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:  # the decoder recurses per level: a crafted file can nest deeper than Python's stack
+        raise EvaluationInputError(f"{name}: JSON nested too deeply to read (more than ~{sys.getrecursionlimit()} "
+                                   f"levels); a COCO file is a few levels deep") from None
+
+
+def image_file(folder: str | os.PathLike, file_name: str, where: str) -> Path:
+    """The path of a ground truth's image: ``file_name`` under ``folder`` (the annotation file's).
+
+    A ``file_name`` is a path relative to the dataset folder; one that is absolute, or climbs out
+    with ``..``, would have training read, and ``ocrloc report`` draw, a file from wherever it
+    points, so it is refused by name (checked on the name as written: a folder inside the dataset
+    that is a link to elsewhere, such as ``images -> /data/scans``, is the dataset's own choice).
+
+    Raises:
+        EvaluationInputError: ``"{where}: file_name '...' is an absolute path; ..."`` or ``"... climbs
+            out of the dataset folder {folder} with '..'; ..."``.
+    """
+    rule = "a file_name is read relative to the annotation file's folder and must stay inside it"
+    if os.path.isabs(file_name):
+        raise EvaluationInputError(f"{where}: file_name {file_name!r} is an absolute path; {rule}")
+    if os.path.normpath(file_name).split(os.sep)[0] == os.pardir:
+        raise EvaluationInputError(f"{where}: file_name {file_name!r} climbs out of the dataset folder {folder} "
+                                   f"with '..'; {rule}")
+    return Path(folder) / file_name
 
 
 def _short(v: Any, limit: int = 60) -> str:
     # An offending value can be a whole nested object; the message must stay one readable line.
-    text = repr(v)
+    try:
+        text = repr(v)
+    except RecursionError:  # nested deeper than repr's stack (JSON loads a little deeper than it prints)
+        return f"a {type(v).__name__} nested too deeply to show"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

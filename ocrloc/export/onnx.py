@@ -6,8 +6,10 @@ or 3), height and width; one input ``images`` of the dtype chosen at export; out
 ``scores``, ``labels``, ``keypoints``, ``batch_index`` (:mod:`ocrloc.export.flat`). The metadata of
 :func:`~ocrloc.export.program.flat_metadata` is in the model's ``metadata_props``, one JSON string
 per key. An input of more than 3 channels fails in the node named
-``images_must_have_1_to_3_channels`` (the name onnxruntime's error gives). Running it needs
-onnxruntime and numpy only::
+``images_must_have_1_to_3_channels`` (the name onnxruntime's error gives). The ``torch.export``
+graph's check of float values (finite, in [0, 1]) is an assertion the ONNX converter drops: a
+float32 ``.onnx`` file takes any values, so its caller checks them (README, "Export"). Running it
+needs onnxruntime and numpy only::
 
     import json, onnxruntime
     session = onnxruntime.InferenceSession("model.onnx")

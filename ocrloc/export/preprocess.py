@@ -1,11 +1,11 @@
 """What every exported file does before the model: any image in, the predictor's canvas out.
 
 :class:`CanvasPreprocess` takes ``[B, C, H, W]`` images, ``C`` = 1 (grey) or 3 (RGB), ``uint8``
-(scaled by 1/255) or float (taken as [0, 1]), any ``H`` x ``W``, and returns the grey float
-``[B, 1, H', W']`` canvas the predictor takes: padded with zeros on the bottom and right to its
-input rule (``size_divisible``, ``min_size``), so detections stay in the input's pixels. It is
-scriptable (TorchScript) and traceable by ``torch.export`` with a dynamic batch, channel count,
-height and width.
+(scaled by 1/255) or float (finite values in [0, 1]; others are refused), any ``H`` x ``W``, and
+returns the grey float ``[B, 1, H', W']`` canvas the predictor takes: padded with zeros on the
+bottom and right to its input rule (``size_divisible``, ``min_size``), so detections stay in the
+input's pixels. It is scriptable (TorchScript) and traceable by ``torch.export`` with a dynamic
+batch, channel count, height and width.
 """
 
 # No `from __future__ import annotations` here: TorchScript reads the class attribute annotations.
@@ -15,10 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["LUMA_WEIGHTS", "CanvasPreprocess"]
+__all__ = ["FLOAT_TOLERANCE", "LUMA_WEIGHTS", "CanvasPreprocess"]
 
 # ITU-R 601 luma, as PIL's "L" mode and ocrloc.Predictor convert colour to grey.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+# Float inputs may overshoot [0, 1] by rounding; anything further is refused (ocrloc.Predictor's tolerance too).
+FLOAT_TOLERANCE = 1e-3
 
 
 class CanvasPreprocess(nn.Module):
@@ -39,6 +41,7 @@ class CanvasPreprocess(nn.Module):
     min_size: int
     max_size: int
     min_cells: int
+    float_tolerance: float
 
     def __init__(self, size_divisible: int, min_size: int, max_size: int = 0, min_cells: int = 1) -> None:
         super().__init__()
@@ -47,6 +50,7 @@ class CanvasPreprocess(nn.Module):
         self.max_size = int(max_size)
         # The smallest padded side in multiples: min_size rounded up, or more when asked (min_cells).
         self.min_cells = max(-(-self.min_size // self.size_divisible), int(min_cells))
+        self.float_tolerance = FLOAT_TOLERANCE
         self.register_buffer("luma", torch.tensor(LUMA_WEIGHTS), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -62,6 +66,7 @@ class CanvasPreprocess(nn.Module):
             canvases = images.float() / 255.0
         elif images.is_floating_point():
             canvases = images.float()
+            self._check_range(canvases)
         else:
             # (No dtype name in the message: TorchScript formats a dtype as its number.)
             raise ValueError("expected uint8 images (0..255) or float images in [0, 1]; "
@@ -81,6 +86,27 @@ class CanvasPreprocess(nn.Module):
         # Bottom and right only: a pixel keeps its coordinates, so detections are in the input's pixels.
         return F.pad(canvases, [0, padded_w - width, 0, padded_h - height])
 
+    def _check_range(self, canvases: torch.Tensor) -> None:
+        """Refuse float values outside [0, 1] (0..255 floats, negatives) and NaN or infinity.
+
+        The model answers them with confident nonsense (a 0..255 canvas of an image that has no
+        character in [0, 1] gave 70 detections), so the file says what it takes instead. A NaN fails
+        both comparisons, an empty batch passes. TorchScript and eager raise a ValueError naming the
+        values; a ``torch.export`` graph cannot format numbers at run time, so it asserts with the
+        fixed message (a RuntimeError); ONNX drops the assertion (the ONNX file takes the values
+        as they are: check them before ``session.run``, README "Export")."""
+        message = ("float images must hold finite values in [0, 1] (divide 0..255 floats by 255, or pass uint8 "
+                   "images)")
+        tolerance = self.float_tolerance
+        inside = ((canvases >= -tolerance) & (canvases <= 1.0 + tolerance)).all()
+        if torch.jit.is_scripting():
+            if not bool(inside):
+                raise ValueError(message + "; got " + _float_values(canvases))
+        elif _exporting():
+            torch._assert_async(inside, message)
+        elif not bool(inside):
+            raise ValueError(message + "; got " + _float_values(canvases))
+
     def _padded(self, size: int) -> int:
         """``size`` rounded up to a multiple of ``size_divisible``, at least ``min_cells`` multiples.
 
@@ -97,6 +123,13 @@ class CanvasPreprocess(nn.Module):
     def rule(self) -> List[int]:
         """``[size_divisible, min_size, max_size]``."""
         return [self.size_divisible, self.min_size, self.max_size]
+
+
+def _float_values(canvases: torch.Tensor) -> str:
+    """What the refused values are, in words (never called on an empty tensor: it passes)."""
+    if not bool(torch.isfinite(canvases).all()):
+        return "NaN or infinite values"
+    return f"values from {float(canvases.min())} to {float(canvases.max())}"
 
 
 @torch.jit.unused

@@ -32,6 +32,8 @@ class ExportedDetector(nn.Module):
     zeros on the bottom and right to the input rule, so detections are in the input's pixels;
     boxes and points may reach into the padding). A float ``[B, 1, H, W]`` with
     ``H``, ``W`` multiples of 32 is passed to the predictor unchanged (``docs/task.md``, "The exported model").
+    Float values outside [0, 1] (0..255 floats, negatives) or not finite raise a ValueError naming them
+    (:meth:`~ocrloc.export.preprocess.CanvasPreprocess._check_range`).
 
     Attributes:
         rule: the point rule the model was trained for ("" when a COCO folder's annotations defined

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ocrloc.evaluation.inputs import image_file
 from ocrloc.report import figures
 from ocrloc.report.analysis import (ReportData, ReportError, analyse, confusion_matrix, point_errors, pr_summary,
                                     read_metrics, worst_points)
@@ -269,7 +270,8 @@ def write_report(gt_path: str | os.PathLike, results_path: str | os.PathLike, ou
 
     Raises:
         EvaluationInputError: the ground truth, results or sigma are refused by the evaluator (one line naming
-            the file and entry).
+            the file and entry), or a ``file_name`` of the ground truth is absolute or climbs out of its
+            folder with ``..`` (:func:`ocrloc.evaluation.inputs.image_file`).
         ReportError: a bad ``metrics.csv``, a bad ``worst_per_class``, an ``out_dir`` that is a file or a
             folder holding something other than a report, or one that cannot be written (a read-only or
             full disk: one line naming ``out_dir`` and the cause).
@@ -282,6 +284,10 @@ def write_report(gt_path: str | os.PathLike, results_path: str | os.PathLike, ou
     curves = read_metrics(Path(run_dir) / METRICS_FILE) if run_dir is not None else None
     _check_out_dir(out_dir)
     data = analyse(gt_path, results_path, sigma)
+    # The gallery reads the images the ground truth names: only from inside its folder.
+    for image_id, name in data.file_names.items():
+        if name:
+            image_file(gt_path.parent, name, f"{gt_path}: image {image_id}")
     started = time.time()
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -133,6 +133,28 @@ def test_the_torchscript_file_pads_any_size_and_refuses_what_it_cannot_read(tmp_
         scripted(torch.rand(1, 1, 40, 32))
 
 
+@pytest.mark.parametrize("family", ["centernet_offset", "argmax_map"])
+def test_the_torchscript_file_refuses_floats_outside_0_1_and_non_finite_values(tmp_path, family):
+    """Issue 26: 0..255 floats were answered (70 detections where the image in [0, 1] gives 0); now
+    every float outside [0, 1] (past the 1e-3 rounding slack), and NaN or infinity, is one ValueError."""
+    import torchvision  # noqa: F401  (registers torchvision::nms, which the exported file calls)
+
+    export_torchscript(tiny_detector(family).predictor, "seed37", [128, 128], tmp_path / "model.pt")
+    loaded = torch.jit.load(str(tmp_path / "model.pt"))
+    image = torch.rand(1, 1, 64, 64)
+    bad = {"0..255": image * 255, "negative": image - 1.0,
+           "NaN": image.clone().index_fill_(3, torch.tensor([5]), float("nan")),
+           "infinity": image.clone().index_fill_(2, torch.tensor([0]), float("inf"))}
+    for name, x in bad.items():
+        with pytest.raises(Exception, match=r"float images must hold finite values in \[0, 1\] \(divide 0..255 "
+                                            r"floats by 255, or pass uint8 images\); got ") as info:
+            loaded(x)
+        assert ("NaN or infinite" in str(info.value)) == (name in ("NaN", "infinity")), name
+    assert len(loaded(image)) == 1 and len(loaded(image.clamp(max=1.0) + 1e-4)) == 1  # rounding slack passes
+    assert loaded(torch.zeros(0, 3, 64, 64)) == []  # an empty batch has no value to refuse
+    assert len(loaded((image * 255).to(torch.uint8))) == 1  # uint8 0..255 is what it takes
+
+
 @pytest.mark.parametrize("family", ["centernet_offset", "keypointrcnn"])
 def test_the_exported_file_answers_a_batch_of_0_with_an_empty_list(tmp_path, family):
     import torchvision  # noqa: F401  (registers torchvision::nms, which the exported file calls)
