@@ -131,6 +131,7 @@ MOVED_KEYS: Dict[str, str] = {
 ADDED_KEYS: Dict[str, Any] = {
     "model.argmax.point_map": False,
     "model.argmax.ink_boxes": False,
+    "model.argmax.calibrate_score": False,
 }
 
 # Choices renamed with the family sections: (key, old value) -> new value.
@@ -232,6 +233,11 @@ class ArgmaxConfig:
             box (its ink and the ink connected to it), the dense box where it finds no ink; two
             detections whose ink boxes coincide (two peaks on one character) are one. Saved
             configs from before this key load with ``false`` (the dense box), as they were trained.
+        calibrate_score: with a crop classifier, a detection's score is fitted on val at every
+            validation (Platt scaling of the dense score's and the class probability's logits
+            against whether the detection was right: :mod:`ocrloc.engine.calibration`), so a true
+            character scores near 1 and a false one near 0; else the dense score times the class
+            probability. Saved configs from before this key load with ``false``.
         point_init: ``learned`` (the map is learned from the annotations alone), or ``rule``, an
             *oracle* ablation ("oracle: rule told"), with ``point_fit: gradient``: the map starts
             as the definition of each class's named point under ``data.rule`` (``docs/task.md``, "Rules")
@@ -251,6 +257,7 @@ class ArgmaxConfig:
     map_context: int = 8
     map_lr_scale: float = 5.0
     ink_boxes: bool = True
+    calibrate_score: bool = True
     point_init: Literal["learned", "rule"] = "learned"
 
 

@@ -36,6 +36,7 @@ from ocrloc.data.datasets import (CocoKeypointDataset, InMemoryCocoDataset, Synt
                                   collate_detection)
 from ocrloc.data.glyphs import GLYPH_PRESETS, glyph_task
 from ocrloc.data.task import Task, digits_task
+from ocrloc.engine.calibration import recalibrate_scores
 from ocrloc.engine.checkpoint import load_checkpoint, save_checkpoint
 from ocrloc.engine.distributed import cpu_cores, data_workers, init_distributed
 from ocrloc.engine.runlock import RunLock
@@ -495,6 +496,7 @@ class Trainer:
         totals: Dict[str, float] = {}
         batches = 0
         results: List[Dict[str, Any]] = []
+        collected: List[Any] = []
         amp = self.config.train.amp
         for images, targets, detections in iterate_predictions(self.predictor, _readable(loader), self.device, amp):
             # The loss needs the raw outputs at the ground truth; the detections come from the
@@ -503,6 +505,11 @@ class Trainer:
             for name, value in {"loss": loss, **{f"loss_{k}": v for k, v in terms.items()}}.items():
                 totals[name] = totals.get(name, 0.0) + float(value)
             batches += 1
+            collected.append((targets, detections))
+        model = self.detector.model
+        if getattr(model, "calibrate_score", False):  # scores that a threshold means something on (calibration.py)
+            recalibrate_scores(model, collected)
+        for targets, detections in collected:
             results += detections_to_results(detections, [t["image_id"] for t in targets], self.task)
         self.detector.train()
         self.val_results = results  # for TensorBoard's pictures of this validation

@@ -170,8 +170,8 @@ class FlatDetector(nn.Module):
         blank = torch.cat([torch.full((1, 1), batch, dtype=rois.dtype, device=rois.device),
                            rois.new_tensor([[0.0, 0.0, 1.0, 1.0]])], dim=1)
         rois = torch.cat([rois, blank])
-        boxes, scores, labels, points, kept = self.model.detect_rois(canvases, features, rois, scores, labels,
-                                                                     self.decoder.iou_threshold, padding=1)
+        boxes, scores, labels, points, kept, _ = self.model.detect_rois(canvases, features, rois, scores, labels,
+                                                                        self.decoder.iou_threshold, padding=1)
         return boxes, scores, labels, points, batch_index[kept]
 
 def _at_cells(maps: Tensor, cell: Tensor) -> Tensor:

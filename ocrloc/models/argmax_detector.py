@@ -326,13 +326,15 @@ class ArgmaxDetector(nn.Module):
         box_jitter: training only: ground-truth boxes are shifted by up to this many pixels per
             edge, so the heads learn to work from imperfect detected boxes.
         crop_classifier: relabel each detection with a classifier of its size-normalised crop;
-            the detection's score becomes the dense score times the crop class's probability.
+            the detection's score combines the dense score and the crop class's probability.
         point_map, map_channels: the head's second candidate, a learned score map per slot
             (:class:`~ocrloc.models.point_map.PointMapHead`), and its width.
         map_context: channels of the FPN level the point map reads (0: none).
         map_lr_scale: the point map's learning rate as a multiple of the base rate.
         ink_boxes: give out the ink box the head measured as each detection's box, and suppress
             the duplicates whose ink boxes coincide (:meth:`detect_rois`); else the dense box.
+        calibrate_score: the score is :meth:`calibrated_score`, fitted on val by the trainer
+            (:mod:`ocrloc.engine.calibration`); else the dense score times the class probability.
         num_classes: classes.
     """
 
@@ -341,7 +343,8 @@ class ArgmaxDetector(nn.Module):
                  box_margin: float = 1.0, soft_channels: int = 8, box_jitter: float = 1.0, point_fit: str = "ridge",
                  crop_classifier: bool = True, ink_reach: float = 6.0, shared_head_stem: bool = False,
                  point_map: bool = False, map_channels: int = 32, map_context: int = 8, map_lr_scale: float = 1.0,
-                 ink_boxes: bool = False, *, num_classes: int, num_keypoints: int) -> None:
+                 ink_boxes: bool = False, calibrate_score: bool = False, *, num_classes: int,
+                 num_keypoints: int) -> None:
         super().__init__()
         self.ink_boxes = ink_boxes
         self.dense = CenterNetDetector(backbone, fpn_channels, head_stride, head_channels, point_mode="offset",
@@ -353,6 +356,13 @@ class ArgmaxDetector(nn.Module):
                                     num_keypoints=num_keypoints)
         self.classifier = CropClassifier(num_classes) if crop_classifier else None
         self.box_jitter = box_jitter
+        # Platt scaling of the score (fit_score_calibration): (bias, weight of the dense score's
+        # logit, weight of the class probability's logit), and whether it was fitted (else the
+        # score is the product of the two). Fitted on val by the trainer at every validation.
+        # Without calibrate_score (saved configs from before it) they stay out of the checkpoints.
+        self.calibrate_score = calibrate_score
+        self.register_buffer("score_calibration", torch.tensor([0.0, 1.0, 1.0]), persistent=calibrate_score)
+        self.register_buffer("score_calibrated", torch.zeros(()), persistent=calibrate_score)
         # The trainer's optimizer reads this (ocrloc.engine.trainer.parameter_groups): the point map
         # learns at map_lr_scale times the base rate.
         self.lr_scales: Dict[str, float] = {"head.point_map.": map_lr_scale, "head.map_context.": map_lr_scale}
@@ -390,6 +400,44 @@ class ArgmaxDetector(nn.Module):
                 outputs["crop_logits"] = self.classifier(images, boxes)
         return outputs
 
+    def calibrated_score(self, dense: Tensor, probability: Tensor) -> Tensor:
+        """A detection's score from its dense score and its class probability: their product until
+        :meth:`fit_score_calibration` has run, then ``sigmoid(b + w_d logit(dense) + w_c logit(probability))``."""
+        eps = 1e-6
+        d, p = dense.float().clamp(eps, 1 - eps), probability.float().clamp(eps, 1 - eps)
+        w = self.score_calibration.float()
+        fitted = torch.sigmoid(w[0] + w[1] * torch.log(d / (1 - d)) + w[2] * torch.log(p / (1 - p)))
+        return torch.where(self.score_calibrated > 0, fitted, dense.float() * probability.float()).to(dense.dtype)
+
+    @torch.jit.unused
+    @torch.no_grad()
+    def fit_score_calibration(self, dense: Tensor, probability: Tensor, correct: Tensor) -> None:
+        """Platt scaling on held-out detections: fit the score's three weights by logistic
+        regression of ``correct`` (the detection found a character: its class, its points within
+        3 px) on the logits of its dense score and class probability, so that a true character
+        scores near 1 and a false one near 0 and a threshold means a fraction correct. Left as it
+        is when the detections are all right or all wrong (nothing to separate)."""
+        if correct.numel() == 0 or bool(correct.all()) or not bool(correct.any()):
+            return
+        eps = 1e-6
+        d, p = dense.double().clamp(eps, 1 - eps), probability.double().clamp(eps, 1 - eps)
+        x = torch.stack([torch.log(d / (1 - d)), torch.log(p / (1 - p))], dim=1)
+        y = correct.double()
+        with torch.enable_grad():
+            w = torch.tensor([0.0, 1.0, 1.0], dtype=torch.float64, requires_grad=True)
+            optimizer = torch.optim.LBFGS([w], max_iter=200, line_search_fn="strong_wolfe")
+
+            def closure() -> Tensor:
+                optimizer.zero_grad()
+                # A small ridge keeps the weights finite when val separates the two perfectly.
+                loss = F.binary_cross_entropy_with_logits(w[0] + x @ w[1:], y) + 1e-3 * (w[1:] ** 2).sum()
+                loss.backward()
+                return loss
+
+            optimizer.step(closure)
+        self.score_calibration.copy_(w.detach().to(self.score_calibration.dtype))
+        self.score_calibrated.fill_(1.0)
+
     def detect(self, images: Tensor, features: Tensor, detections: List[Dict[str, Tensor]],
                iou_threshold: float = 0.6) -> List[Dict[str, Tensor]]:
         """Decoded dense ``detections`` (per image) -> :meth:`detect_rois`'s detections, per image,
@@ -401,9 +449,11 @@ class ArgmaxDetector(nn.Module):
         if rois.shape[0] == 0:
             k = self.head.num_keypoints
             return [{"boxes": d["boxes"], "scores": d["scores"], "labels": d["labels"],
-                     "keypoints": d["boxes"].new_zeros(0, k, 3)} for d in detections]
-        boxes_kept, scores_kept, labels_kept, points, kept = self.detect_rois(images, features, rois, scores, labels,
-                                                                              iou_threshold)
+                     "keypoints": d["boxes"].new_zeros(0, k, 3), "dense_scores": d["scores"],
+                     "class_scores": d["scores"]} for d in detections]
+        boxes_kept, scores_kept, labels_kept, points, kept, class_kept = self.detect_rois(
+            images, features, rois, scores, labels, iou_threshold)
+        dense_kept = scores[kept]
         image_of = rois[kept, 0].long()
         results: List[Dict[str, Tensor]] = []
         for i in range(len(detections)):
@@ -412,11 +462,12 @@ class ArgmaxDetector(nn.Module):
             s = scores_kept[order]
             keypoints = torch.cat([points[order], s[:, None, None].expand(order.shape[0], points.shape[1], 1)], dim=2)
             results.append({"boxes": boxes_kept[order], "scores": s, "labels": labels_kept[order],
-                            "keypoints": keypoints})
+                            "keypoints": keypoints, "dense_scores": dense_kept[order],
+                            "class_scores": class_kept[order]})
         return results
 
     def detect_rois(self, images: Tensor, features: Tensor, rois: Tensor, scores: Tensor, labels: Tensor,
-                    iou_threshold: float, padding: int = 0) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                    iou_threshold: float, padding: int = 0) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         """The detections of dense boxes ``rois [N + padding, 5]`` (image index, xyxy) with dense
         ``scores`` and ``labels`` ``[N]``, batched: the one place the argmax detector decodes (the
         per-image :meth:`detect` and the exported flat graph both call it).
@@ -431,13 +482,15 @@ class ArgmaxDetector(nn.Module):
           dense boxes, 0.972 with these; 1,171 detections before, 1,015 after; one digit of 1,015
           more missed (the kept peak named wrong where a suppressed one was right: a vote of the
           duplicates' class probabilities did worse, 1.5% missed against 1.4%).
-        * **Class and score**: the crop classifier names each dense box; the score is the dense
-          score times the class's probability.
+        * **Class and score**: the crop classifier names each dense box; the score is
+          :meth:`calibrated_score` of the dense score and the class's probability (their product
+          until the trainer has fitted it on val).
         * **Points**: the argmax head's, for that class.
 
         ``padding`` trailing rows (the exported graph's blank crop, which keeps a convolution's batch
         provably non-empty) are measured and dropped. Returns the kept detections' boxes ``[M, 4]``,
-        scores, labels, points ``[M, K, 2]`` and their row indices into ``rois`` ``[M]``.
+        scores, labels, points ``[M, K, 2]``, their row indices into ``rois`` ``[M]`` and their class
+        probabilities ``[M]`` (ones without a crop classifier).
         """
         n = rois.shape[0] - padding
         coords, origin, window, ink_box = self.head.measure_rois(images, features, rois)
@@ -454,10 +507,13 @@ class ArgmaxDetector(nn.Module):
             # ink box named 0.4% fewer digits right.
             crops = self.classifier.crops_from_rois(images, rois[rows])
             probability, labels = self.classifier.classifier(self.classifier.features(crops)).float().softmax(dim=1).max(dim=1)
-            scores = scores * probability[:kept.shape[0]].to(scores.dtype)
+            probability = probability[:kept.shape[0]].to(scores.dtype)
+            scores = self.calibrated_score(scores, probability)
+        else:
+            probability = torch.ones_like(scores)
         points = self.head.place(coords[rows], origin[rows], window[rows], ink_box[rows], labels)
         m = kept.shape[0]
-        return boxes[kept], scores, labels[:m], points[:m], kept
+        return boxes[kept], scores, labels[:m], points[:m], kept, probability
 
 
 def _duplicates(boxes: Tensor, scores: Tensor, image: Tensor, iou_threshold: float) -> Tensor:

@@ -80,6 +80,7 @@ def _build(config: Config, task: Task) -> Detector:
                                    ink_reach=a.ink_reach, shared_head_stem=m.shared_head_stem,
                                    point_map=a.point_map, map_channels=a.map_channels, map_context=a.map_context,
                                    map_lr_scale=a.map_lr_scale, ink_boxes=a.ink_boxes,
+                                   calibrate_score=a.calibrate_score,
                                    num_classes=classes,
                                    num_keypoints=keypoints)
             if a.point_init == "rule":  # oracle ablation: the rule told (ocrloc/models/oracle.py)

@@ -1,0 +1,72 @@
+"""The argmax detector's score, calibrated on val (Platt scaling): a threshold then means a fraction correct.
+
+A detection's raw score is its dense score times its class probability. The dense heatmap's peaks
+sit near 0.6 for true characters (CenterNet's Gaussian targets), so on val of all10 23% of the
+true digits scored under 0.5 and a user who thresholded there lost them. At every validation the
+trainer matches the detections to the annotations (a detection is *correct* when it has the
+class and every labelled keypoint within :data:`MATCH_PX` pixels of an annotated object not yet
+taken, in score order) and fits the three weights of
+:meth:`~ocrloc.models.argmax_detector.ArgmaxDetector.fit_score_calibration` to those outcomes;
+the weights are buffers, so checkpoints and every export carry them. Measured on val of all10
+(1,000 canvases, comparison checkpoint, fitted on one half, scored on the other): true digits'
+median score 0.999 and false detections' 0.05; at 0.5, recall 0.975 and precision 0.983,
+against 0.777 and 0.998 for the raw product.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+__all__ = ["MATCH_PX", "correct_detections", "recalibrate_scores"]
+
+MATCH_PX = 3.0  # a detection whose points are this close to its character's has found it
+
+
+def correct_detections(detections: Dict[str, Tensor], target: Dict[str, Any], match_px: float = MATCH_PX) -> Tensor:
+    """``[N]`` bool for one image's detections (sorted by score): each found an annotated object
+    of its class, not yet taken by a better-scored one, with every labelled keypoint within
+    ``match_px`` pixels."""
+    labels, points = detections["labels"], detections["keypoints"][..., :2].float()
+    truth_labels = target["labels"]
+    truth = target["keypoints"].float()
+    taken = torch.zeros(truth_labels.shape[0], dtype=torch.bool)
+    correct = torch.zeros(labels.shape[0], dtype=torch.bool)
+    if truth_labels.numel() == 0:
+        return correct
+    visible = truth[..., 2] > 0  # [G, K]
+    for i in range(labels.shape[0]):
+        distance = (truth[..., :2] - points[i][None].cpu()).norm(dim=-1)  # [G, K]
+        close = torch.where(visible, distance <= match_px, torch.ones_like(visible)).all(dim=1)
+        free = (truth_labels.cpu() == labels[i].cpu()) & close & ~taken & visible.any(dim=1)
+        if bool(free.any()):
+            taken[int(torch.nonzero(free)[0])] = True
+            correct[i] = True
+    return correct
+
+
+def recalibrate_scores(model: torch.nn.Module, batches: Sequence[Tuple[List[Dict[str, Any]], List[Dict[str, Tensor]]]]
+                       ) -> None:
+    """Fit ``model``'s score calibration on val ``batches`` of ``(targets, detections)`` (the
+    detections as :meth:`ArgmaxDetector.detect` gives them, with ``dense_scores`` and
+    ``class_scores``) and rescore those detections in place with it (scores, the keypoints' score
+    column, and the order by score)."""
+    dense, probability, correct = [], [], []
+    for targets, detections in batches:
+        for target, det in zip(targets, detections):
+            dense.append(det["dense_scores"].float().cpu())
+            probability.append(det["class_scores"].float().cpu())
+            correct.append(correct_detections(det, target))
+    if not dense:
+        return
+    model.fit_score_calibration(torch.cat(dense), torch.cat(probability), torch.cat(correct))
+    for _, detections in batches:
+        for det in detections:
+            scores = model.calibrated_score(det["dense_scores"], det["class_scores"].to(det["dense_scores"].device))
+            order = torch.argsort(scores, descending=True)
+            for key in list(det):
+                det[key] = det[key][order]
+            det["scores"] = scores[order]
+            det["keypoints"][..., 2] = det["scores"][:, None]
