@@ -132,7 +132,9 @@ def test_help_imports_nothing_heavy():
     assert proc.returncode == 0, proc.stderr
     heavy, ocrloc_modules = proc.stdout.strip().splitlines()[-2:]
     assert heavy == "[]"
-    assert ocrloc_modules == "[]"  # not even ocrloc.config: it is imported in run()
+    # Not even ocrloc.config: it is imported in run(). ocrloc.constants, the standard library only, holds the
+    # numbers that options share with the library (the score threshold), defined there once.
+    assert ocrloc_modules == "['ocrloc.constants']"
 
 
 # --- exit codes -------------------------------------------------------------------------------------------------
@@ -176,6 +178,12 @@ def test_parse_time_constants_agree_with_their_sources():
     defaults_of = {name: {a.dest: a for a in sub._actions} for name, sub in subs.items()}
     assert defaults_of["evaluate"]["sigma"].default == DEFAULT_SIGMA
     assert defaults_of["predict"]["max_pixels"].default == DEFAULT_MAX_PIXELS
+    # One score threshold, defined once (ocrloc.constants), for every command that thresholds scores.
+    from ocrloc.constants import DEFAULT_SCORE_THRESHOLD
+    from ocrloc.engine.tensorboard_images import MIN_DRAWN_SCORE
+
+    assert defaults.DEFAULT_SCORE_THRESHOLD is DEFAULT_SCORE_THRESHOLD
+    assert defaults_of["predict"]["viz_score"].default == DEFAULT_SCORE_THRESHOLD == MIN_DRAWN_SCORE
     assert list(defaults_of["make-dataset"]["preset"].choices) == sorted({**PRESETS, **GLYPH_PRESETS})
     assert list(defaults_of["make-dataset"]["split"].choices) == list(SPLITS)
 
