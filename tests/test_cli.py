@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import inspect
 import json
 import os
 import shutil
@@ -27,7 +28,7 @@ OPTIONS = {
     "train": ["--config", "--set", "--out", "--resume", "--data-root", "--no-progress"],
     "predict": ["--checkpoint", "--exported", "--images", "--unlisted", "--out", "--viz", "--viz-count", "--viz-score",
                 "--batch-size", "--device"],
-    "evaluate": ["--gt", "--results", "--oracle", "--sigma", "--json"],
+    "evaluate": ["--gt", "--results", "--oracle", "--sigma", "--threshold", "--json"],
     "export": ["--checkpoint", "--out", "--format", "--input-dtype"],
     "make-dataset": ["--preset", "--rule", "--split", "--count", "--seed", "--out", "--data-root", "--preview",
                      "--preview-count", "--augment", "--no-images", "--overwrite"],
@@ -181,9 +182,12 @@ def test_parse_time_constants_agree_with_their_sources():
     # One score threshold, defined once (ocrloc.constants), for every command that thresholds scores.
     from ocrloc.constants import DEFAULT_SCORE_THRESHOLD
     from ocrloc.engine.tensorboard_images import MIN_DRAWN_SCORE
+    from ocrloc.evaluation import evaluate
 
     assert defaults.DEFAULT_SCORE_THRESHOLD is DEFAULT_SCORE_THRESHOLD
+    assert defaults_of["evaluate"]["threshold"].default == DEFAULT_SCORE_THRESHOLD
     assert defaults_of["predict"]["viz_score"].default == DEFAULT_SCORE_THRESHOLD == MIN_DRAWN_SCORE
+    assert inspect.signature(evaluate).parameters["threshold"].default == DEFAULT_SCORE_THRESHOLD
     assert list(defaults_of["make-dataset"]["preset"].choices) == sorted({**PRESETS, **GLYPH_PRESETS})
     assert list(defaults_of["make-dataset"]["split"].choices) == list(SPLITS)
 
