@@ -35,7 +35,7 @@ OPTIONS = {
     "compare": ["--configs", "--rule", "--steps", "--test", "--out", "--table", "--set", "--device", "--no-progress"],
     "experiment": ["--configs", "--rules", "--seeds", "--out", "--table", "--fidelity", "--test-count", "--test-seed",
                    "--set", "--device", "--no-progress"],
-    "report": ["--gt", "--results", "--out", "--run", "--sigma", "--worst"],
+    "report": ["--gt", "--results", "--out", "--run", "--sigma", "--threshold", "--worst"],
 }
 
 
@@ -186,6 +186,7 @@ def test_parse_time_constants_agree_with_their_sources():
 
     assert defaults.DEFAULT_SCORE_THRESHOLD is DEFAULT_SCORE_THRESHOLD
     assert defaults_of["evaluate"]["threshold"].default == DEFAULT_SCORE_THRESHOLD
+    assert defaults_of["report"]["threshold"].default == DEFAULT_SCORE_THRESHOLD
     assert defaults_of["predict"]["viz_score"].default == DEFAULT_SCORE_THRESHOLD == MIN_DRAWN_SCORE
     assert inspect.signature(evaluate).parameters["threshold"].default == DEFAULT_SCORE_THRESHOLD
     assert list(defaults_of["make-dataset"]["preset"].choices) == sorted({**PRESETS, **GLYPH_PRESETS})

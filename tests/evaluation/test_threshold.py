@@ -149,7 +149,7 @@ def test_cli_threshold_option_and_json(files, capsys) -> None:
 
 
 @pytest.mark.parametrize("bad", ["1.5", "-0.1", "nan", "abc", "inf"])
-@pytest.mark.parametrize("command", ["evaluate"])
+@pytest.mark.parametrize("command", ["evaluate", "report"])
 def test_cli_bad_threshold_is_one_line_exit_2(command, bad, files, tmp_path, capsys) -> None:
     gt_path, res_path = files
     out = tmp_path / "report"
