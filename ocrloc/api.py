@@ -3,11 +3,12 @@
 Example::
 
     from ocrloc import Predictor
+    from ocrloc.constants import DEFAULT_SCORE_THRESHOLD
 
     predictor = Predictor("runs/quickstart/checkpoints/best.pt")   # a checkpoint: data, never a program
     # an exported TorchScript file is a program, run only when asked for by name:
     # predictor = Predictor.from_exported("runs/quickstart/model.pt")
-    det = predictor("photo.jpg", polarity="dark_on_light", score_threshold=0.3)
+    det = predictor("photo.jpg", polarity="dark_on_light", score_threshold=DEFAULT_SCORE_THRESHOLD)
     for name, score, points in zip(det.class_names, det.scores.tolist(), det.points.tolist()):
         print(name, round(score, 3), points)  # one [x, y] per keypoint of the class
 
@@ -348,7 +349,8 @@ class Predictor:
                 taken as is) or ``dark_on_light`` (black ink on white paper: inverted, ``1 - x``,
                 before padding).
             score_threshold: keep detections scoring at least this (``None``: all the model's
-                decoder keeps).
+                decoder keeps). :data:`ocrloc.constants.DEFAULT_SCORE_THRESHOLD` is the threshold the
+                docs use and ``ocrloc evaluate`` / ``ocrloc report`` give recall and precision at.
             batch_size: images per forward pass; images of the same size are batched together.
 
         Returns:

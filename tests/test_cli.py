@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import inspect
 import json
 import os
 import shutil
@@ -27,14 +28,14 @@ OPTIONS = {
     "train": ["--config", "--set", "--out", "--resume", "--data-root", "--no-progress"],
     "predict": ["--checkpoint", "--exported", "--images", "--unlisted", "--out", "--viz", "--viz-count", "--viz-score",
                 "--batch-size", "--device"],
-    "evaluate": ["--gt", "--results", "--oracle", "--sigma", "--json"],
+    "evaluate": ["--gt", "--results", "--oracle", "--sigma", "--threshold", "--json"],
     "export": ["--checkpoint", "--out", "--format", "--input-dtype"],
     "make-dataset": ["--preset", "--rule", "--split", "--count", "--seed", "--out", "--data-root", "--preview",
                      "--preview-count", "--augment", "--no-images", "--overwrite"],
     "compare": ["--configs", "--rule", "--steps", "--test", "--out", "--table", "--set", "--device", "--no-progress"],
     "experiment": ["--configs", "--rules", "--seeds", "--out", "--table", "--fidelity", "--test-count", "--test-seed",
                    "--set", "--device", "--no-progress"],
-    "report": ["--gt", "--results", "--out", "--run", "--sigma", "--worst"],
+    "report": ["--gt", "--results", "--out", "--run", "--sigma", "--threshold", "--worst"],
 }
 
 
@@ -132,7 +133,9 @@ def test_help_imports_nothing_heavy():
     assert proc.returncode == 0, proc.stderr
     heavy, ocrloc_modules = proc.stdout.strip().splitlines()[-2:]
     assert heavy == "[]"
-    assert ocrloc_modules == "[]"  # not even ocrloc.config: it is imported in run()
+    # Not even ocrloc.config: it is imported in run(). ocrloc.constants, the standard library only, holds the
+    # numbers that options share with the library (the score threshold), defined there once.
+    assert ocrloc_modules == "['ocrloc.constants']"
 
 
 # --- exit codes -------------------------------------------------------------------------------------------------
@@ -176,6 +179,16 @@ def test_parse_time_constants_agree_with_their_sources():
     defaults_of = {name: {a.dest: a for a in sub._actions} for name, sub in subs.items()}
     assert defaults_of["evaluate"]["sigma"].default == DEFAULT_SIGMA
     assert defaults_of["predict"]["max_pixels"].default == DEFAULT_MAX_PIXELS
+    # One score threshold, defined once (ocrloc.constants), for every command that thresholds scores.
+    from ocrloc.constants import DEFAULT_SCORE_THRESHOLD
+    from ocrloc.engine.tensorboard_images import MIN_DRAWN_SCORE
+    from ocrloc.evaluation import evaluate
+
+    assert defaults.DEFAULT_SCORE_THRESHOLD is DEFAULT_SCORE_THRESHOLD
+    assert defaults_of["evaluate"]["threshold"].default == DEFAULT_SCORE_THRESHOLD
+    assert defaults_of["report"]["threshold"].default == DEFAULT_SCORE_THRESHOLD
+    assert defaults_of["predict"]["viz_score"].default == DEFAULT_SCORE_THRESHOLD == MIN_DRAWN_SCORE
+    assert inspect.signature(evaluate).parameters["threshold"].default == DEFAULT_SCORE_THRESHOLD
     assert list(defaults_of["make-dataset"]["preset"].choices) == sorted({**PRESETS, **GLYPH_PRESETS})
     assert list(defaults_of["make-dataset"]["split"].choices) == list(SPLITS)
 

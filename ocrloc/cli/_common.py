@@ -56,6 +56,19 @@ def check_output_file(path: str | os.PathLike, flag: str) -> None:
         raise ValueError(f"{flag} {out}: {home} is not writable")
 
 
+def score_threshold(value: object, flag: str = "--threshold") -> float:
+    """A score threshold given on the command line (text, or the float default) as a float in [0, 1]
+    (``ValueError`` naming the flag and the value otherwise: the caller reports it as one line)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 0.0 <= number <= 1.0:  # NaN fails too
+        raise ValueError(f"{flag} must be a number in [0, 1] (a detection scoring at least it is kept), "
+                         f"got {value}")
+    return number
+
+
 def fail(err: BaseException | str) -> int:
     """Report a user error as one ``error: ...`` line on stderr; return 2, the status argparse uses for bad usage."""
     print(f"error: {err}", file=sys.stderr)

@@ -2,10 +2,13 @@
 
 The modules they come from import numpy, cv2, albumentations or pycocotools; copying the
 values here keeps ``ocrloc ... --help`` fast. ``tests/test_cli.py`` checks that each constant
-still equals its source, so they cannot drift apart silently.
+still equals its source, so they cannot drift apart silently. A constant whose source is already light
+(:mod:`ocrloc.constants`, standard library only) is imported, not copied.
 """
 
 from __future__ import annotations
+
+from ocrloc.constants import DEFAULT_SCORE_THRESHOLD  # --threshold of evaluate and report, predict --viz-score
 
 # sorted(ocrloc.data.canvas.PRESETS)
 PRESET_NAMES: tuple[str, ...] = ("canvas128", "glyphs128", "single")

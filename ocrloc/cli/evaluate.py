@@ -6,12 +6,16 @@ annotations and results carry 3 numbers [x, y, v] per keypoint of their category
 examples:
   ocrloc evaluate --gt data/test_all10/annotations.json --results runs/quickstart/test_results.json
   ocrloc evaluate --gt test.json --results dets.json --sigma 0.05 --json
+  ocrloc evaluate --gt test.json --results dets.json --threshold 0.5   # recall and precision at score >= 0.5
   ocrloc evaluate --gt glyphs.json --results dets.json --sigma 0.05 0.08   # one sigma per keypoint name
   ocrloc evaluate --gt test.json --oracle      # the ground truth as results: all scores perfect
 
+Recall and precision are those of the detections scoring >= --threshold: a detection finds a ground-truth
+object of its own class whose every labelled keypoint is within 3 px of its own, one detection per object.
+
 Prints a table (with a per-keypoint block when the categories name more than one keypoint); with --json the
 last line is one JSON object with the scores (keys in ocrloc.evaluation.SCORE_KEYS, then DETAIL_KEYS). Bad
-input prints `error: FILE: entry N: ...` on stderr and exits 2. `python tools/evaluate.py` takes the same
+input prints `error: FILE: entry N: ...` (or `error: --threshold ...`) on stderr and exits 2. `python tools/evaluate.py` takes the same
 arguments.
 """
 
@@ -22,8 +26,8 @@ import json
 import sys
 from typing import Optional, Sequence
 
-from ocrloc.cli._common import fail, standalone_main
-from ocrloc.cli.defaults import DEFAULT_SIGMA
+from ocrloc.cli._common import fail, score_threshold, standalone_main
+from ocrloc.cli.defaults import DEFAULT_SCORE_THRESHOLD, DEFAULT_SIGMA
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,16 +42,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OKS sigma, > 0: one value for every keypoint, or one per keypoint name (in the "
                              "categories' keypoint order; only when all categories share one list of names) "
                              f"(default {DEFAULT_SIGMA})")
+    parser.add_argument("--threshold", default=DEFAULT_SCORE_THRESHOLD, metavar="T",
+                        help="score threshold in [0, 1] of recall and precision: the detections scoring >= T are "
+                             "the ones kept (default %(default)s)")
     parser.add_argument("--json", action="store_true", help="also print the scores as one JSON line, last")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation; return the exit status (0, or 2 for bad input)."""
+    try:
+        threshold = score_threshold(args.threshold)
+    except ValueError as err:
+        return fail(err)
     from ocrloc.evaluation import EvaluationInputError, evaluate, format_table, ground_truth_as_results
 
     try:
         results = ground_truth_as_results(args.gt) if args.oracle else args.results
-        scores = evaluate(args.gt, results, sigma=args.sigma)
+        scores = evaluate(args.gt, results, sigma=args.sigma, threshold=threshold)
     except EvaluationInputError as err:
         # A user error, not a bug: one line, no traceback, the same status argparse uses for bad usage.
         return fail(err)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ocrloc.cli._common import check_output_file, fail, standalone_main
-from ocrloc.cli.defaults import MAX_PIXELS
+from ocrloc.cli.defaults import DEFAULT_SCORE_THRESHOLD, MAX_PIXELS
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``ocrloc predict``."""
@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "in px beside each matched detection)")
     parser.add_argument("--viz-count", type=int, default=16, help="images drawn with --viz, at least 1 "
                                                                    "(default: %(default)s)")
-    parser.add_argument("--viz-score", type=float, default=0.3,
+    parser.add_argument("--viz-score", type=float, default=DEFAULT_SCORE_THRESHOLD,
                         help="smallest score drawn with --viz (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default: %(default)s)")
     parser.add_argument("--max-pixels", type=int, default=MAX_PIXELS, metavar="N",

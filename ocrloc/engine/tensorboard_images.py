@@ -16,11 +16,13 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from ocrloc.constants import DEFAULT_SCORE_THRESHOLD
+
 __all__ = ["GRID_CANVASES", "log_validation_images"]
 
 GRID_CANVASES = 8  # drawn in the val/predictions grid
 GRID_SCALE = 3  # a 128 x 128 canvas at 384 x 384: labels legible, event file small
-MIN_DRAWN_SCORE = 0.3  # as `ocrloc predict --viz-score`
+MIN_DRAWN_SCORE = DEFAULT_SCORE_THRESHOLD  # as `ocrloc predict --viz-score`
 
 
 def figure_to_array(fig) -> Any:

@@ -21,6 +21,12 @@ key                        meaning
 ``p95_px``                 its 95th percentile (numpy's linear interpolation)
 ``miss_rate``              share of ground-truth objects without a same-class match
 ``cls_acc``                share of ground-truth objects whose class-agnostic match has the right class
+``recall``                 at the score threshold: share of ground-truth objects found by a detection scoring
+                           >= ``score_threshold`` of the same class with every labelled keypoint within 3 px
+                           (:data:`~ocrloc.evaluation.matching.POINT_MATCH_PX`), one detection per object
+``precision``              at the score threshold: share of the detections scoring >= ``score_threshold`` that
+                           found an object so (a duplicate finds nothing); null when no detection scores that much
+``score_threshold``        the threshold of ``recall`` and ``precision`` (default :data:`DEFAULT_SCORE_THRESHOLD`)
 ``per_class``              ``{"<category id>": AP}`` in ascending id order, keypoint AP of each category; null for
                            a category with no ground truth
 ``num_images``             images in the ground truth (all of them are scored, with or without detections)
@@ -64,6 +70,11 @@ Point error, miss rate and class accuracy come from a greedy matching at OKS >= 
 class accuracy). Both use pycocotools' OKS with the ground truth's ``area``, and, unlike the AP, consider every
 detection (no 20-per-image cut).
 
+Recall and precision at a threshold are what a user who keeps the detections scoring at least ``T`` gets: a
+third greedy matching (:func:`~ocrloc.evaluation.matching.match_within_px`, descending score within an image)
+of the detections scoring >= ``T`` alone, where a detection finds an object of its own class whose every
+labelled keypoint lies within 3 px of its own, no OKS involved.
+
 pycocotools pitfalls handled here:
 
 - Keypoint-only results get a ``bbox`` and ``area`` from ``COCO.loadRes`` spanning their keypoints (zero for
@@ -98,7 +109,9 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval, Params
 
-from .matching import PointMatches, match_points
+from ocrloc.constants import DEFAULT_SCORE_THRESHOLD
+
+from .matching import POINT_MATCH_PX, PointMatches, match_points, match_within_px
 from .inputs import (
     EvaluationInputError,
     GroundTruth,
@@ -109,8 +122,9 @@ from .inputs import (
     load_json,
 )
 
-__all__ = ["DEFAULT_SIGMA", "KPT_MAX_DETS", "BOX_MAX_DETS", "SCORE_KEYS", "DETAIL_KEYS", "OKS_THRESHOLDS", "evaluate",
-           "format_table", "ground_truth_as_results", "check_sigma", "slot_sigmas_of", "keypoint_precision", "match_checked",
+__all__ = ["DEFAULT_SIGMA", "DEFAULT_SCORE_THRESHOLD", "KPT_MAX_DETS", "BOX_MAX_DETS", "SCORE_KEYS", "DETAIL_KEYS",
+           "OKS_THRESHOLDS", "evaluate", "format_table", "ground_truth_as_results", "check_sigma", "check_threshold",
+           "slot_sigmas_of", "keypoint_precision", "match_checked", "found_at_threshold", "recall_precision",
            "mean_valid_precision"]
 
 DEFAULT_SIGMA = 0.05  # docs/task.md, "Scores": OKS 0.5 is ~3.0 px, 0.95 ~0.8 px on a 24 x 28 digit
@@ -123,7 +137,7 @@ _RECALLS = len(Params(iouType="keypoints").recThrs)
 
 SCORE_KEYS = (
     "kpt_AP", "kpt_AP50", "kpt_AP75", "box_AP", "mean_px", "median_px", "p95_px", "miss_rate", "cls_acc",
-    "per_class", "num_images", "num_gt", "num_dets",
+    "recall", "precision", "score_threshold", "per_class", "num_images", "num_gt", "num_dets",
 )
 DETAIL_KEYS = ("kpt_AP_per_keypoint", "point_px_per_keypoint", "class_names", "confusions")
 
@@ -159,6 +173,14 @@ def check_sigma(sigma: Any) -> tuple[float, ...]:
         if not isinstance(v, numbers.Real) or isinstance(v, (bool, np.bool_)) or not (math.isfinite(v) and v > 0):
             raise EvaluationInputError(f"sigma must be a finite number > 0, got {v!r}")
     return tuple(float(v) for v in values)
+
+
+def check_threshold(threshold: Any) -> float:
+    """The score threshold as a float: a number in [0, 1] (a detection scoring at least it is kept)."""
+    if (not isinstance(threshold, numbers.Real) or isinstance(threshold, (bool, np.bool_))
+            or not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0)):
+        raise EvaluationInputError(f"the score threshold must be a number in [0, 1], got {threshold!r}")
+    return float(threshold)
 
 
 def slot_sigmas_of(sigmas: tuple[float, ...], g: GroundTruth) -> np.ndarray:
@@ -333,6 +355,24 @@ def match_checked(g: GroundTruth, r: Results, slot_sigmas: np.ndarray) -> PointM
     return match_points(g.img, g.cls, g.xy, g.labelled, g.area, r.img, r.cls, r.xy, r.has, r.score, slot_sigmas)
 
 
+def found_at_threshold(g: GroundTruth, r: Results, threshold: float) -> np.ndarray:
+    """:func:`~ocrloc.evaluation.matching.match_within_px` of checked ground truth and results: per ground-truth
+    object, the detection scoring >= ``threshold`` that found it (same class, every labelled keypoint within
+    :data:`~ocrloc.evaluation.matching.POINT_MATCH_PX`), -1 where none did."""
+    return match_within_px(g.img, g.cls, g.xy, g.labelled, r.img, r.cls, r.xy, r.has, r.score, min_score=threshold,
+                           max_px=POINT_MATCH_PX)
+
+
+def recall_precision(g: GroundTruth, r: Results, threshold: float) -> dict[str, Any]:
+    """``{"recall", "precision", "score_threshold"}`` at ``threshold`` (see the module docstring)."""
+    found = found_at_threshold(g, r, threshold)
+    n_found = int((found >= 0).sum())
+    kept = int((r.score >= threshold).sum()) if len(r.score) else 0
+    return {"recall": n_found / len(g.img) if len(g.img) else None,
+            "precision": n_found / kept if kept else None,
+            "score_threshold": threshold}
+
+
 def _point_scores(g: GroundTruth, r: Results, slot_sigmas: np.ndarray) -> dict[str, Any]:
     m = match_checked(g, r, slot_sigmas)
     n_gt = len(g.img)
@@ -358,7 +398,8 @@ def _point_scores(g: GroundTruth, r: Results, slot_sigmas: np.ndarray) -> dict[s
     }
 
 
-def evaluate(gt: PathOrObj, results: PathOrObj, sigma: Sigma = DEFAULT_SIGMA) -> dict[str, Any]:
+def evaluate(gt: PathOrObj, results: PathOrObj, sigma: Sigma = DEFAULT_SIGMA,
+             threshold: float = DEFAULT_SCORE_THRESHOLD) -> dict[str, Any]:
     """Score detections against ground truth (``docs/task.md``, "Scores").
 
     Args:
@@ -367,6 +408,8 @@ def evaluate(gt: PathOrObj, results: PathOrObj, sigma: Sigma = DEFAULT_SIGMA) ->
         sigma: OKS sigma (pycocotools ``kpt_oks_sigmas``), > 0: one number for every keypoint, or a sequence of
             one per keypoint name when all categories share one list of names (in that list's order). A
             one-element sequence is one number.
+        threshold: the score threshold of ``recall`` and ``precision``, in [0, 1]: the detections scoring at
+            least it are the ones a user keeps (default :data:`DEFAULT_SCORE_THRESHOLD`).
 
     Returns:
         The scores, keys :data:`SCORE_KEYS` then :data:`DETAIL_KEYS` (see the module docstring); ``per_class``
@@ -374,14 +417,16 @@ def evaluate(gt: PathOrObj, results: PathOrObj, sigma: Sigma = DEFAULT_SIGMA) ->
 
     Raises:
         EvaluationInputError: a missing or invalid file, a malformed entry, or a bad sigma; the message is one
-        line naming the file and entry.
+        line naming the file and entry; a bad sigma or threshold.
     """
     sigmas = check_sigma(sigma)
+    threshold = check_threshold(threshold)
     with _gc_paused():
         g = check_ground_truth(*load_json(gt, "<ground truth>"))
         slot_sigmas = slot_sigmas_of(sigmas, g)
         r = check_results(*load_json(results, "<results>"), gt=g)
-        scores: dict[str, Any] = {**_ap_scores(g, r, slot_sigmas), **_point_scores(g, r, slot_sigmas)}
+        scores: dict[str, Any] = {**_ap_scores(g, r, slot_sigmas), **_point_scores(g, r, slot_sigmas),
+                                  **recall_precision(g, r, threshold)}
     scores["per_class"] = {str(c): ap for c, ap in scores["per_class"].items()}
     scores["class_names"] = {str(c.id): c.name for c in g.categories.values()}
     scores.update(num_images=len(g.image_ids), num_gt=len(g.img), num_dets=len(r.entries))
@@ -400,7 +445,8 @@ def format_table(scores: dict[str, Any]) -> str:
     per-keypoint block (AP, point error) follows when the task has more than one keypoint name.
 
     Args:
-        scores: the dict returned by :func:`evaluate` (the detail keys may be absent, as in older score files).
+        scores: the dict returned by :func:`evaluate` (the detail keys, and recall and precision, may be absent,
+            as in older score files).
     """
     s = scores
     names = s.get("class_names") or {}
@@ -416,6 +462,11 @@ def format_table(scores: dict[str, Any]) -> str:
         f"   p95 {_fmt(s['p95_px'], 2)}",
         f"{'miss rate':<16}{_fmt(s['miss_rate']):>8}",
         f"{'class accuracy':<16}{_fmt(s['cls_acc']):>8}",
+    ]
+    if "recall" in s:  # older score files have no recall and precision at a threshold
+        lines.append(f"{'recall':<16}{_fmt(s['recall']):>8}   precision {_fmt(s['precision'])}"
+                     f"   at score >= {s['score_threshold']:g}, within {POINT_MATCH_PX:g} px")
+    lines += [
         "",
         "keypoint AP per class",
     ]

@@ -8,7 +8,11 @@ matching behind ``cls_acc``, ``miss_rate`` and ``mean_px``. So the report's numb
 
 * the mean of the defined (> -1) precision entries of all classes is ``kpt_AP``;
 * the diagonal of the confusion matrix over the ground-truth count is ``cls_acc``;
-* the point errors are the ones ``mean_px`` / ``median_px`` / ``p95_px`` summarise.
+* the point errors are the ones ``mean_px`` / ``median_px`` / ``p95_px`` summarise;
+* a detection is *correct* in the reliability diagram when the matching behind ``recall`` and ``precision``
+  (:func:`ocrloc.evaluation.evaluator.found_at_threshold`: same class, every labelled keypoint within 3 px)
+  at threshold 0 gives it an object; as that matching takes higher scores first, the correct detections
+  scoring >= T are exactly the ones ``precision`` at T counts.
 """
 
 from __future__ import annotations
@@ -23,16 +27,18 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 from pycocotools.cocoeval import Params
 
-from ocrloc.evaluation import DEFAULT_SIGMA, PointMatches, evaluate
+from ocrloc.evaluation import DEFAULT_SCORE_THRESHOLD, DEFAULT_SIGMA, PointMatches, evaluate
 # The evaluator's own COCOeval runs (its pitfall handling included), not a second copy of them.
-from ocrloc.evaluation.evaluator import (OKS_THRESHOLDS, check_sigma, keypoint_precision, match_checked,
-                                         mean_valid_precision, slot_sigmas_of)
+from ocrloc.evaluation.evaluator import (OKS_THRESHOLDS, check_sigma, check_threshold, found_at_threshold,
+                                         keypoint_precision, match_checked, mean_valid_precision, slot_sigmas_of)
 from ocrloc.evaluation.inputs import GroundTruth, PathOrObj, Results, check_ground_truth, check_results, load_json
 
-__all__ = ["ReportError", "ReportData", "OKS_THRESHOLDS", "RECALLS", "analyse", "precision_of", "pr_numbers",
-           "pr_summary", "confusion_matrix", "point_errors", "worst_points", "read_metrics"]
+__all__ = ["ReportError", "ReportData", "OKS_THRESHOLDS", "RECALLS", "RELIABILITY_BINS", "analyse", "precision_of",
+           "pr_numbers", "pr_summary", "confusion_matrix", "point_errors", "worst_points", "reliability",
+           "reliability_numbers", "read_metrics"]
 
 RECALLS = np.asarray(Params(iouType="keypoints").recThrs)  # the 101 recall points of COCOeval's precision
+RELIABILITY_BINS = 10  # equal-width score bins over [0, 1] of the reliability diagram
 
 
 class ReportError(ValueError):
@@ -51,6 +57,7 @@ class ReportData:
         matches: the evaluator's matching (same-class and class-agnostic) of every ground-truth object.
         sigma: the sigma values used (one, or one per keypoint name).
         file_names: image id -> the ground truth's ``file_name`` (None when it has none).
+        threshold: the score threshold of ``scores["recall"]`` and ``scores["precision"]``.
     """
 
     gt: GroundTruth
@@ -60,32 +67,37 @@ class ReportData:
     matches: PointMatches
     sigma: tuple
     file_names: Dict[int, Optional[str]]
+    threshold: float = DEFAULT_SCORE_THRESHOLD
 
 
-def analyse(gt: PathOrObj, results: PathOrObj, sigma: Any = None) -> ReportData:
+def analyse(gt: PathOrObj, results: PathOrObj, sigma: Any = None,
+            threshold: float = DEFAULT_SCORE_THRESHOLD) -> ReportData:
     """Check and score ``results`` against ``gt`` and keep what the figures need.
 
     Args:
         gt: COCO keypoints ground truth, a path or the loaded dict.
         results: COCO results list, a path or the loaded list.
         sigma: OKS sigma, one value or one per keypoint name (None: the evaluator's default).
+        threshold: the score threshold of recall and precision, in [0, 1].
 
     Raises:
-        EvaluationInputError: what :func:`ocrloc.evaluation.evaluate` refuses, one line naming the file.
+        EvaluationInputError: what :func:`ocrloc.evaluation.evaluate` refuses (a bad threshold too), one line
+            naming the file.
     """
     sigmas = check_sigma(DEFAULT_SIGMA if sigma is None else sigma)
+    threshold = check_threshold(threshold)
     gt_obj, gt_name = load_json(gt, "<ground truth>")
     res_obj, res_name = load_json(results, "<results>")
     g = check_ground_truth(gt_obj, gt_name)
     slot_sigmas = slot_sigmas_of(sigmas, g)
     r = check_results(res_obj, res_name, gt=g)
     # The headline scores from the evaluator itself (it checks its own copies: the objects stay intact).
-    scores = evaluate(gt_obj, res_obj, sigma=sigmas)
+    scores = evaluate(gt_obj, res_obj, sigma=sigmas, threshold=threshold)
     precision = keypoint_precision(g, r, slot_sigmas)
     matches = match_checked(g, r, slot_sigmas)
     file_names = {int(im["id"]): im.get("file_name") if isinstance(im.get("file_name"), str) else None
                   for im in gt_obj["images"]}
-    return ReportData(g, r, scores, precision, matches, sigmas, file_names)
+    return ReportData(g, r, scores, precision, matches, sigmas, file_names, threshold)
 
 
 def pr_summary(data: ReportData) -> Dict[str, Any]:
@@ -191,6 +203,48 @@ def worst_points(data: ReportData, per_class: int) -> Dict[str, List[Dict[str, A
                            "bbox": list(anns[i]["bbox"]), "score": float(r.score[det])})
         out[str(c)] = picked
     return out
+
+
+def reliability(data: ReportData, bins: int = RELIABILITY_BINS) -> Dict[str, Any]:
+    """Score vs fraction correct of every detection (threshold 0: each one counts), in equal score bins.
+
+    A detection is correct when the matching behind ``recall`` / ``precision`` gives it a ground-truth object
+    (same class, every labelled keypoint within 3 px, one detection per object); see the module docstring.
+    """
+    found = found_at_threshold(data.gt, data.results, 0.0)
+    correct = np.zeros(len(data.results.score), bool)
+    correct[found[found >= 0]] = True
+    return reliability_numbers(data.results.score, correct, bins)
+
+
+def reliability_numbers(scores: np.ndarray, correct: np.ndarray, bins: int = RELIABILITY_BINS) -> Dict[str, Any]:
+    """The numbers of a reliability diagram, as plain data (``report.json``'s ``"reliability"``).
+
+    Bin ``k`` of ``bins`` holds the scores in ``[k / bins, (k + 1) / bins)``, the last one 1.0 as well.
+
+    Returns:
+        ``{"bins": [{"lo", "hi", "count", "correct", "accuracy", "mean_score"}, ...], "num_dets", "num_correct",
+        "ece"}``: ``accuracy`` is the fraction of the bin's detections that are correct and ``mean_score`` their
+        mean score (both None for an empty bin); ``ece``, the expected calibration error, is the mean over
+        detections of ``|accuracy - mean_score|`` of their bin (the count-weighted mean over bins; None without
+        detections).
+    """
+    scores = np.asarray(scores, np.float64)
+    correct = np.asarray(correct, bool)
+    which = np.clip(np.floor(scores * bins).astype(np.int64), 0, bins - 1) if scores.size else scores.astype(np.int64)
+    rows, ece = [], 0.0
+    for k in range(bins):
+        inside = which == k
+        count = int(inside.sum())
+        right = int(correct[inside].sum())
+        accuracy = right / count if count else None
+        mean_score = float(scores[inside].mean()) if count else None
+        if count:
+            ece += count * abs(accuracy - mean_score)
+        rows.append({"lo": round(k / bins, 6), "hi": round((k + 1) / bins, 6), "count": count, "correct": right,
+                     "accuracy": accuracy, "mean_score": mean_score})
+    return {"bins": rows, "num_dets": int(scores.size), "num_correct": int(correct.sum()),
+            "ece": ece / scores.size if scores.size else None}
 
 
 def read_metrics(path: str | os.PathLike) -> Dict[str, Dict[str, List[tuple]]]:

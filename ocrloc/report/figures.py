@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 __all__ = ["CLASS_PALETTE", "GT_COLOR", "PRED_COLOR", "style", "save", "pr_figure", "confusion_figure",
            "error_histogram_figure", "error_cdf_figure", "keypoint_error_figure", "gallery_figure",
-           "loss_figure", "validation_figure"]
+           "reliability_figure", "loss_figure", "validation_figure"]
 
 # matplotlib's 'tableau-colorblind10' style: ten class colours told apart with the common colour-vision deficiencies.
 CLASS_PALETTE = ["#006BA4", "#FF800E", "#ABABAB", "#595959", "#5F9ED1", "#C85200", "#898989", "#A2C8EC",
@@ -306,6 +306,50 @@ def gallery_figure(rows: List[tuple], crop: Callable[[Dict[str, Any]], Optional[
         ax.set_aspect("equal")
         fig.suptitle("Worst-placed points per class, error in px\n"
                      "green ring: ground truth, orange dot: prediction", y=1.0, va="bottom")
+    return fig
+
+
+def reliability_figure(rel: Dict[str, Any], threshold: float, recall: Optional[float],
+                       precision: Optional[float]) -> Figure:
+    """Reliability diagram: per score bin, the fraction of its detections that are correct (bars) against the
+    diagonal a calibrated score would follow, with each bin's count; below, the counts; the threshold marked.
+
+    Args:
+        rel: :func:`ocrloc.report.analysis.reliability`'s dict.
+        threshold, recall, precision: the score threshold and the recall and precision at it.
+    """
+    bins = rel["bins"]
+    lo = np.array([b["lo"] for b in bins])
+    width = np.array([b["hi"] - b["lo"] for b in bins])
+    counts = np.array([b["count"] for b in bins])
+    accuracy = np.array([np.nan if b["accuracy"] is None else b["accuracy"] for b in bins])
+    mean_score = np.array([np.nan if b["mean_score"] is None else b["mean_score"] for b in bins])
+    ece = "-" if rel["ece"] is None else f"{rel['ece']:.3f}"
+    at = (f"threshold {threshold:g}: recall {'-' if recall is None else f'{recall:.3f}'}, "
+          f"precision {'-' if precision is None else f'{precision:.3f}'}")
+    with style():
+        fig = Figure(figsize=(7.5, 7.2))
+        top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+        top.bar(lo, np.nan_to_num(accuracy), width=width, align="edge", color=HIGHLIGHT[0], edgecolor="white",
+                alpha=0.85, label="fraction correct")
+        top.plot([0, 1], [0, 1], color="black", ls="--", lw=1.4, label="calibrated (score = fraction correct)")
+        shown = ~np.isnan(mean_score)
+        top.plot(mean_score[shown], accuracy[shown], "o", color=PRED_COLOR, mec="black", mew=0.5, ms=6,
+                 label="mean score of the bin")
+        for x, w, n, a in zip(lo, width, counts, accuracy):
+            if n:
+                top.text(x + w / 2, min(a, 0.9) + 0.035, f"n={n}", ha="center", va="bottom", fontsize=9)
+        top.axvline(threshold, color=GT_COLOR, lw=1.8, label=at)
+        top.set(xlim=(0, 1), ylim=(0, 1.05), ylabel="fraction of detections correct",
+                title=f"Reliability of the scores ({rel['num_dets']} detections, ECE {ece})")
+        top.legend(loc="upper left", fontsize=9)
+        bottom.bar(lo, counts, width=width, align="edge", color="#898989", edgecolor="white")
+        bottom.axvline(threshold, color=GT_COLOR, lw=1.8)
+        filled = counts[counts > 0]
+        if filled.size and filled.max() > 50 * filled.min():  # one crowded bin would flatten the others
+            bottom.set_yscale("log")
+        bottom.set(xlabel="detection score (binned)", ylabel="detections")
+        fig.set_layout_engine("constrained")
     return fig
 
 

@@ -20,10 +20,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ocrloc.evaluation import DEFAULT_SCORE_THRESHOLD, POINT_MATCH_PX
 from ocrloc.evaluation.inputs import image_file
 from ocrloc.report import figures
 from ocrloc.report.analysis import (ReportData, ReportError, analyse, confusion_matrix, point_errors, pr_summary,
-                                    read_metrics, worst_points)
+                                    read_metrics, reliability, worst_points)
 from ocrloc.utils.io import remove_stale_temporaries, umask, writer_tag
 
 __all__ = ["write_report", "CLASSES_PER_GALLERY_PAGE"]
@@ -84,9 +85,14 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return "&ndash;" if value is None else (f"{value:.{digits}f}" if isinstance(value, float) else str(value))
 
 
+# (key of the scores, label, digits); a label's {t} is the score threshold, {px} the match distance.
 HEADLINE = (("kpt_AP", "keypoint AP (OKS 0.50:0.95)", 3), ("kpt_AP50", "keypoint AP at OKS 0.50", 3),
             ("kpt_AP75", "keypoint AP at OKS 0.75", 3), ("box_AP", "box AP", 3),
-            ("cls_acc", "class accuracy", 3), ("miss_rate", "miss rate", 3), ("mean_px", "mean point error (px)", 3),
+            ("cls_acc", "class accuracy", 3), ("miss_rate", "miss rate", 3),
+            ("recall", "recall at score \u2265 {t} (same class, every point within {px} px)", 3),
+            ("precision", "precision at score \u2265 {t}", 3),
+            ("ece", "expected calibration error (score vs fraction correct, 10 bins)", 3),
+            ("mean_px", "mean point error (px)", 3),
             ("median_px", "median point error (px)", 3), ("p95_px", "95th percentile point error (px)", 3),
             ("num_images", "images", 0), ("num_gt", "ground-truth objects", 0), ("num_dets", "detections", 0))
 
@@ -94,7 +100,8 @@ HEADLINE = (("kpt_AP", "keypoint AP (OKS 0.50:0.95)", 3), ("kpt_AP50", "keypoint
 def _html(title: str, inputs: Dict[str, Any], scores: Dict[str, Any], sections: List[Tuple[str, List[Tuple[str, str]]]]
           ) -> str:
     esc = html.escape
-    rows = "\n".join(f"<tr><th>{esc(label)}</th><td>{_fmt(scores.get(key), digits)}</td></tr>"
+    at = {"t": f"{scores.get('score_threshold', DEFAULT_SCORE_THRESHOLD):g}", "px": f"{POINT_MATCH_PX:g}"}
+    rows = "\n".join(f"<tr><th>{esc(label.format(**at))}</th><td>{_fmt(scores.get(key), digits)}</td></tr>"
                      for key, label, digits in HEADLINE)
     given = "\n".join(f"<li>{esc(k)}: <code>{esc(str(v))}</code></li>" for k, v in inputs.items() if v is not None)
     body = []
@@ -184,6 +191,19 @@ def _draw(data: ReportData, out: Path, gt_path: Path, curves: Optional[Dict[str,
         f"{int(matrix.sum())} objects have the right class (class accuracy {_fmt(data.scores['cls_acc'])}); "
         f"{cm['unmatched_detections']} detections (any score) matched no object.")]))
 
+    rel = reliability(data)
+    s = data.scores
+    figures.save(figures.reliability_figure(rel, data.threshold, s["recall"], s["precision"]), out / "reliability.png")
+    sections.append(("Scores", [(
+        "reliability.png",
+        f"Reliability diagram: every detection (any score) in {len(rel['bins'])} score bins; a bar is the fraction "
+        f"of the bin's detections that are correct (same class, every labelled point within {POINT_MATCH_PX:g} px "
+        f"of an object no higher-scoring detection took), n its count, the dot its mean score. A calibrated score "
+        f"sits on the diagonal; the expected calibration error (count-weighted mean gap) is "
+        f"{_fmt(rel['ece'])}. The vertical line is the score threshold {data.threshold:g}: keeping the detections "
+        f"at or above it gives recall {_fmt(s['recall'])} and precision {_fmt(s['precision'])}. Below: the "
+        f"detections per bin.")]))
+
     errors = point_errors(data)
     items = []
     if errors["all"]:
@@ -243,16 +263,21 @@ def _draw(data: ReportData, out: Path, gt_path: Path, curves: Optional[Dict[str,
                          "per_keypoint": {n: _stats(v) for n, v in errors["per_keypoint"].items()}},
         "worst_points": worst,
         "training": curves,
+        "reliability": rel,
+        "at_threshold": {"score_threshold": data.threshold, "recall": s["recall"], "precision": s["precision"],
+                         "match_px": POINT_MATCH_PX},
     }
     return [s for s in sections if s[1]], numbers
 
 
 def write_report(gt_path: str | os.PathLike, results_path: str | os.PathLike, out_dir: str | os.PathLike,
-                 run_dir: Optional[str | os.PathLike] = None, *, sigma: Any = None, worst_per_class: int = 8) -> Path:
+                 run_dir: Optional[str | os.PathLike] = None, *, sigma: Any = None, worst_per_class: int = 8,
+                 threshold: float = DEFAULT_SCORE_THRESHOLD) -> Path:
     """Draw the evaluation of ``results_path`` against ``gt_path`` (and a run's training curves) into ``out_dir``.
 
-    Writes ``out_dir/index.html``, the PNGs it shows (PR curves, confusion matrix, point-error histograms and
-    cumulative curves, the worst-placed points per class, and with ``run_dir`` the loss and validation curves)
+    Writes ``out_dir/index.html``, the PNGs it shows (PR curves, confusion matrix, reliability diagram of the
+    scores, point-error histograms and cumulative curves, the worst-placed points per class, and with ``run_dir``
+    the loss and validation curves)
     and ``report.json`` with the numbers they draw. An older report at ``out_dir`` is replaced; nothing is
     written when anything fails.
 
@@ -264,12 +289,14 @@ def write_report(gt_path: str | os.PathLike, results_path: str | os.PathLike, ou
         run_dir: a training run folder holding ``metrics.csv`` (optional).
         sigma: OKS sigma, one value or one per keypoint name (None: the evaluator's default).
         worst_per_class: gallery cells per class.
+        threshold: the score threshold, in [0, 1], of the recall and precision the report gives (and marks on
+            the reliability diagram).
 
     Returns:
         The path of the written ``index.html``.
 
     Raises:
-        EvaluationInputError: the ground truth, results or sigma are refused by the evaluator (one line naming
+        EvaluationInputError: the ground truth, results, sigma or threshold are refused by the evaluator (one line naming
             the file and entry), or a ``file_name`` of the ground truth is absolute or climbs out of its
             folder with ``..`` (:func:`ocrloc.evaluation.inputs.image_file`).
         ReportError: a bad ``metrics.csv``, a bad ``worst_per_class``, an ``out_dir`` that is a file or a
@@ -283,7 +310,7 @@ def write_report(gt_path: str | os.PathLike, results_path: str | os.PathLike, ou
     # The cheap checks first: a bad run folder or output folder fails before the evaluation runs.
     curves = read_metrics(Path(run_dir) / METRICS_FILE) if run_dir is not None else None
     _check_out_dir(out_dir)
-    data = analyse(gt_path, results_path, sigma)
+    data = analyse(gt_path, results_path, sigma, threshold)
     # The gallery reads the images the ground truth names: only from inside its folder.
     for image_id, name in data.file_names.items():
         if name:
@@ -298,11 +325,13 @@ def write_report(gt_path: str | os.PathLike, results_path: str | os.PathLike, ou
     try:
         sections, numbers = _draw(data, built, gt_path, curves, worst_per_class)
         inputs = {"ground truth": gt_path, "results": results_path, "run": run_dir,
-                  "OKS sigma": ", ".join(f"{s:g}" for s in data.sigma)}
+                  "OKS sigma": ", ".join(f"{s:g}" for s in data.sigma), "score threshold": f"{data.threshold:g}"}
         numbers["inputs"] = {"gt": str(gt_path), "results": str(results_path),
-                             "run_dir": None if run_dir is None else str(run_dir), "sigma": list(data.sigma)}
+                             "run_dir": None if run_dir is None else str(run_dir), "sigma": list(data.sigma),
+                             "threshold": data.threshold}
         (built / "report.json").write_text(json.dumps(numbers, allow_nan=False, indent=1), encoding="utf-8")
-        (built / "index.html").write_text(_html(f"ocrloc report: {Path(results_path).name}", inputs, data.scores,
+        headline = {**data.scores, "ece": numbers["reliability"]["ece"]}
+        (built / "index.html").write_text(_html(f"ocrloc report: {Path(results_path).name}", inputs, headline,
                                                 sections), encoding="utf-8")
         os.chmod(built, 0o777 & ~umask())  # mkdtemp makes 0700; a report is as readable as any folder
         _move_into_place(built, target)

@@ -21,6 +21,7 @@ THRESHOLDS = np.linspace(0.5, 0.95, 10)  # pycocotools' OKS thresholds
 REQUIRED_KEYS = {
     "kpt_AP", "kpt_AP50", "kpt_AP75", "box_AP", "mean_px", "p95_px", "miss_rate", "cls_acc", "per_class",
     "median_px", "num_images", "num_gt", "num_dets", "kpt_AP_per_keypoint", "point_px_per_keypoint", "class_names", "confusions",
+    "recall", "precision", "score_threshold",  # issue 25: what a user who thresholds the scores gets
 }
 
 

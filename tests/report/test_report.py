@@ -83,8 +83,8 @@ def test_report_writes_valid_pngs_that_index_html_shows(small_report):
     tmp_path = index.parent.parent
     pngs = _pngs(index.parent)
     names = {p.name for p in pngs}
-    assert {"pr_curves.png", "confusion.png", "point_error_histograms.png", "point_error_cumulative.png",
-            "worst_points_01.png", "training_loss.png", "validation_scores.png"} <= names
+    assert {"pr_curves.png", "confusion.png", "reliability.png", "point_error_histograms.png",
+            "point_error_cumulative.png", "worst_points_01.png", "training_loss.png", "validation_scores.png"} <= names
     page = index.read_text()
     for png in pngs:
         data = png.read_bytes()
@@ -252,3 +252,90 @@ def test_the_trainers_pr_numbers_without_scores_or_matching_are_the_reports(smal
 
     gt_path, results_path = small
     assert pr_numbers(*precision_of(gt_path, results_path)) == pr_summary(analyse(gt_path, results_path))
+
+
+# --- scores a user thresholds: the reliability diagram, recall and precision at --threshold (issue 25) ----------
+
+
+def test_reliability_bins_counted_by_hand():
+    from ocrloc.report.analysis import reliability_numbers
+
+    scores = [0.05, 0.15, 0.15, 0.55, 0.95, 0.95, 1.0, 0.3]
+    correct = [False, True, False, True, True, True, False, True]
+    rel = reliability_numbers(np.array(scores), np.array(correct))
+    bins = rel["bins"]
+    assert [(b["lo"], b["hi"]) for b in bins] == [(k / 10, (k + 1) / 10) for k in range(10)]
+    assert [b["count"] for b in bins] == [1, 1 + 1, 0, 1, 0, 1, 0, 0, 0, 3]  # 0.3 in [0.3, 0.4); 1.0 in the last
+    assert [b["correct"] for b in bins] == [0, 1, 0, 1, 0, 1, 0, 0, 0, 2]
+    assert [b["accuracy"] for b in bins] == [0.0, 0.5, None, 1.0, None, 1.0, None, None, None, pytest.approx(2 / 3)]
+    assert bins[9]["mean_score"] == pytest.approx((0.95 + 0.95 + 1.0) / 3) and bins[2]["mean_score"] is None
+    # ECE: (1 * 0.05 + 2 * |0.5 - 0.15| + 1 * 0.7 + 1 * 0.45 + 3 * |2/3 - 29/30|) / 8
+    assert rel["ece"] == pytest.approx((0.05 + 0.7 + 0.7 + 0.45 + 0.9) / 8)
+    assert (rel["num_dets"], rel["num_correct"]) == (8, 5)
+    empty = reliability_numbers(np.zeros(0), np.zeros(0, bool))
+    assert empty["ece"] is None and all(b["count"] == 0 for b in empty["bins"])
+
+
+def test_reliability_counts_a_detection_correct_as_recall_and_precision_do():
+    """The hand-made case of tests/evaluation/test_threshold.py at threshold 0: of a duplicate, a wrong class,
+    a point 3.5 px off, a low score and a point exactly 3 px off, the low score and the 3 px point are correct."""
+    from ocrloc.report.analysis import analyse, reliability
+    from tests.evaluation.test_threshold import DETS, DIGITS, make_gt
+
+    rel = reliability(analyse(make_gt(DIGITS), DETS))
+    by_bin = {k: (b["count"], b["correct"]) for k, b in enumerate(rel["bins"]) if b["count"]}
+    # 0.2: D found; 0.6: E found (3 px); 0.8 (duplicate) and 0.85 (3.5 px): wrong; 0.9: A found, 0.95: wrong class.
+    assert by_bin == {2: (1, 1), 6: (1, 1), 8: (2, 0), 9: (2, 1)}
+    assert rel["ece"] == pytest.approx((0.8 + 0.4 + 2 * 0.825 + 2 * 0.425) / 6)
+
+
+def test_the_bins_give_the_evaluators_precision_at_each_edge():
+    from ocrloc.report.analysis import analyse, reliability
+    from tests.evaluation.test_k1_regression import k1_ground_truth, k1_results
+
+    gt = k1_ground_truth()
+    results = k1_results(gt, False)
+    bins = reliability(analyse(gt, results))["bins"]
+    for k in (2, 5, 8):
+        scores = evaluate(gt, results, threshold=k / 10)
+        kept = sum(b["count"] for b in bins[k:])
+        assert sum(b["correct"] for b in bins[k:]) / kept == pytest.approx(scores["precision"])
+        assert sum(b["correct"] for b in bins[k:]) / scores["num_gt"] == pytest.approx(scores["recall"])
+
+
+def test_the_default_report_gives_recall_and_precision_at_the_default_threshold(small, small_report):
+    from ocrloc.evaluation import DEFAULT_SCORE_THRESHOLD
+
+    gt_path, results_path = small
+    report = json.loads((small_report.parent / "report.json").read_text())
+    scores = evaluate(gt_path, results_path, sigma=SIGMA, threshold=DEFAULT_SCORE_THRESHOLD)
+    assert report["at_threshold"] == {"score_threshold": DEFAULT_SCORE_THRESHOLD, "recall": scores["recall"],
+                                      "precision": scores["precision"], "match_px": 3.0}
+    assert report["inputs"]["threshold"] == DEFAULT_SCORE_THRESHOLD
+
+
+def test_report_threshold_writes_the_diagram_and_the_numbers(small, tmp_path, capsys):
+    """``small`` at threshold 0.75: the 0.9 (an 'a' found) and 0.8 (the 'b' named 'a') detections are kept, so
+    recall 1/4 and precision 1/2; at threshold 0 the 0.7 detection is correct too and the 0.3 one is not."""
+    gt_path, results_path = small
+    out = tmp_path / "report"
+    assert main(["report", "--gt", str(gt_path), "--results", str(results_path), "--out", str(out),
+                 "--threshold", "0.75"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["at_threshold"] == {"score_threshold": 0.75, "recall": 0.25, "precision": 0.5, "match_px": 3.0}
+    assert report["scores"]["recall"] == 0.25 and report["scores"]["score_threshold"] == 0.75
+    rel = report["reliability"]
+    assert [(b["count"], b["correct"]) for b in rel["bins"]] == [(0, 0)] * 3 + [(1, 0)] + [(0, 0)] * 3 + [
+        (1, 1), (1, 0), (1, 1)]
+    assert rel["ece"] == pytest.approx((0.1 + 0.8 + 0.3 + 0.3) / 4)
+    png = out / "reliability.png"
+    assert png.read_bytes()[:8] == PNG_SIGNATURE
+    with Image.open(png) as im:
+        assert im.width > 300 and im.height > 300
+    page = (out / "index.html").read_text()
+    assert 'src="reliability.png"' in page
+    rows = dict(re.findall(r"<tr><th>([^<]+)</th><td>([^<]+)</td></tr>", page))
+    assert rows["recall at score \u2265 0.75 (same class, every point within 3 px)"] == "0.250"
+    assert rows["precision at score \u2265 0.75"] == "0.500"
+    assert rows["expected calibration error (score vs fraction correct, 10 bins)"] == "0.375"
+    assert "score threshold: <code>0.75</code>" in page

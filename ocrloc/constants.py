@@ -1,0 +1,14 @@
+"""Numbers the library, the command line and the docs share, each defined here once.
+
+Standard library only (nothing imported), so the command line's ``--help`` and ``import ocrloc`` stay fast
+and any module may import it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DEFAULT_SCORE_THRESHOLD"]
+
+# The score a detection needs to be kept when a user thresholds: the default of ``ocrloc evaluate --threshold``
+# and ``ocrloc report --threshold`` (recall and precision at it), of ``ocrloc predict --viz-score``, and the value
+# the README's ``Predictor`` example passes as ``score_threshold``. Change it here only.
+DEFAULT_SCORE_THRESHOLD: float = 0.3
