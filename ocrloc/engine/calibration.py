@@ -3,9 +3,9 @@
 A detection's raw score is its dense score times its class probability. The dense heatmap's peaks
 sit near 0.6 for true characters (CenterNet's Gaussian targets), so on val of all10 23% of the
 true digits scored under 0.5 and a user who thresholded there lost them. At every validation the
-trainer matches the detections to the annotations (a detection is *correct* when it has the
-class and every labelled keypoint within :data:`MATCH_PX` pixels of an annotated object not yet
-taken, in score order) and fits the three weights of
+trainer matches the detections to the annotations as ``ocrloc evaluate``'s recall and precision do
+(a detection is *correct* when it has the class and every labelled keypoint within 3 px of an
+annotated object not yet taken, in score order) and fits the three weights of
 :meth:`~ocrloc.models.argmax_detector.ArgmaxDetector.fit_score_calibration` to those outcomes;
 the weights are buffers, so checkpoints and every export carry them. Measured on val of all10
 (1,000 canvases, comparison checkpoint, fitted on one half, scored on the other): true digits'
@@ -17,33 +17,27 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Sequence, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["MATCH_PX", "correct_detections", "recalibrate_scores"]
+from ocrloc.evaluation.matching import match_within_px
 
-MATCH_PX = 3.0  # a detection whose points are this close to its character's has found it
+__all__ = ["correct_detections", "recalibrate_scores"]
 
-
-def correct_detections(detections: Dict[str, Tensor], target: Dict[str, Any], match_px: float = MATCH_PX) -> Tensor:
-    """``[N]`` bool for one image's detections (sorted by score): each found an annotated object
-    of its class, not yet taken by a better-scored one, with every labelled keypoint within
-    ``match_px`` pixels."""
-    labels, points = detections["labels"], detections["keypoints"][..., :2].float()
-    truth_labels = target["labels"]
-    truth = target["keypoints"].float()
-    taken = torch.zeros(truth_labels.shape[0], dtype=torch.bool)
-    correct = torch.zeros(labels.shape[0], dtype=torch.bool)
-    if truth_labels.numel() == 0:
-        return correct
-    visible = truth[..., 2] > 0  # [G, K]
-    for i in range(labels.shape[0]):
-        distance = (truth[..., :2] - points[i][None].cpu()).norm(dim=-1)  # [G, K]
-        close = torch.where(visible, distance <= match_px, torch.ones_like(visible)).all(dim=1)
-        free = (truth_labels.cpu() == labels[i].cpu()) & close & ~taken & visible.any(dim=1)
-        if bool(free.any()):
-            taken[int(torch.nonzero(free)[0])] = True
-            correct[i] = True
+def correct_detections(detections: Dict[str, Tensor], target: Dict[str, Any]) -> Tensor:
+    """``[N]`` bool for one image's detections: each found an annotated object, as ``ocrloc evaluate``'s
+    recall and precision count it (:func:`~ocrloc.evaluation.matching.match_within_px`: the same
+    class, every labelled keypoint within :data:`~ocrloc.evaluation.matching.POINT_MATCH_PX` pixels,
+    greedy in score order, one detection per object)."""
+    n = detections["labels"].shape[0]
+    truth = target["keypoints"].detach().float().cpu().numpy()
+    points = detections["keypoints"][..., :2].detach().float().cpu().numpy()
+    found = match_within_px(np.zeros(truth.shape[0], np.int64), target["labels"].cpu().numpy(), truth[..., :2],
+                            truth[..., 2] > 0, np.zeros(n, np.int64), detections["labels"].cpu().numpy(), points,
+                            np.ones(points.shape[:2], bool), detections["scores"].detach().float().cpu().numpy())
+    correct = torch.zeros(n, dtype=torch.bool)
+    correct[torch.from_numpy(found[found >= 0])] = True
     return correct
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from ocrloc.config import ADDED_KEYS, load_config
-from ocrloc.engine.calibration import MATCH_PX, correct_detections, recalibrate_scores
+from ocrloc.engine.calibration import correct_detections, recalibrate_scores
+from ocrloc.evaluation.matching import POINT_MATCH_PX
 from ocrloc.models.build import build
 
 
@@ -26,7 +27,7 @@ def test_a_detection_is_correct_with_its_class_and_points_within_3_px_once_per_o
     target = {"labels": torch.tensor([3, 5]), "keypoints": torch.tensor([[[10.0, 10.0, 2.0]], [[40.0, 40.0, 2.0]]])}
     det = _detections([3, 3, 5, 7], [[12.0, 12.0], [10.0, 10.0], [40.0, 43.5], [40.0, 40.0]], [0.9, 0.8, 0.7, 0.6])
     # 2.83 px: right; the same object again: a duplicate; 3.5 px off; the wrong class.
-    assert MATCH_PX == 3.0
+    assert POINT_MATCH_PX == 3.0
     assert correct_detections(det, target).tolist() == [True, False, False, False]
     assert correct_detections(det, {"labels": torch.zeros(0, dtype=torch.long),
                                     "keypoints": torch.zeros(0, 1, 3)}).tolist() == [False] * 4
