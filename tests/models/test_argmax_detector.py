@@ -223,18 +223,25 @@ def test_detections_carry_the_ink_box_and_one_detection_per_character():
     image[0, 0, 28:30, 20:30] = 1.0
     image[0, 0, 40:50, 44:47] = 1.0  # a bar: ink box (44, 40, 47, 50)
     dense = torch.tensor([[19.0, 18.0, 31.5, 31.0],  # the L, loose
-                          [21.0, 21.0, 27.0, 29.0],  # the L again, cut: its ink reach gives the rest back
+                          [21.0, 21.0, 27.0, 29.0],  # the L again, cut: ink box (20, 20, 28, 30), IoU 0.8
                           [43.0, 41.0, 48.0, 49.0],  # the bar, a pixel off
                           [2.0, 50.0, 10.0, 60.0]])  # blank canvas
     detections = [{"boxes": dense, "scores": torch.tensor([0.9, 0.5, 0.8, 0.3]), "labels": torch.tensor([1, 1, 2, 3]),
                    "keypoints": torch.zeros(4, 1, 3)}]
     detector = build(tiny_config()).model.eval()
+    detector.classifier = None  # the dense labels name them: the two L boxes are one class
     features = torch.zeros(1, 8, 16, 16)
     with torch.no_grad():
         (inked,) = detector.detect(image, features, detections)
+        # Named two classes, the two L boxes are two detections (a misnamed peak must not hide a
+        # rightly named one); the suppression is per class.
+        relabelled = [dict(detections[0], labels=torch.tensor([1, 4, 2, 3]))]
+        (two_classes,) = detector.detect(image, features, relabelled)
         detector.ink_boxes = False
         (dense_out,) = detector.detect(image, features, detections)
     assert sorted(inked["boxes"].tolist()) == [[2.0, 50.0, 10.0, 60.0], [20.0, 20.0, 30.0, 30.0], [44.0, 40.0, 47.0, 50.0]]
+    assert sorted(two_classes["boxes"].tolist()) == [[2.0, 50.0, 10.0, 60.0], [20.0, 20.0, 28.0, 30.0],
+                                                     [20.0, 20.0, 30.0, 30.0], [44.0, 40.0, 47.0, 50.0]]
     assert inked["keypoints"].shape == (3, 1, 3) and bool((inked["scores"][1:] <= inked["scores"][:-1]).all())
     assert sorted(dense_out["boxes"].tolist()) == sorted(dense.tolist())
     # A saved config without the key builds the model it trained: dense boxes.
@@ -244,14 +251,17 @@ def test_detections_carry_the_ink_box_and_one_detection_per_character():
     assert ADDED_KEYS["model.argmax.ink_boxes"] is False
 
 
-def test_duplicate_suppression_keeps_the_first_of_overlapping_boxes_per_image():
+def test_duplicate_suppression_keeps_the_first_of_overlapping_boxes_per_image_and_class():
     from ocrloc.models.argmax_detector import _duplicates
 
     boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 6.0],
                           [0.0, 0.0, 10.0, 10.0], [20.0, 0.0, 30.0, 10.0]])
     scores = torch.tensor([0.5, 0.5, 0.9, 0.1, 0.2])
     image = torch.tensor([0.0, 0.0, 0.0, 1.0, 0.0])
+    labels = torch.zeros(5, dtype=torch.long)
     # IoU(0, 2) = 0.6 exactly: not above 0.6, so both stay; 1 ties 0 on score and comes after it;
     # 3 is another image's; 4 overlaps nothing.
-    assert _duplicates(boxes, scores, image, 0.6).tolist() == [False, True, False, False, False]
-    assert _duplicates(boxes, scores, image, 0.5).tolist() == [True, True, False, False, False]
+    assert _duplicates(boxes, scores, image, labels, 0.6).tolist() == [False, True, False, False, False]
+    assert _duplicates(boxes, scores, image, labels, 0.5).tolist() == [True, True, False, False, False]
+    # Another class is no duplicate.
+    assert _duplicates(boxes, scores, image, torch.tensor([0, 1, 0, 0, 0]), 0.6).tolist() == [False] * 5
