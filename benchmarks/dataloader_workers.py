@@ -2,7 +2,7 @@
 """Training speed with and without a DataLoader worker process, per config.
 
     python benchmarks/dataloader_workers.py                      # study row 06 and the quickstart
-    python benchmarks/dataloader_workers.py --configs ocrloc/configs/quickstart.yaml --steps 40 --workers 0 1 2
+    python benchmarks/dataloader_workers.py --configs configs/quickstart.yaml --steps 40 --workers 0 1 2
 
 Each (config, workers) trains ``--steps`` steps from scratch in a temporary folder through
 :class:`ocrloc.engine.trainer.Trainer` (validation on a handful of canvases, excluded from
@@ -25,7 +25,7 @@ from pathlib import Path
 from ocrloc.config import load_config
 from ocrloc.engine.trainer import Trainer
 
-DEFAULT_CONFIGS = ["ocrloc/configs/experiments/head_study/06_extremes.yaml", "ocrloc/configs/quickstart.yaml"]
+DEFAULT_CONFIGS = ["configs/experiments/head_study/06_extremes.yaml", "configs/quickstart.yaml"]
 
 
 def time_training(config_path: str, workers: int, steps: int) -> dict:

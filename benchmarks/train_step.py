@@ -11,7 +11,7 @@ median of the rounds is reported, so a noisy minute of a shared machine touches 
 
 * ``bare``: the backbone alone (timm ``features_only``, the levels the trunk takes), forward +
   backward + AdamW, on the same batch: the ceiling of a train step;
-* ``step``: one full training step of a family on its config (``ocrloc/configs/compare/*.yaml``
+* ``step``: one full training step of a family on its config (``configs/compare/*.yaml``
   and the quickstart), the trainer's own ``step_loss`` + ``step_update`` on a fixed batch of
   real canvases;
 * ``data``: canvases per second of the training data alone (generation + collation, main process);

@@ -9,8 +9,11 @@ under ``model``; each family's own fields are in its section (``model.centernet`
 ``model.argmax``, ``model.baseline``, ``model.study``). The resolved config is saved with
 every run, and saved configs of the older flat layout still load (:func:`config_from_dict`).
 
-The shipped configs are package data under ``ocrloc/configs`` and load by name
-(``load_config("quickstart")``, ``compare/argmax``; :func:`list_config_names`).
+The shipped configs live in the repository's ``configs/`` and travel inside the package as
+``ocrloc/configs`` (a link to ``configs/`` in a clone, a copy in a built wheel: setup.cfg's
+package data), so they load by name from any folder (``load_config("quickstart")``,
+``compare/argmax``, or ``configs/quickstart.yaml`` spelt as in the repository;
+:func:`list_config_names`).
 """
 
 from __future__ import annotations
@@ -659,7 +662,7 @@ def apply_overrides(config: Config, assignments: Sequence[str]) -> Config:
 
 
 def list_config_names() -> List[str]:
-    """Names of the shipped configs, sorted: paths under ``ocrloc/configs`` without ``.yaml``
+    """Names of the shipped configs, sorted: paths under ``configs/`` without ``.yaml``
     (``quickstart``, ``compare/argmax``, ``experiments/head_study/07_hard_argmax``)."""
     names = []
     for path in CONFIGS_DIR.rglob("*.yaml"):
@@ -683,10 +686,13 @@ def config_path(name_or_path: str | os.PathLike) -> Path:
     names = list_config_names()
     if name in names:
         return CONFIGS_DIR / f"{name}.yaml"
-    # An old path such as configs/compare/argmax.yaml should point at its name.
+    # A shipped config spelt as its path in the repository (configs/compare/argmax.yaml, as the
+    # README writes it) is that config from any folder, an installed wheel's included.
     stem = name.removesuffix(".yaml").removesuffix(".yml")
     for prefix in ("ocrloc/configs/", "configs/"):
         stem = stem.removeprefix(prefix)
+    if stem in names:
+        return CONFIGS_DIR / f"{stem}.yaml"
     close = difflib.get_close_matches(stem, names, n=3, cutoff=0.6)
     shown = close + [n for n in names if n not in close][:max(0, 6 - len(close))]
     more = f", ... ({len(names)} in all)" if len(names) > len(shown) else ""

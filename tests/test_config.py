@@ -64,14 +64,50 @@ def test_saved_config_round_trips(tmp_path):
     assert config_from_dict(config_to_dict(config)) == config
 
 
-def test_config_names_resolve_to_the_package_configs():
-    assert load_config("quickstart") == load_config(REPO / "ocrloc" / "configs" / "quickstart.yaml")
-    assert config_path("compare/argmax") == REPO / "ocrloc" / "configs" / "compare" / "argmax.yaml"
+def test_config_names_resolve_to_the_configs_folder_the_package_carries(tmp_path, monkeypatch):
+    """The configs live in the repository's configs/ (the design card's layout) and the package
+    carries them as ocrloc/configs (a link in a clone): by name, by file, and by their repository
+    path from any folder."""
+    assert (REPO / "ocrloc" / "configs").resolve() == (REPO / "configs").resolve()
+    assert load_config("quickstart") == load_config(REPO / "configs" / "quickstart.yaml")
+    assert config_path("compare/argmax").resolve() == (REPO / "configs" / "compare" / "argmax.yaml").resolve()
     names = list_config_names()
     assert names == sorted(names) and {"quickstart", "compare/argmax", "experiments/head_study/07_hard_argmax"} <= set(names)
     assert "rules/drawn" not in names  # a rule table for data.rule, not a run config
-    with pytest.raises(FileNotFoundError, match="'configs/quickstart.yaml' is neither a file nor .*names: quickstart"):
-        load_config("configs/quickstart.yaml")
+    monkeypatch.chdir(tmp_path)  # no configs/ here: the README's spelling still finds the shipped one
+    assert load_config("configs/quickstart.yaml") == load_config("quickstart")
+    with pytest.raises(FileNotFoundError, match="'configs/quickstrat.yaml' is neither a file nor .*names: quickstart"):
+        load_config("configs/quickstrat.yaml")
+
+
+def test_a_built_wheel_carries_the_configs_and_loads_them_by_name(tmp_path):
+    """configs/ is the source; the wheel must hold a copy (not the clone's link) that an installed
+    ocrloc finds from any folder (mmdetection and detectron2 ship theirs the same way)."""
+    import shutil
+    import zipfile
+
+    source = tmp_path / "src"
+    ignore = shutil.ignore_patterns("data", "runs", "out", ".git", ".ci-venv", ".venv", "build", "dist", "*.egg-info",
+                                    "__pycache__", ".pytest_cache", "tutorial_output")
+    shutil.copytree(REPO, source, symlinks=True, ignore=ignore)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "-w", str(tmp_path / "wheel"), str(source)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "wheel").glob("ocrloc-*.whl")
+    shipped = {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("ocrloc/configs/")}
+    assert {f"ocrloc/configs/{p.relative_to(REPO / 'configs').as_posix()}" for p in (REPO / "configs").rglob("*.yaml")} == shipped
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                                str(tmp_path / "site"), str(wheel)], capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr
+    probe = ("import ocrloc.config as c; from pathlib import Path; "
+             "assert Path(c.__file__).is_relative_to(Path.cwd().parent / 'site'), c.__file__; "
+             "assert c.load_config('configs/quickstart.yaml') == c.load_config('quickstart'); "
+             "print(len(c.list_config_names()))")
+    (tmp_path / "elsewhere").mkdir()
+    run = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path / "elsewhere", capture_output=True, text=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(tmp_path / "site")}, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert int(run.stdout) == len(list_config_names())
 
 
 @pytest.mark.parametrize("name", list_config_names())

@@ -5,7 +5,7 @@ examples:
   ocrloc compare --rule all10 --steps 550 --test data/test_all10 --out runs/compare_all10 \\
       --configs compare/centernet compare/argmax compare/retinanet compare/ssd compare/fcos compare/keypointrcnn
 
-A config is the name of one shipped in ocrloc/configs/ (compare/argmax) or a YAML file; its
+A config is the name of one shipped in configs/ (compare/argmax) or a YAML file; its
 file stem names its row.
 
 Run folders are OUT/<config name>: a finished run is reused and a partial one resumed,

@@ -5,7 +5,7 @@ examples:
       --seeds 0 1 2 --out runs/head_study --table docs/head_study_table.md
 
 A --configs item is a YAML file, a folder of them, or the name of a config or folder shipped in
-ocrloc/configs/ (experiments/head_study: every YAML file in it, in name order).
+configs/ (experiments/head_study: every YAML file in it, in name order).
 
 Runs live in OUT/<rule>/<config>/seed<k>; finished runs are reused and partial ones
 resumed, so the study can grow across sessions. Each run is scored on one fixed in-memory

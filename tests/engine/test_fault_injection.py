@@ -18,7 +18,7 @@ import torch
 from ocrloc.engine.checkpoint import load_checkpoint
 from tests.engine.test_trainer import TINY
 
-# The trainer tests' tiny run, longer, on the quickstart's model and data (ocrloc/configs/quickstart.yaml):
+# The trainer tests' tiny run, longer, on the quickstart's model and data (configs/quickstart.yaml):
 # the argmax detector with its crop classifier and point map (both on by default, as there), whose box
 # jitter and crop sampling draw random numbers and whose point fit and choice are buffers, on canvas128
 # canvases of several digits under rule all10; checkpoints both from validations and from
