@@ -418,7 +418,9 @@ class TrainConfig:
         seed: seed of model initialisation and data order.
         amp: bf16 autocast of the model (the loss stays fp32), on CUDA or the CPU. Only for a CPU
             with bf16 instructions: without them bf16 convolutions run ~15x slower (measured by
-            ``benchmarks/train_step.py``).
+            ``benchmarks/train_step.py``). ``auto``: a short probe at the start picks bf16 where
+            it runs clearly faster on this machine, and the run's config.yaml records the choice
+            (:mod:`ocrloc.engine.amp`).
     """
 
     steps: int = 2000
@@ -429,7 +431,7 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0
     seed: int = 0
-    amp: bool = False
+    amp: Union[bool, Literal["auto"]] = False
 
 
 @dataclass

@@ -72,7 +72,8 @@ def compare_configs(config_paths: Sequence[str | os.PathLike], rule: str, steps:
         run_dir = out_dir / name
         state = train_or_reuse(config, run_dir, progress)
         best = run_dir / "checkpoints" / "best.pt"
-        detector, _, best_state = detector_from_checkpoint(best, map_location=torch_device)
+        # The run's own config: train.amp as it trained (an 'auto' resolved), for the test pass too.
+        detector, config, best_state = detector_from_checkpoint(best, map_location=torch_device)
         params = sum(p.numel() for p in detector.model.parameters())
         key = {"test_split": str(gt_path.resolve()), "gt_mtime": gt_path.stat().st_mtime,
                "checkpoint_step": int(best_state["step"]), "checkpoint_mtime": best.stat().st_mtime}

@@ -65,11 +65,15 @@ def _value(config: Dict[str, Any], key: str) -> Any:
 def same_config(saved: Dict[str, Any], config: Config) -> bool:
     """Whether a checkpoint's saved config is ``config``. The saved one is read through today's
     dataclasses first, so a key added since (whose default keeps the old behaviour) does not
-    orphan old runs; a key since removed makes it another config."""
+    orphan old runs; a key since removed makes it another config. ``train.amp: auto`` is the
+    same config as the bool it resolved to."""
     try:
-        return config_to_dict(config_from_dict(saved)) == config_to_dict(config)
+        saved_dict, wanted = config_to_dict(config_from_dict(saved)), config_to_dict(config)
     except ConfigError:
         return False
+    if wanted["train"]["amp"] == "auto" and isinstance(saved_dict["train"]["amp"], bool):
+        wanted["train"]["amp"] = saved_dict["train"]["amp"]  # what 'auto' chose for that run (engine/amp.py)
+    return saved_dict == wanted
 
 
 def train_or_reuse(config: Config, run_dir: Path, progress: bool = True) -> Dict[str, Any]:

@@ -17,13 +17,16 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
@@ -36,6 +39,7 @@ from ocrloc.data.datasets import (CocoKeypointDataset, InMemoryCocoDataset, Synt
                                   collate_detection)
 from ocrloc.data.glyphs import GLYPH_PRESETS, glyph_task
 from ocrloc.data.task import Task, digits_task
+from ocrloc.engine.amp import resolve_amp
 from ocrloc.engine.calibration import recalibrate_scores
 from ocrloc.engine.checkpoint import load_checkpoint, save_checkpoint
 from ocrloc.engine.distributed import cpu_cores, data_workers, init_distributed
@@ -360,6 +364,16 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.ctx, self.device = init_distributed(config.train.device, config.train.threads)
         self.progress = progress and self.ctx.is_main
+        # train.amp: auto becomes the bool this machine runs faster, rank 0's choice for every rank.
+        amp, amp_note = resolve_amp(config.train.amp, self.device)
+        if self.ctx.enabled and not isinstance(config.train.amp, bool):
+            choice = [amp]
+            dist.broadcast_object_list(choice, src=0)
+            amp = bool(choice[0])
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, amp=amp))
+        self.config = config
+        if amp_note and self.ctx.is_main:
+            print(amp_note, file=sys.stderr)
         # The process layout, resolved from the cores this process may use, printed and kept in
         # the checkpoints' meta so a run's speed can be read against it.
         self.workers = data_workers(config.data.num_workers, self.device)
