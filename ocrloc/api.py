@@ -26,11 +26,13 @@ import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from ocrloc.constants import DEFAULT_MAX_PIXELS, FLOAT_TOLERANCE
 
 __all__ = ["DEFAULT_MAX_PIXELS", "Detections", "Predictor", "POLARITIES"]
 
@@ -40,17 +42,6 @@ POLARITIES = ("light_on_dark", "dark_on_light")
 
 # ITU-R 601 luma, as PIL's "L" conversion (uint8 colour goes through PIL itself, exactly).
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-# Float inputs may overshoot [0, 1] by rounding; anything further is refused, not guessed at
-# (ocrloc.export.preprocess.FLOAT_TOLERANCE: the exported files allow the same).
-_FLOAT_TOLERANCE = 1e-3
-#: The largest image (height x width, in pixels) a :class:`Predictor` takes unless told otherwise:
-#: 40 million, about 6,300 x 6,300 (a 600-dpi A4 scan, 4,960 x 7,016, fits). In the spirit of
-#: PIL's ``Image.MAX_IMAGE_PIXELS`` (89 million, a decompression-bomb guard), but sized to the
-#: model: the quickstart model needs about 170 bytes per pixel on the CPU (measured at 2048 x 2048),
-#: so 40 million pixels take ~7 GB, and a 10000 x 10000 image (~17 GB) fails with one line up
-#: front instead of an allocator traceback half a minute in. ``max_pixels=0`` (``--max-pixels 0``)
-#: lifts it; ``ocrloc.cli.defaults.MAX_PIXELS`` spells the same number for ``--help``.
-DEFAULT_MAX_PIXELS = 40_000_000
 
 Item = Union[str, os.PathLike, "Image.Image", np.ndarray, Tensor]  # noqa: F821 (PIL is imported lazily)
 
@@ -310,19 +301,8 @@ class Predictor:
             FileNotFoundError: naming a path that is not a file.
             ValueError: naming the file (not an image PIL knows, or its size past ``max_pixels``).
         """
-        from PIL import Image, UnidentifiedImageError
-
         for index, path in enumerate(paths):
-            path = Path(path)
-            if not path.is_file():
-                raise FileNotFoundError(f"no such image file: {path}")
-            try:
-                with _pil_open(path, self.max_pixels) as image:
-                    _check_pixels(image.height, image.width, f"input {index} ({path})", self.max_pixels)
-            except UnidentifiedImageError as err:
-                raise ValueError(f"cannot read image {path}: not an image file PIL knows") from err
-            except Image.DecompressionBombError as err:
-                raise ValueError(f"input {index} ({path}): {err} (PIL's limit, PIL.Image.MAX_IMAGE_PIXELS)") from None
+            _checked_image(Path(path), f"input {index} ({path})", self.max_pixels, lambda image: None)
 
     def __call__(self, inputs: Union[Item, Sequence[Item]], *, polarity: str = "light_on_dark",
                  score_threshold: Optional[float] = None, batch_size: int = 32
@@ -556,15 +536,28 @@ def _pil_open(path: Path, max_pixels: int) -> "Image.Image":  # noqa: F821
 def _read_image(path: Path, what: str = "input", max_pixels: int = 0) -> np.ndarray:
     """An image file as a numpy array; its size is checked against ``max_pixels`` from the header
     (``Image.open`` decodes nothing), before the pixels are read."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import ImageOps
+
+    return _checked_image(path, what, max_pixels, lambda image: _pil_to_array(ImageOps.exif_transpose(image)))
+
+
+def _checked_image(path: Path, what: str, max_pixels: int, read: Callable[["Image.Image"], Any]) -> Any:  # noqa: F821
+    """``read(image)`` of the file ``path`` opened by PIL once its header passed the checks that
+    :meth:`Predictor.check_files` and :func:`_read_image` share: the file exists, PIL knows it, and
+    its size is within ``max_pixels`` (ocrloc's) and PIL's own decompression-bomb limit.
+
+    Raises:
+        FileNotFoundError: naming a path that is not a file.
+        ValueError: naming the file and what is wrong with it.
+    """
+    from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
         raise FileNotFoundError(f"no such image file: {path}")
     try:
         with _pil_open(path, max_pixels) as image:
             _check_pixels(image.height, image.width, what, max_pixels)
-            image = ImageOps.exif_transpose(image)
-            return _pil_to_array(image)
+            return read(image)
     except UnidentifiedImageError as err:
         raise ValueError(f"cannot read image {path}: not an image file PIL knows") from err
     except Image.DecompressionBombError as err:  # above 2 x PIL.Image.MAX_IMAGE_PIXELS: PIL refuses it itself
@@ -612,7 +605,7 @@ def _from_array(array: np.ndarray, what: str) -> Tensor:
         if not np.isfinite(array).all():
             raise ValueError(f"{what}: the float image holds NaN or infinite values")
         low, high = float(array.min()), float(array.max())
-        if low < -_FLOAT_TOLERANCE or high > 1 + _FLOAT_TOLERANCE:
+        if low < -FLOAT_TOLERANCE or high > 1 + FLOAT_TOLERANCE:
             raise ValueError(f"{what}: float values in [{low:g}, {high:g}]; float images are taken as [0, 1] "
                              f"(divide 0-255 values by 255, or pass uint8)")
         array = np.clip(array, 0.0, 1.0)

@@ -6,7 +6,7 @@ and any module may import it.
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_SCORE_THRESHOLD"]
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_SCORE_THRESHOLD", "FLOAT_TOLERANCE"]
 
 # The score a detection needs to be kept when a user thresholds: the default of ``ocrloc evaluate --threshold``
 # and ``ocrloc report --threshold`` (recall and precision at it), of ``ocrloc predict --viz-score``, and the value
@@ -14,3 +14,15 @@ __all__ = ["DEFAULT_SCORE_THRESHOLD"]
 # detector's calibrated score (ocrloc/engine/calibration.py): on a held-out half of 1,000 val canvases of all10,
 # recall 0.976 / precision 0.980 at 0.5, 0.981 / 0.969 at 0.3, 0.966 / 0.986 at 0.7 (detectron2's default is 0.5).
 DEFAULT_SCORE_THRESHOLD: float = 0.5
+
+# The largest image (height x width, in pixels) ``ocrloc.Predictor`` and ``ocrloc predict --max-pixels`` take unless
+# told otherwise: 40 million, about 6,300 x 6,300 (a 600-dpi A4 scan, 4,960 x 7,016, fits). In the spirit of PIL's
+# ``Image.MAX_IMAGE_PIXELS`` (89 million, a decompression-bomb guard), but sized to the model: the quickstart model
+# needs about 170 bytes per pixel on the CPU (measured at 2048 x 2048), so 40 million pixels take ~7 GB, and a
+# 10000 x 10000 image (~17 GB) fails with one line up front instead of an allocator traceback half a minute in.
+# 0 lifts it.
+DEFAULT_MAX_PIXELS: int = 40_000_000
+
+# Float images may overshoot [0, 1] by rounding; anything further is refused, not guessed at: by ``ocrloc.Predictor``
+# and by the exported files' preprocessing alike (``ocrloc.export.preprocess``).
+FLOAT_TOLERANCE: float = 1e-3

@@ -9,6 +9,7 @@ still equals its source, so they cannot drift apart silently. A constant whose s
 from __future__ import annotations
 
 from ocrloc.constants import DEFAULT_SCORE_THRESHOLD  # --threshold of evaluate and report, predict --viz-score
+from ocrloc.constants import DEFAULT_MAX_PIXELS as MAX_PIXELS  # predict --max-pixels
 
 # sorted(ocrloc.data.canvas.PRESETS)
 PRESET_NAMES: tuple[str, ...] = ("canvas128", "glyphs128", "single")
@@ -22,6 +23,3 @@ SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 
 # ocrloc.evaluation.DEFAULT_SIGMA: OKS sigma of every keypoint unless --sigma says otherwise (docs/task.md, "Scores").
 DEFAULT_SIGMA: float = 0.05
-
-# ocrloc.api.DEFAULT_MAX_PIXELS: the largest image (height x width) predict takes unless --max-pixels says otherwise.
-MAX_PIXELS: int = 40_000_000

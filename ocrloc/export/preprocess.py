@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ocrloc.constants import FLOAT_TOLERANCE  # the same tolerance as ocrloc.Predictor
+
 __all__ = ["FLOAT_TOLERANCE", "LUMA_WEIGHTS", "CanvasPreprocess"]
 
 # ITU-R 601 luma, as PIL's "L" mode and ocrloc.Predictor convert colour to grey.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
-# Float inputs may overshoot [0, 1] by rounding; anything further is refused (ocrloc.Predictor's tolerance too).
-FLOAT_TOLERANCE = 1e-3
 
 
 class CanvasPreprocess(nn.Module):
