@@ -403,10 +403,8 @@ class ArgmaxDetector(nn.Module):
     def calibrated_score(self, dense: Tensor, probability: Tensor) -> Tensor:
         """A detection's score from its dense score and its class probability: their product until
         :meth:`fit_score_calibration` has run, then ``sigmoid(b + w_d logit(dense) + w_c logit(probability))``."""
-        eps = 1e-6
-        d, p = dense.float().clamp(eps, 1 - eps), probability.float().clamp(eps, 1 - eps)
         w = self.score_calibration.float()
-        fitted = torch.sigmoid(w[0] + w[1] * torch.log(d / (1 - d)) + w[2] * torch.log(p / (1 - p)))
+        fitted = torch.sigmoid(w[0] + _score_logits(dense.float(), probability.float()) @ w[1:])
         return torch.where(self.score_calibrated > 0, fitted, dense.float() * probability.float()).to(dense.dtype)
 
     @torch.jit.unused
@@ -419,9 +417,7 @@ class ArgmaxDetector(nn.Module):
         is when the detections are all right or all wrong (nothing to separate)."""
         if correct.numel() == 0 or bool(correct.all()) or not bool(correct.any()):
             return
-        eps = 1e-6
-        d, p = dense.double().clamp(eps, 1 - eps), probability.double().clamp(eps, 1 - eps)
-        x = torch.stack([torch.log(d / (1 - d)), torch.log(p / (1 - p))], dim=1)
+        x = _score_logits(dense.double(), probability.double())
         y = correct.double()
         with torch.enable_grad():
             w = torch.tensor([0.0, 1.0, 1.0], dtype=torch.float64, requires_grad=True)
@@ -521,6 +517,14 @@ class ArgmaxDetector(nn.Module):
         m = kept.shape[0]
         labels = labels[rows]
         return boxes[kept], scores, labels[:m], points[:m], kept, probability
+
+
+def _score_logits(dense: Tensor, probability: Tensor) -> Tensor:
+    """``[N, 2]``: the logits of the dense scores and class probabilities ``[N]`` (clipped to
+    ``[1e-6, 1 - 1e-6]``), what the score calibration weighs (:meth:`ArgmaxDetector.calibrated_score`)."""
+    eps = 1e-6
+    d, p = dense.clamp(eps, 1 - eps), probability.clamp(eps, 1 - eps)
+    return torch.stack([torch.log(d / (1 - d)), torch.log(p / (1 - p))], dim=1)
 
 
 def _duplicates(boxes: Tensor, scores: Tensor, image: Tensor, labels: Tensor, iou_threshold: float) -> Tensor:
