@@ -359,17 +359,19 @@ class Trainer:
     def __init__(self, config: Config, run_dir: str | os.PathLike, resume: bool = False, progress: bool = True) -> None:
         from ocrloc.models.build import build
 
-        self.config = config
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.ctx, self.device = init_distributed(config.train.device, config.train.threads)
         self.progress = progress and self.ctx.is_main
-        # train.amp: auto becomes the bool this machine runs faster, rank 0's choice for every rank.
-        amp, amp_note = resolve_amp(config.train.amp, self.device)
-        if self.ctx.enabled and not isinstance(config.train.amp, bool):
-            choice = [amp]
-            dist.broadcast_object_list(choice, src=0)
-            amp = bool(choice[0])
+        # train.amp: auto becomes the bool this machine runs faster: rank 0 alone probes (ranks
+        # probing at once on one machine would time each other), and every rank takes its choice.
+        amp, amp_note = config.train.amp, ""
+        if not isinstance(amp, bool):
+            amp, amp_note = resolve_amp(amp, self.device) if self.ctx.is_main else (False, "")
+            if self.ctx.enabled:
+                choice = [amp]
+                dist.broadcast_object_list(choice, src=0)
+                amp = bool(choice[0])
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, amp=amp))
         self.config = config
         if amp_note and self.ctx.is_main:
