@@ -37,7 +37,7 @@ higher scores go first, the match of a detection at or above any threshold is th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -116,6 +116,20 @@ def _group_bounds(sorted_keys: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray
     return np.searchsorted(sorted_keys, keys, "left"), np.searchsorted(sorted_keys, keys, "right")
 
 
+def _image_groups(gt_img: np.ndarray, det_img: np.ndarray, det_score: np.ndarray, dets: np.ndarray
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Per image that has ground truth and some of the detections ``dets`` (indices): that image's
+    ground-truth indices and its detections' indices, by descending score (stable, like pycocotools'
+    mergesort). Both sides are sorted by image once, so each image is a contiguous slice."""
+    g_order = np.argsort(gt_img, kind="stable")
+    d_order = dets[np.lexsort((-det_score[dets], det_img[dets]))]
+    images = np.unique(gt_img[g_order])
+    g_lo, g_hi = _group_bounds(gt_img[g_order], images)
+    d_lo, d_hi = _group_bounds(det_img[d_order], images)
+    for k in np.flatnonzero(d_hi > d_lo):
+        yield g_order[g_lo[k]:g_hi[k]], d_order[d_lo[k]:d_hi[k]]
+
+
 def match_points(
     gt_img: np.ndarray, gt_cls: np.ndarray, gt_xy: np.ndarray, gt_labelled: np.ndarray, gt_area: np.ndarray,
     det_img: np.ndarray, det_cls: np.ndarray, det_xy: np.ndarray, det_has: np.ndarray, det_score: np.ndarray,
@@ -141,40 +155,28 @@ def match_points(
         return PointMatches(det, dist, agnostic)
     variances = keypoint_variances(sigmas)
 
-    # Sort both sides by image once (detections by descending score inside an image, stable like pycocotools'
-    # mergesort) so each image is a contiguous slice.
-    g_order = np.argsort(gt_img, kind="stable")
-    d_order = np.lexsort((-det_score, det_img))
-    g_img, d_img = gt_img[g_order], det_img[d_order]
-    images = np.unique(g_img)
-    g_lo, g_hi = _group_bounds(g_img, images)
-    d_lo, d_hi = _group_bounds(d_img, images)
-    g_xy, g_lab, g_cls, g_area = gt_xy[g_order], gt_labelled[g_order], gt_cls[g_order], gt_area[g_order]
-    d_xy, d_has, d_cls = det_xy[d_order], det_has[d_order], det_cls[d_order]
-
-    for k in np.flatnonzero(d_hi > d_lo):
-        gs, ds = slice(g_lo[k], g_hi[k]), slice(d_lo[k], d_hi[k])
-        diff = d_xy[ds, None] - g_xy[None, gs]  # [D_i, G_i, N, 2]
+    for gt_idx, det_idx in _image_groups(gt_img, det_img, det_score, np.arange(len(det_img))):
+        diff = det_xy[det_idx, None] - gt_xy[None, gt_idx]  # [D_i, G_i, N, 2]
         d2 = (diff * diff).sum(-1)  # [D_i, G_i, N]
-        shared = d_has[ds, None, :] & g_lab[None, gs, :]  # keypoints compared: labelled in the GT, in the detection
+        g_lab = gt_labelled[gt_idx]
+        shared = det_has[det_idx, None, :] & g_lab[None, :, :]  # keypoints compared: labelled in the GT, in the detection
         count = shared.sum(-1)
-        per = np.where(shared, np.exp(-d2 / variances / (g_area[gs][None, :, None] + np.spacing(1)) / 2.0), 0.0)
+        per = np.where(shared, np.exp(-d2 / variances / (gt_area[gt_idx][None, :, None] + np.spacing(1)) / 2.0), 0.0)
         sim = per.sum(-1) / np.maximum(count, 1)  # [D_i, G_i]; one keypoint: exactly oks()
         near = (count > 0) & (sim >= OKS_MATCH_THRESHOLD)
         if not near.any():
             continue
-        gt_idx = g_order[gs]
-        same = near & (d_cls[ds, None] == g_cls[None, gs])
+        same = near & (det_cls[det_idx, None] == gt_cls[None, gt_idx])
         if same.any():
             m = greedy_match(same, sim)
             hit = m >= 0
             cols = np.flatnonzero(hit)
-            det[gt_idx[hit]] = d_order[d_lo[k] + m[hit]]
-            dist[gt_idx[hit]] = np.where(g_lab[gs][cols], np.sqrt(d2[m[hit], cols]), np.nan)
+            det[gt_idx[hit]] = det_idx[m[hit]]
+            dist[gt_idx[hit]] = np.where(g_lab[cols], np.sqrt(d2[m[hit], cols]), np.nan)
         mean_d2 = np.where(shared, d2, 0.0).sum(-1) / np.maximum(count, 1)  # one keypoint: d2 itself
         a = greedy_match(near, -mean_d2)
         hit = a >= 0
-        agnostic[gt_idx[hit]] = d_order[d_lo[k] + a[hit]]
+        agnostic[gt_idx[hit]] = det_idx[a[hit]]
     return PointMatches(det, dist, agnostic)
 
 
@@ -198,28 +200,19 @@ def match_within_px(
     keep = np.flatnonzero(det_score >= min_score)
     if n_gt == 0 or keep.size == 0:
         return found
-    g_order = np.argsort(gt_img, kind="stable")
-    d_order = keep[np.lexsort((-det_score[keep], det_img[keep]))]
-    g_img, d_img = gt_img[g_order], det_img[d_order]
-    images = np.unique(g_img)
-    g_lo, g_hi = _group_bounds(g_img, images)
-    d_lo, d_hi = _group_bounds(d_img, images)
-    g_xy, g_lab, g_cls = gt_xy[g_order], gt_labelled[g_order], gt_cls[g_order]
-    d_xy, d_has, d_cls = det_xy[d_order], det_has[d_order], det_cls[d_order]
-    for k in np.flatnonzero(d_hi > d_lo):
-        gs, ds = slice(g_lo[k], g_hi[k]), slice(d_lo[k], d_hi[k])
-        diff = d_xy[ds, None] - g_xy[None, gs]  # [D_i, G_i, N, 2]
+    for gt_idx, det_idx in _image_groups(gt_img, det_img, det_score, keep):
+        diff = det_xy[det_idx, None] - gt_xy[None, gt_idx]  # [D_i, G_i, N, 2]
         d2 = (diff * diff).sum(-1)  # [D_i, G_i, N]
-        labelled = g_lab[None, gs, :]
+        labelled = gt_labelled[gt_idx][None, :, :]
         close = np.sqrt(d2) <= max_px
         # Every keypoint the object labels: the detection has it, and it is close; at least one is labelled.
-        every = np.all(~labelled | (d_has[ds, None, :] & close), axis=-1) & labelled.any(-1)
-        allowed = every & (d_cls[ds, None] == g_cls[None, gs])
+        every = np.all(~labelled | (det_has[det_idx, None, :] & close), axis=-1) & labelled.any(-1)
+        allowed = every & (det_cls[det_idx, None] == gt_cls[None, gt_idx])
         if not allowed.any():
             continue
         count = np.maximum(labelled.sum(-1), 1)
         mean_d2 = np.where(labelled, d2, 0.0).sum(-1) / count
         m = greedy_match(allowed, -mean_d2)
         hit = m >= 0
-        found[g_order[gs][hit]] = d_order[d_lo[k] + m[hit]]
+        found[gt_idx[hit]] = det_idx[m[hit]]
     return found
