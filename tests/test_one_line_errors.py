@@ -214,15 +214,20 @@ CASES: Dict[str, Callable[[Inputs, Path], Case]] = {
 }
 
 
+def _error_of(case: Case, capsys) -> str:
+    """Run the command of ``case``; it must exit 2. Returns what it printed on stderr."""
+    capsys.readouterr()
+    assert main(case.argv) == 2
+    return capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_every_bad_input_is_one_line_naming_it_with_exit_code_2(name, inputs, tmp_path, capsys):
     marker = Path("/tmp/ocrloc-crafted-checkpoint-ran")
     marker.unlink(missing_ok=True)
     case = CASES[name](inputs, tmp_path)
     before = snapshot(case.kept) if case.kept else None
-    capsys.readouterr()
-    assert main(case.argv) == 2
-    err = capsys.readouterr().err
+    err = _error_of(case, capsys)
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert case.message in err, err
     if case.new is not None:
@@ -411,9 +416,7 @@ OUTPUT_CASES: Dict[str, Callable[[Inputs, Path], Case]] = {
 @pytest.mark.parametrize("name", list(OUTPUT_CASES))
 def test_an_output_that_cannot_be_written_is_one_line_naming_it(name, inputs, tmp_path, capsys):
     case = OUTPUT_CASES[name](inputs, tmp_path)
-    capsys.readouterr()
-    assert main(case.argv) == 2
-    err = capsys.readouterr().err
+    err = _error_of(case, capsys)
     assert err.startswith("error: ") and err.count("\n") == 1 and case.message in err, err
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left
 
@@ -607,9 +610,7 @@ INPUT_CASES: Dict[str, Callable[[Inputs, Path], Case]] = {
 @pytest.mark.parametrize("name", list(INPUT_CASES))
 def test_issue_26_inputs_are_one_line_naming_them_with_exit_code_2(name, inputs, tmp_path, capsys):
     case = INPUT_CASES[name](inputs, tmp_path)
-    capsys.readouterr()
-    assert main(case.argv) == 2
-    err = capsys.readouterr().err
+    err = _error_of(case, capsys)
     lines = [line for line in err.splitlines() if not line.startswith("note: ")]
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert case.message in err, err
