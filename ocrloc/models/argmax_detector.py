@@ -31,7 +31,7 @@ they were read from), in train and eval mode alike; ``model(images, targets)`` a
 ``crop_logits`` (the crop classifier's), which the criterion reads. Training mode adds only
 what training needs: jittered boxes and the streamed closed-form fit.
 :class:`ArgmaxPredictor` decodes boxes from the dense outputs, names them and places their
-points.
+points, for the whole batch at once (its flat forward, which every export format runs too).
 """
 
 # No `from __future__ import annotations`: TorchScript reads these annotations.
@@ -49,7 +49,7 @@ from ocrloc.models.centernet import CenterNetDetector
 from ocrloc.models.centernet_decode import CenterNetDecoder
 from ocrloc.models.centernet_loss import CenterNetCriterion
 from ocrloc.models.crop_classifier import CropClassifier, boxes_to_rois
-from ocrloc.models.family import Criterion, PredictorModule
+from ocrloc.models.family import Criterion, FlatPredictor, flat_detections, split_per_image
 from ocrloc.models.point_map import PointMapHead, map_loss
 from ocrloc.models.readout import RidgeReadout
 
@@ -188,7 +188,7 @@ class ArgmaxPointHead(nn.Module):
         feature_crop = roi_align(features, window, fs, spatial_scale=1.0 / self.feature_stride, sampling_ratio=2,
                                  aligned=True)
         soft, _ = self.soft_argmax(self.feature_conv(feature_crop))
-        soft = soft.reshape(n, -1) * float(self.feature_stride)
+        soft = soft.flatten(1) * float(self.feature_stride)  # flatten, not reshape(n, -1): n may be 0
         coords = torch.cat([extremes, centroid, local, soft], dim=1)
         # A window with no ink at all has no ink box (its extremes would read 0 and 1): the box stands in.
         has_ink = mask.flatten(1).amax(dim=1) > 0.5
@@ -436,37 +436,38 @@ class ArgmaxDetector(nn.Module):
 
     def detect(self, images: Tensor, features: Tensor, detections: List[Dict[str, Tensor]],
                iou_threshold: float = 0.6) -> List[Dict[str, Tensor]]:
-        """Decoded dense ``detections`` (per image) -> :meth:`detect_rois`'s detections, per image,
-        sorted by score."""
-        boxes = [d["boxes"] for d in detections]
-        rois = boxes_to_rois(boxes) if len(boxes) > 0 else images.new_zeros(0, 5)
-        scores = torch.cat([d["scores"] for d in detections])
-        labels = torch.cat([d["labels"] for d in detections])
-        if rois.shape[0] == 0:
-            k = self.head.num_keypoints
-            return [{"boxes": d["boxes"], "scores": d["scores"], "labels": d["labels"],
-                     "keypoints": d["boxes"].new_zeros(0, k, 3), "dense_scores": d["scores"],
-                     "class_scores": d["scores"]} for d in detections]
-        boxes_kept, scores_kept, labels_kept, points, kept, class_kept = self.detect_rois(
-            images, features, rois, scores, labels, iou_threshold)
-        dense_kept = scores[kept]
-        image_of = rois[kept, 0].long()
-        results: List[Dict[str, Tensor]] = []
-        for i in range(len(detections)):
-            mine = torch.nonzero(image_of == i).flatten()
-            order = mine[torch.argsort(scores_kept[mine], descending=True)]
-            s = scores_kept[order]
-            keypoints = torch.cat([points[order], s[:, None, None].expand(order.shape[0], points.shape[1], 1)], dim=2)
-            results.append({"boxes": boxes_kept[order], "scores": s, "labels": labels_kept[order],
-                            "keypoints": keypoints, "dense_scores": dense_kept[order],
-                            "class_scores": class_kept[order]})
-        return results
+        """Decoded dense ``detections`` (per image) -> :meth:`detect_batch`'s detections, per image
+        (:func:`~ocrloc.models.family.split_per_image`), sorted by score."""
+        boxes = torch.cat([d["boxes"] for d in detections]) if len(detections) > 0 else images.new_zeros(0, 4)
+        batch_index = torch.cat([torch.full_like(d["labels"], i) for i, d in enumerate(detections)]
+                                ) if len(detections) > 0 else torch.zeros(0, dtype=torch.long, device=images.device)
+        scores = torch.cat([d["scores"] for d in detections]) if len(detections) > 0 else images.new_zeros(0)
+        labels = torch.cat([d["labels"] for d in detections]) if len(detections) > 0 else batch_index
+        flat = self.detect_batch(images, features, boxes, scores, labels, batch_index, iou_threshold)
+        return split_per_image(flat, len(detections))
+
+    def detect_batch(self, images: Tensor, features: Tensor, boxes: Tensor, scores: Tensor, labels: Tensor,
+                     batch_index: Tensor, iou_threshold: float) -> Dict[str, Tensor]:
+        """The batch's dense detections (``boxes [N, 4]``, ``scores``, ``labels``, the image of each
+        ``batch_index``; any order) -> its detections, flat
+        (:data:`~ocrloc.models.family.FLAT_OUTPUT_NAMES`, then ``dense_scores`` and ``class_scores``,
+        the two inputs of the score: :mod:`ocrloc.engine.calibration` fits on them) by :meth:`detect_rois`."""
+        rois = torch.cat([batch_index[:, None].to(boxes.dtype), boxes], dim=1)
+        padding = 0
+        if not torch.jit.is_scripting():  # (TorchScript compiles none of this branch)
+            if torch.compiler.is_exporting():  # the .pt2 and ONNX files
+                images, features, rois = _with_blank_crop(images, features, rois)
+                padding = 1
+        boxes, scores_kept, labels, points, kept, probability = self.detect_rois(
+            images, features, rois, scores, labels, iou_threshold, padding=padding)
+        return flat_detections(boxes, scores_kept, labels, points, batch_index[kept],
+                               {"dense_scores": scores[kept], "class_scores": probability})
 
     def detect_rois(self, images: Tensor, features: Tensor, rois: Tensor, scores: Tensor, labels: Tensor,
                     iou_threshold: float, padding: int = 0) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         """The detections of dense boxes ``rois [N + padding, 5]`` (image index, xyxy) with dense
-        ``scores`` and ``labels`` ``[N]``, batched: the one place the argmax detector decodes (the
-        per-image :meth:`detect` and the exported flat graph both call it).
+        ``scores`` and ``labels`` ``[N]``, batched: the one place the argmax detector decodes
+        (:meth:`detect_batch`, the predictor's and every export's path, calls it).
 
         * **Box**: with ``ink_boxes``, the ink box the head measured around the dense box (the ink
           inside it and the ink connected to it, :meth:`ArgmaxPointHead.measure_rois`), which is
@@ -485,8 +486,8 @@ class ArgmaxDetector(nn.Module):
           until the trainer has fitted it on val).
         * **Points**: the argmax head's, for that class.
 
-        ``padding`` trailing rows (the exported graph's blank crop, which keeps a convolution's batch
-        provably non-empty) are measured and dropped. Returns the kept detections' boxes ``[M, 4]``,
+        ``padding`` trailing rows (the blank crop :meth:`detect_batch` adds while ``torch.export``
+        traces, which keeps a convolution's batch provably non-empty) are measured and dropped. Returns the kept detections' boxes ``[M, 4]``,
         scores, labels, points ``[M, K, 2]``, their row indices into ``rois`` ``[M]`` and their class
         probabilities ``[M]`` (ones without a crop classifier).
         """
@@ -547,17 +548,33 @@ def _duplicates(boxes: Tensor, scores: Tensor, image: Tensor, labels: Tensor, io
     return (overlap & before & same).any(dim=1)
 
 
-class ArgmaxPredictor(PredictorModule):
-    """``[B, 1, H, W]`` -> detections of an :class:`ArgmaxDetector` (scriptable)."""
+def _with_blank_crop(images: Tensor, features: Tensor, rois: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """One more image, blank, and one roi on it, for ``torch.export``: convolutions over a
+    data-dependent number of crops ask whether there are none, which torch.export cannot answer for
+    every input; the extra crop (of an extra image: an empty batch has no image 0), dropped after,
+    makes the count provably positive."""
+    batch = images.shape[0]
+    images = torch.cat([images, images.new_zeros((1,) + images.shape[1:])])
+    features = torch.cat([features, features.new_zeros((1,) + features.shape[1:])])
+    blank = torch.cat([torch.full((1, 1), batch, dtype=rois.dtype, device=rois.device),
+                       rois.new_tensor([[0.0, 0.0, 1.0, 1.0]])], dim=1)
+    return images, features, torch.cat([rois, blank])
+
+
+class ArgmaxPredictor(FlatPredictor):
+    """``[B, 1, H, W]`` -> detections of an :class:`ArgmaxDetector` (scriptable): the dense
+    detector's decoding (:meth:`CenterNetDecoder.candidates`), then :meth:`ArgmaxDetector.detect_batch`."""
 
     def __init__(self, model: ArgmaxDetector, decoder: CenterNetDecoder) -> None:
         super().__init__(model.size_divisible, model.size_divisible)
         self.model = model
         self.decoder = decoder
 
-    def forward(self, images: Tensor) -> List[Dict[str, Tensor]]:
+    def forward_flat(self, images: Tensor) -> Dict[str, Tensor]:
         outputs = self.model(images)
-        return self.model.detect(images, outputs["features"], self.decoder(outputs), self.decoder.iou_threshold)
+        boxes, scores, labels, _, batch_index = self.decoder.candidates(outputs, images.shape[2], images.shape[3])
+        return self.model.detect_batch(images, outputs["features"], boxes, scores, labels, batch_index,
+                                       self.decoder.iou_threshold)
 
 
 class ArgmaxCriterion(Criterion):

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ocrloc.models.centernet_decode import CenterNetDecoder
 from ocrloc.models.constants import PIXEL_MEAN, PIXEL_STD
-from ocrloc.models.family import PredictorModule
+from ocrloc.models.family import FlatPredictor
 from ocrloc.models.trunk import Trunk
 
 __all__ = ["CenterNetDetector", "CenterNetPredictor", "head_layout"]
@@ -158,13 +158,14 @@ def _rename_old_trunk_keys(state_dict, prefix, *args) -> None:
             state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
 
 
-class CenterNetPredictor(PredictorModule):
-    """:class:`CenterNetDetector` + :class:`~ocrloc.models.centernet_decode.CenterNetDecoder`."""
+class CenterNetPredictor(FlatPredictor):
+    """:class:`CenterNetDetector` + :class:`~ocrloc.models.centernet_decode.CenterNetDecoder`, decoding
+    the whole batch at once (:meth:`forward_flat`; called, a split of it per image)."""
 
     def __init__(self, model: CenterNetDetector, decoder: CenterNetDecoder) -> None:
         super().__init__(model.size_divisible, model.size_divisible)
         self.model = model
         self.decoder = decoder
 
-    def forward(self, images: Tensor) -> List[Dict[str, Tensor]]:
-        return self.decoder(self.model(images))
+    def forward_flat(self, images: Tensor) -> Dict[str, Tensor]:
+        return self.decoder.detect(self.model(images), images.shape[2], images.shape[3])

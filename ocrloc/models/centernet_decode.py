@@ -15,14 +15,25 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import boxes as box_ops
 
+from ocrloc.models.family import flat_detections, split_per_image
+
 
 __all__ = ["CenterNetDecoder", "index_grids"]
 
 
-class CenterNetDecoder(nn.Module):
-    """Raw outputs ``{name: [B, K, h, w]}`` -> one dict per image, as torchvision detection models return.
+def _at_most(limit: int, size: int) -> int:
+    """``min(limit, size)``, kept symbolic while ``torch.export`` traces (a plain ``min`` would fix
+    the size of the traced example)."""
+    if torch.jit.is_scripting():
+        return min(limit, size)
+    return torch.sym_min(limit, size)
 
-    Each dict holds ``boxes`` ``[N, 4]`` (xyxy, canvas pixels), ``scores`` ``[N]``, ``labels``
+
+class CenterNetDecoder(nn.Module):
+    """Raw outputs ``{name: [B, K, h, w]}`` -> detections: :meth:`detect` for the whole batch, flat;
+    called, one dict per image (a split of it), as torchvision detection models return.
+
+    Each image's detections are ``boxes`` ``[N, 4]`` (xyxy, canvas pixels), ``scores`` ``[N]``, ``labels``
     ``[N]`` (int64) and ``keypoints`` ``[N, K, 3]`` (x, y, score; the detection's score for every
     keypoint), sorted by score, N <= ``max_detections``.
 
@@ -53,48 +64,69 @@ class CenterNetDecoder(nn.Module):
         self.num_keypoints = num_keypoints
 
     def forward(self, outputs: Dict[str, torch.Tensor]) -> List[Dict[str, torch.Tensor]]:
+        """One dict per image: :func:`~ocrloc.models.family.split_per_image` of :meth:`detect` on
+        the canvas the outputs cover."""
+        batch, _, h, w = outputs["heatmap"].shape
+        return split_per_image(self.detect(outputs, h * self.stride, w * self.stride), batch)
+
+    def detect(self, outputs: Dict[str, torch.Tensor], height: int, width: int) -> Dict[str, torch.Tensor]:
+        """The batch's detections, flat (:data:`~ocrloc.models.family.FLAT_OUTPUT_NAMES`), on a
+        ``height`` x ``width`` canvas."""
+        boxes, scores, labels, points, batch_index = self.candidates(outputs, height, width)
+        return flat_detections(boxes, scores, labels, points, batch_index, {})
+
+    def candidates(self, outputs: Dict[str, torch.Tensor], height: int, width: int
+                   ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The decoding, batched and loop-free (it is also the exported graph's): boxes ``[N, 4]``
+        (clipped to the ``height`` x ``width`` canvas), scores, labels, points ``[N, K, 2]`` and image
+        index of the detections kept, in no particular order."""
         heat = outputs["heatmap"].float().sigmoid()
         batch, classes, h, w = heat.shape
         pooled = F.max_pool2d(heat, self.nms_kernel, stride=1, padding=self.nms_kernel // 2)
         peaks = heat * (pooled == heat).to(heat.dtype)
-        k = min(self.max_detections, classes * h * w)
-        top_scores, top_index = peaks.reshape(batch, -1).topk(k, dim=1)
+        top_scores, top_index = peaks.flatten(1).topk(_at_most(self.max_detections, classes * h * w), dim=1)
+        # Class, cell, row and column of each flat index, read from index grids rather than by // and %:
+        # the ONNX converter cannot divide by a symbolic size.
+        labels_of, cell_of, ys_of, xs_of = index_grids(classes, h, w, heat.device)
+        labels, cell = labels_of[top_index], cell_of[top_index]  # [B, top]
+        cells = torch.stack([xs_of[top_index], ys_of[top_index]], dim=2).to(heat.dtype)
         stride = float(self.stride)
-        results: List[Dict[str, torch.Tensor]] = []
-        for b in range(batch):
-            keep = top_scores[b] > self.score_threshold
-            scores = top_scores[b][keep]
-            index = top_index[b][keep]
-            labels = torch.div(index, h * w, rounding_mode="floor")
-            cell = index % (h * w)
-            cy = torch.div(cell, w, rounding_mode="floor")
-            cx = cell % w
-            cells = torch.stack([cx, cy], dim=1).to(heat.dtype)
-            size = outputs["size"][b][:, cy, cx].t().float()
-            offset = outputs["offset"][b][:, cy, cx].t().float()
-            center = (cells + offset) * stride
-            half = size.clamp(min=0) * stride / 2
-            boxes = torch.cat([center - half, center + half], dim=1)
-            boxes = box_ops.clip_boxes_to_image(boxes, (h * self.stride, w * self.stride))
-            k = self.num_keypoints
-            if self.point_mode == "offset":
-                point_all = outputs["point"][b].float().reshape(self.num_classes, k, 2, h, w)
-                points = (cells[:, None, :] + point_all[labels, :, :, cy, cx]) * stride  # [N, K, 2]
-            else:
-                points = self.points_from_heatmap(outputs, torch.full_like(labels, b), labels, boxes, h, w)
-            kept = box_ops.nms(boxes, scores, self.iou_threshold)[: self.max_detections]
-            point_scores = scores[kept][:, None, None].expand(kept.shape[0], k, 1)
-            keypoints = torch.cat([points[kept], point_scores], dim=2)
-            results.append({"boxes": boxes[kept], "scores": scores[kept], "labels": labels[kept].long(),
-                            "keypoints": keypoints})
-        return results
+        size = _at_cells(outputs["size"], cell).float()
+        offset = _at_cells(outputs["offset"], cell).float()
+        center = (cells + offset) * stride
+        half = size.clamp(min=0) * stride / 2
+        boxes = box_ops.clip_boxes_to_image(torch.cat([center - half, center + half], dim=2), (height, width))
+        k = self.num_keypoints
+        if self.point_mode == "offset":
+            point_all = _at_cells(outputs["point"], cell).float()  # [B, top, C * K * 2]
+            top = cell.shape[1]  # not -1 in the reshapes: an empty batch has no size to infer
+            point_all = point_all.reshape(batch, top, self.num_classes, k * 2)
+            read = point_all.gather(2, labels[:, :, None, None].expand(-1, -1, 1, k * 2))
+            points = (cells[:, :, None, :] + read.reshape(batch, top, k, 2)) * stride  # [B, top, K, 2]
+        else:
+            points = cells.new_zeros(0)  # placed after suppression, for the detections kept only
+        batch_index = torch.arange(batch, device=heat.device)[:, None].expand_as(labels)
+        keep = top_scores.flatten() > self.score_threshold
+        boxes, scores = boxes.reshape(-1, 4)[keep], top_scores.flatten()[keep]
+        labels, batch_index = labels.flatten()[keep], batch_index.flatten()[keep]
+        # One suppression for the batch: each image's boxes moved past every other image's.
+        # (The largest coordinate from the boxes themselves, as torchvision's batched_nms: a tensor, where the
+        # canvas size would be a symbol the ONNX converter cannot multiply by; the 0 keeps an empty set valid.)
+        farthest = torch.cat([boxes.flatten(), boxes.new_zeros(1)]).max() + 1
+        separated = boxes + (batch_index.to(boxes.dtype) * farthest)[:, None]
+        kept = box_ops.nms(separated, scores, self.iou_threshold)
+        boxes, scores, labels, batch_index = boxes[kept], scores[kept], labels[kept], batch_index[kept]
+        if self.point_mode == "offset":
+            points = points.reshape(-1, k, 2)[keep][kept]
+        else:
+            points = self.points_from_heatmap(outputs, batch_index, labels, boxes, h, w)
+        return boxes, scores, labels.long(), points, batch_index
 
     def points_from_heatmap(self, outputs: Dict[str, torch.Tensor], batch_index: torch.Tensor, labels: torch.Tensor,
                             boxes: torch.Tensor, h: int, w: int) -> torch.Tensor:
         """Per detection and keypoint ``[N, K, 2]``: the peak of the (class, keypoint) heatmap inside
         the detection's box (one cell of margin) plus the keypoint's sub-cell offset there; detection
-        ``i`` is on image ``batch_index[i]`` of the batch (the per-image loop here and the batched
-        graph of :mod:`ocrloc.export.flat` share this)."""
+        ``i`` is on image ``batch_index[i]`` of the batch."""
         stride = float(self.stride)
         k = self.num_keypoints
         n = labels.shape[0]
@@ -125,3 +157,9 @@ def index_grids(classes: int, h: int, w: int, device: torch.device
     ys = torch.arange(h, device=device).view(1, h, 1).expand(shape).flatten()
     xs = torch.arange(w, device=device).view(1, 1, w).expand(shape).flatten()
     return labels, cells, ys, xs
+
+
+def _at_cells(maps: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    """``maps [B, C, h, w]`` read at flat cells ``[B, k]`` -> ``[B, k, C]``."""
+    flat = maps.flatten(2)
+    return flat.gather(2, cell[:, None, :].expand(-1, flat.shape[1], -1)).transpose(1, 2)

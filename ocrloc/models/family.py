@@ -11,9 +11,14 @@
   ``metrics.csv`` columns).
 * ``predictor(images) -> List[Dict[str, Tensor]]``: scriptable, one dict per image with
   ``boxes`` ``[N, 4]`` (xyxy, pixels), ``scores`` ``[N]``, ``labels`` ``[N]`` (int64) and
-  ``keypoints`` ``[N, 1, 3]`` (x, y, score), as torchvision detection models return. It holds
+  ``keypoints`` ``[N, K, 3]`` (x, y, score), as torchvision detection models return. It holds
   the model (shared weights) and declares its own input rule: ``size_divisible``,
   ``min_size``, ``max_size`` (0: none).
+* A family whose decoding is one loop-free batched graph (a :class:`FlatPredictor`) also gives
+  ``predictor.forward_flat(images) -> Dict[str, Tensor]``: the detections of the whole batch
+  concatenated (:data:`FLAT_OUTPUT_NAMES`, each row's image in ``batch_index``). That is its only
+  decoding: ``predictor(images)`` is :func:`split_per_image` of it, and the ``torch.export`` and
+  ONNX files are it (:mod:`ocrloc.export.flat`, which knows no family).
 
 Training, validation, comparison, the head study, ``ocrloc predict`` and the export call only
 these three; targets are moved to the device once, by the caller
@@ -29,7 +34,13 @@ from torch import Tensor, nn
 
 from ocrloc.data.task import Task
 
-__all__ = ["Criterion", "Detector", "PredictorModule"]
+__all__ = ["Criterion", "Detector", "FLAT_OUTPUT_NAMES", "FlatPredictor", "PredictorModule", "flat_detections",
+           "has_flat_graph", "split_per_image"]
+
+# The flat outputs every FlatPredictor gives (a family may add its own after them, e.g. the argmax
+# detector's ``dense_scores`` and ``class_scores``): boxes [N, 4] xyxy, scores [N], labels [N] int64,
+# keypoints [N, K, 3] (x, y, score), batch_index [N] int64 (the image of the batch each row is on).
+FLAT_OUTPUT_NAMES = ("boxes", "scores", "labels", "keypoints", "batch_index")
 
 
 class Criterion(nn.Module):
@@ -71,6 +82,59 @@ class PredictorModule(nn.Module):
         if self.max_size > 0:
             ok = ok and height <= self.max_size and width <= self.max_size
         return ok
+
+    def forward_flat(self, images: Tensor) -> Dict[str, Tensor]:
+        """The batch's detections concatenated (:data:`FLAT_OUTPUT_NAMES`); only a
+        :class:`FlatPredictor` has them (:func:`has_flat_graph`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no batched graph")
+
+
+class FlatPredictor(PredictorModule):
+    """A predictor whose decoding is one batched graph, :meth:`forward_flat`; the per-image dicts of
+    :meth:`forward` are a split of it (:func:`split_per_image`), so the two cannot disagree."""
+
+    def forward(self, images: Tensor) -> List[Dict[str, Tensor]]:
+        return split_per_image(self.forward_flat(images), images.shape[0])
+
+
+def has_flat_graph(predictor: nn.Module) -> bool:
+    """Whether ``predictor`` decodes as one batched graph (:meth:`PredictorModule.forward_flat`),
+    which ``torch.export`` and ONNX need."""
+    return isinstance(predictor, FlatPredictor)
+
+
+def flat_detections(boxes: Tensor, scores: Tensor, labels: Tensor, points: Tensor, batch_index: Tensor,
+                    extra: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """Decoded detections in any order (``points [N, K, 2]``; ``extra``: more ``[N, ...]`` outputs of
+    the family) -> the flat outputs, image by image and each image's by score, every keypoint carrying
+    its detection's score.
+
+    One sort on ``4 * image - score`` (scores lie in [0, 1]; ONNX has no stable sort to do it in two),
+    in float64, which holds both exactly."""
+    order = torch.argsort(batch_index.double() * 4.0 - scores.double())
+    n, k = order.shape[0], points.shape[1]
+    scores = scores[order]
+    keypoints = torch.cat([points[order], scores[:, None, None].expand(n, k, 1)], dim=2)
+    outputs = {"boxes": boxes[order], "scores": scores, "labels": labels[order], "keypoints": keypoints,
+               "batch_index": batch_index[order]}
+    for name, value in extra.items():
+        outputs[name] = value[order]
+    return outputs
+
+
+def split_per_image(outputs: Dict[str, Tensor], batch_size: int) -> List[Dict[str, Tensor]]:
+    """Flat outputs -> one dict per image (every output but ``batch_index``), as torchvision
+    detection models and the TorchScript file return."""
+    index = outputs["batch_index"]
+    results: List[Dict[str, Tensor]] = []
+    for i in range(batch_size):
+        mine = index == i
+        image: Dict[str, Tensor] = {}
+        for name, value in outputs.items():  # (no comprehension with an if: TorchScript has none)
+            if name != "batch_index":
+                image[name] = value[mine]
+        results.append(image)
+    return results
 
 
 @dataclass
