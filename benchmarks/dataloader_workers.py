@@ -25,7 +25,7 @@ from pathlib import Path
 from ocrloc.config import load_config
 from ocrloc.engine.trainer import Trainer
 
-DEFAULT_CONFIGS = ["configs/experiments/head_study/06_extremes.yaml", "configs/quickstart.yaml"]
+DEFAULT_CONFIGS = ["configs/research/head_study/06_extremes.yaml", "configs/quickstart.yaml"]
 
 
 def time_training(config_path: str, workers: int, steps: int) -> dict:

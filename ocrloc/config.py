@@ -34,6 +34,8 @@ import yaml
 # The augmentation dataclasses live apart from the pipelines: importing ocrloc.data.augment
 # would pull in albumentations (seconds) for every tool that only reads a config.
 from ocrloc.data.augment_config import CanvasAugmentConfig, DigitAugmentConfig
+from ocrloc.models.registry import MODEL_TYPES as REGISTERED_TYPES
+from ocrloc.models.registry import applies_to
 from ocrloc.utils.errors import yaml_problem
 from ocrloc.utils.io import atomic_path
 
@@ -66,37 +68,20 @@ __all__ = [
     "list_config_names",
 ]
 
-ModelType = Literal["centernet", "argmax", "study", "retinanet", "ssd", "fcos", "keypointrcnn"]
-MODEL_TYPES: Tuple[str, ...] = typing.get_args(ModelType)
+# The families (model.type) and which of them reads each key that not all of them read come from
+# their one table, ocrloc/models/registry.py (which imports nothing heavy).
+MODEL_TYPES: Tuple[str, ...] = REGISTERED_TYPES
+ModelType = Literal[MODEL_TYPES]  # type: ignore[valid-type]  (the choices a config may name)
 
 # The names of ocrloc.data.canvas.PRESETS, spelt out because that module imports cv2 and
 # albumentations; tests/test_config.py checks that the two agree.
 PresetName = Literal["canvas128", "single", "glyphs128"]
 PRESET_NAMES: Tuple[str, ...] = typing.get_args(PresetName)
 
-_DENSE = ("centernet", "argmax")
-_BASELINES = ("retinanet", "ssd", "fcos", "keypointrcnn")
-
 # Which model.type reads each key (a section: every key in it); a key not named here is read
 # by every type. A value other than the default in a key the chosen type does not read is a
 # ConfigError (check_config): it would otherwise change nothing and look as if it had.
-APPLIES_TO: Dict[str, Tuple[str, ...]] = {
-    "model.centernet": ("centernet",),
-    "model.argmax": ("argmax",),
-    "model.baseline": _BASELINES,
-    "model.study": ("study",),
-    "model.shared_head_stem": _DENSE,
-    "loss.heatmap": _DENSE,
-    "loss.size": _DENSE,
-    "loss.offset": _DENSE,
-    "loss.point": _DENSE + ("study",),
-    "loss.point_heatmap": _DENSE,
-    "loss.giou": _DENSE,
-    "loss.argmax_point": ("argmax",),
-    "loss.crop_class": ("argmax",),
-    "loss.point_map": ("argmax",),
-    "postprocess.nms_kernel": _DENSE,
-}
+APPLIES_TO: Dict[str, Tuple[str, ...]] = applies_to()
 
 # A zero here would divide by zero or never run; a negative learning rate climbs the loss (AdamW
 # refuses it only once the run folder is made, and takes a NaN without a word).
@@ -144,6 +129,10 @@ RENAMED_VALUES: Dict[Tuple[str, str], str] = {
 }
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+# Shipped configs that moved, by the start of their old names: the research instruments' configs
+# went to configs/research/ (as detectron2 keeps its projects apart), and their old names still load.
+MOVED_CONFIGS: Dict[str, str] = {"experiments/head_study/": "research/head_study/",
+                                 "ablations/argmax_rule_told": "research/argmax_rule_told"}
 # Folders of CONFIGS_DIR whose YAML files are not run configs (rule tables for data.rule).
 _NOT_RUN_CONFIGS = ("rules",)
 
@@ -244,7 +233,7 @@ class ArgmaxConfig:
         point_init: ``learned`` (the map is learned from the annotations alone), or ``rule``, an
             *oracle* ablation ("oracle: rule told"), with ``point_fit: gradient``: the map starts
             as the definition of each class's named point under ``data.rule`` (``docs/task.md``, "Rules")
-            (:mod:`ocrloc.models.oracle`), so training learns only a correction. Never a default;
+            (:mod:`ocrloc.research.oracle`), so training learns only a correction. Never a default;
             every result of it is labelled so.
     """
 
@@ -287,7 +276,7 @@ class BaselineConfig:
 
 @dataclass
 class StudyConfig:
-    """``model.type: study`` only: the head-study model (:mod:`ocrloc.models.study`).
+    """``model.type: study`` only: the head-study model (:mod:`ocrloc.research.study`).
 
     Attributes:
         head: point head: ``flatten``, ``pool``, ``coordconv``, ``soft_argmax``, ``hard_argmax``, ``extremes``.
@@ -304,7 +293,7 @@ class StudyConfig:
             1 x 1 conv) or ``identity`` (each map starts as the canvas, cut at mid-grey).
         point_init: ``learned`` (PyTorch's initialisation, then training) or ``rule``, an *oracle*
             ablation ("oracle: rule told"): the ``extremes`` head on the ``canvas`` starts as the
-            rule ``data.rule`` on exact features (:func:`ocrloc.models.oracle.tell_study_net`).
+            rule ``data.rule`` on exact features (:func:`ocrloc.research.oracle.tell_study_net`).
     """
 
     head: Literal["flatten", "pool", "coordconv", "soft_argmax", "hard_argmax", "extremes"] = "pool"
@@ -665,7 +654,7 @@ def apply_overrides(config: Config, assignments: Sequence[str]) -> Config:
 
 def list_config_names() -> List[str]:
     """Names of the shipped configs, sorted: paths under ``configs/`` without ``.yaml``
-    (``quickstart``, ``compare/argmax``, ``experiments/head_study/07_hard_argmax``)."""
+    (``quickstart``, ``compare/argmax``, ``research/head_study/07_hard_argmax``)."""
     names = []
     for path in CONFIGS_DIR.rglob("*.yaml"):
         relative = path.relative_to(CONFIGS_DIR)
@@ -693,6 +682,9 @@ def config_path(name_or_path: str | os.PathLike) -> Path:
     stem = name.removesuffix(".yaml").removesuffix(".yml")
     for prefix in ("ocrloc/configs/", "configs/"):
         stem = stem.removeprefix(prefix)
+    for old, new in MOVED_CONFIGS.items():
+        if stem.startswith(old):
+            stem = new + stem[len(old):]
     if stem in names:
         return CONFIGS_DIR / f"{stem}.yaml"
     close = difflib.get_close_matches(stem, names, n=3, cutoff=0.6)

@@ -72,7 +72,7 @@ def test_config_names_resolve_to_the_configs_folder_the_package_carries(tmp_path
     assert load_config("quickstart") == load_config(REPO / "configs" / "quickstart.yaml")
     assert config_path("compare/argmax").resolve() == (REPO / "configs" / "compare" / "argmax.yaml").resolve()
     names = list_config_names()
-    assert names == sorted(names) and {"quickstart", "compare/argmax", "experiments/head_study/07_hard_argmax"} <= set(names)
+    assert names == sorted(names) and {"quickstart", "compare/argmax", "research/head_study/07_hard_argmax"} <= set(names)
     assert "rules/drawn" not in names  # a rule table for data.rule, not a run config
     monkeypatch.chdir(tmp_path)  # no configs/ here: the README's spelling still finds the shipped one
     assert load_config("configs/quickstart.yaml") == load_config("quickstart")
@@ -156,8 +156,8 @@ def test_set_errors_name_the_set_item():
         apply_overrides(Config(), ["model.box_margin=2"])
     # The key is set in the file, for the file's type; a --set changed the type: both are named.
     with pytest.raises(ConfigError) as info:
-        load_config("ablations/argmax_rule_told", ["model.type=centernet"])
-    assert str(info.value) == (f"{config_path('ablations/argmax_rule_told')}: model.argmax.point_fit applies to "
+        load_config("research/argmax_rule_told", ["model.type=centernet"])
+    assert str(info.value) == (f"{config_path('research/argmax_rule_told')}: model.argmax.point_fit applies to "
                                "model.type argmax, not centernet (model.type from --set model.type=centernet)")
 
 
@@ -246,11 +246,34 @@ def test_preset_names_match_the_canvas_presets():
     assert set(PRESET_NAMES) == set(PRESETS) | set(GLYPH_PRESETS)
 
 
-def test_model_types_match_build():
-    from ocrloc.config import MODEL_TYPES
-    from ocrloc.models.build import MODEL_TYPES as BUILT
+def test_which_family_reads_each_key_is_what_it_was_before_the_registry():
+    """APPLIES_TO is derived from ocrloc/models/registry.py; the strict check refuses the same keys."""
+    from ocrloc.config import APPLIES_TO, MODEL_TYPES
 
-    assert set(MODEL_TYPES) == set(BUILT)
+    dense, baselines = ("centernet", "argmax"), ("retinanet", "ssd", "fcos", "keypointrcnn")
+    assert MODEL_TYPES == ("centernet", "argmax", "study") + baselines
+    assert APPLIES_TO == {
+        "model.centernet": ("centernet",), "model.argmax": ("argmax",), "model.baseline": baselines,
+        "model.study": ("study",), "model.shared_head_stem": dense, "loss.heatmap": dense, "loss.size": dense,
+        "loss.offset": dense, "loss.point": dense + ("study",), "loss.point_heatmap": dense, "loss.giou": dense,
+        "loss.argmax_point": ("argmax",), "loss.crop_class": ("argmax",), "loss.point_map": ("argmax",),
+        "postprocess.nms_kernel": dense}
+
+
+def test_every_family_section_is_a_model_config_section_and_back():
+    import dataclasses
+
+    from ocrloc.config import ModelConfig
+    from ocrloc.models.registry import FAMILIES
+
+    sections = {f.name for f in dataclasses.fields(ModelConfig) if dataclasses.is_dataclass(f.default_factory)}
+    assert {family.section for family in FAMILIES if family.section} == sections
+
+
+def test_the_moved_research_configs_load_by_their_old_names():
+    assert config_path("experiments/head_study/06_extremes") == config_path("research/head_study/06_extremes")
+    assert config_path("configs/ablations/argmax_rule_told.yaml") == config_path("research/argmax_rule_told")
+    assert config_path("research/argmax_rule_told").parent.name == "research"
 
 
 def test_reading_a_config_imports_neither_torch_nor_albumentations():

@@ -1,11 +1,11 @@
 """Run a folder of configs over rules and seeds; write a markdown table of mean ± std.
 
 examples:
-  ocrloc experiment --configs experiments/head_study --rules all10 seed37 \\
+  ocrloc experiment --configs research/head_study --rules all10 seed37 \\
       --seeds 0 1 2 --out runs/head_study --table docs/head_study_table.md
 
 A --configs item is a YAML file, a folder of them, or the name of a config or folder shipped in
-configs/ (experiments/head_study: every YAML file in it, in name order).
+configs/ (research/head_study: every YAML file in it, in name order).
 
 Runs live in OUT/<rule>/<config>/seed<k>; finished runs are reused and partial ones
 resumed, so the study can grow across sessions. Each run is scored on one fixed in-memory
@@ -15,7 +15,7 @@ OUT/table.md (and --table) after every row; the rows with every seed to OUT/rows
 
 --fidelity PATH then writes a second table (also OUT/fidelity.md): for the rows whose
 head reads coordinates, how exactly their learned features give the named points (docs/task.md), in
-pixels (ocrloc.engine.head_study.fidelity_rows).
+pixels (ocrloc.research.head_study.fidelity_rows).
 `python tools/experiment.py` takes the same arguments.
 """
 
@@ -62,7 +62,12 @@ def expand_configs(items: Sequence[str], packaged: Path = PACKAGED_CONFIGS) -> L
     that is no file or folder here but a folder of ``packaged`` gives that folder's files; anything
     else is passed on as it is (a file, or a config name that ``load_config`` resolves)."""
     paths: List[Path] = []
+    from ocrloc.config import MOVED_CONFIGS
+
     for item in map(Path, items):
+        for old, new in MOVED_CONFIGS.items():  # a folder's old name (experiments/head_study) still works
+            if not item.exists() and (item.as_posix() + "/").startswith(old):
+                item = Path(new + (item.as_posix() + "/")[len(old):])
         if not item.exists() and (packaged / item).is_dir():
             item = packaged / item
         paths += sorted(item.glob("*.yaml")) if item.is_dir() else [item]
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ocrloc.config import ConfigError
     from ocrloc.data.mnist import MnistNotFoundError
-    from ocrloc.engine.head_study import experiment_table, fidelity_rows, fidelity_table, run_experiments
+    from ocrloc.research.head_study import experiment_table, fidelity_rows, fidelity_table, run_experiments
     from ocrloc.utils.io import write_json_atomic, write_text_atomic
 
     out = Path(args.out)

@@ -48,6 +48,7 @@ from ocrloc.engine.inference import detections_to_results, iterate_predictions, 
 from ocrloc.engine.sampler import StepSampler
 from ocrloc.engine.tensorboard_images import log_validation_images
 from ocrloc.evaluation import evaluate
+from ocrloc.models.registry import get_family
 from ocrloc.utils.errors import worker_error_message
 from ocrloc.utils.io import OutputError, open_no_follow, refuse_symlink, write_text_atomic
 
@@ -436,12 +437,12 @@ class Trainer:
             save_config(config, self.run_dir / "config.yaml")
         self.train_model: nn.Module = self.model
         if self.ctx.enabled:
-            # Every parameter of the dense families gets a gradient each step (their trunk computes
-            # only the level the heads read), so DDP need not search the graph for unused ones; the
-            # other families are not held to that.
+            # A family whose every parameter gets a gradient each step (the dense ones: their trunk
+            # computes only the level the heads read; models/registry.py) spares DDP the search for
+            # unused ones; the other families are not held to that.
             self.train_model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=config.model.type not in ("centernet", "argmax"))
+                find_unused_parameters=not get_family(config.model.type).every_parameter_trains)
 
     def close(self) -> None:
         """Release the run folder (the lock); :meth:`fit` calls it when it ends, however it ends."""
@@ -523,7 +524,9 @@ class Trainer:
             batches += 1
             collected.append((targets, detections))
         model = self.detector.model
-        if getattr(model, "calibrate_score", False):  # scores that a threshold means something on (calibration.py)
+        # Scores that a threshold means something on (calibration.py), for a family that fits them
+        # (models/registry.py) and a model built to.
+        if get_family(self.config.model.type).recalibrates_scores and getattr(model, "calibrate_score", False):
             recalibrate_scores(model, collected)
         for targets, detections in collected:
             results += detections_to_results(detections, [t["image_id"] for t in targets], self.task)

@@ -21,8 +21,8 @@ the only decoding a family has: the eager predictor's per-image dicts are a spli
 the input handling of :class:`~ocrloc.export.preprocess.CanvasPreprocess`; nothing here knows a
 family. The parity tests in ``tests/export`` hold the files to the eager detections.
 
-Families: those whose predictor is a :class:`~ocrloc.models.family.FlatPredictor` (``centernet``,
-both point modes, and ``argmax``). torchvision's detectors (the baselines) run Python loops over
+Families: those whose predictor is a :class:`~ocrloc.models.family.FlatPredictor` (``flat_graph``
+in :mod:`ocrloc.models.registry`: ``centernet``, both point modes, and ``argmax``). torchvision's detectors (the baselines) run Python loops over
 images and per-level lists inside their forward, and the head study's predictor takes 32 x 32
 canvases only: those export as TorchScript.
 """
@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from ocrloc.export.preprocess import CanvasPreprocess
 from ocrloc.models.family import FLAT_OUTPUT_NAMES, PredictorModule, has_flat_graph, split_per_image
+from ocrloc.models.registry import FAMILIES
 
 __all__ = ["OUTPUT_NAMES", "FlatDetector", "flat_supported", "split_per_image"]
 
@@ -71,8 +72,9 @@ class FlatDetector(nn.Module):
     def __init__(self, predictor: PredictorModule) -> None:
         super().__init__()
         if not flat_supported(predictor):
+            flat = " and ".join(family.name for family in FAMILIES if family.flat_graph)
             raise ValueError(f"{type(predictor).__name__} has no batched graph for torch.export or ONNX "
-                             f"(model.type centernet and argmax have); export it as TorchScript")
+                             f"(model.type {flat} have); export it as TorchScript")
         # At least two multiples: a coarsest level of one cell is a special case torch.export would fix.
         self.preprocess = CanvasPreprocess(predictor.size_divisible, predictor.min_size, predictor.max_size,
                                            min_cells=2)

@@ -23,7 +23,7 @@ How the per-class map is learned (``point_fit``):
   coordinates: test keypoint AP 0.654 on all10 at the comparison budget).
 
 Nothing here knows a rule. (The oracle ablation that writes a rule into the map before
-training lives in :mod:`ocrloc.models.oracle`.)
+training lives in :mod:`ocrloc.research.oracle`.)
 
 ``model(images)`` returns the dense detector's raw outputs plus ``features`` (the FPN level
 they were read from), in train and eval mode alike; ``model(images, targets)`` adds

@@ -6,25 +6,21 @@ import dataclasses
 from typing import Optional
 
 from ocrloc.config import Config, ConfigError
-from ocrloc.data.canvas import get_preset
 from ocrloc.data.rules import get_rule
 from ocrloc.data.task import Task, digits_task
 from ocrloc.models.argmax_detector import ArgmaxCriterion, ArgmaxDetector, ArgmaxPredictor
-from ocrloc.models.baselines import BASELINE_TYPES, build_baseline
 from ocrloc.models.centernet import CenterNetDetector, CenterNetPredictor
 from ocrloc.models.centernet_decode import CenterNetDecoder
 from ocrloc.models.centernet_loss import CenterNetCriterion
 from ocrloc.models.family import Detector
-from ocrloc.models.oracle import tell_argmax_head, tell_study_net
-from ocrloc.models.study import StudyCriterion, StudyNet, StudyPredictor
+from ocrloc.models.registry import MODEL_TYPES, get_family
 
-__all__ = ["MODEL_TYPES", "build"]
-
-MODEL_TYPES = ("centernet", "argmax", "study") + BASELINE_TYPES
+__all__ = ["MODEL_TYPES", "build", "build_argmax", "build_baseline_family", "build_centernet", "centernet_decoder"]
 
 
 def build(config: Config, task: Optional[Task] = None) -> Detector:
-    """The :class:`~ocrloc.models.family.Detector` of ``config`` for ``task`` (model in train mode, on the CPU).
+    """The :class:`~ocrloc.models.family.Detector` of ``config`` for ``task`` (model in train mode, on the CPU):
+    the builder that ``model.type``'s entry of :mod:`ocrloc.models.registry` names.
 
     The data defines the task: how many classes, how many keypoints per class
     (:class:`~ocrloc.data.task.Task`; None: the MNIST digits, ten classes, one point each).
@@ -38,72 +34,73 @@ def build(config: Config, task: Optional[Task] = None) -> Detector:
     """
     task = task if task is not None else digits_task()
     try:
-        detector = _build(config, task)
+        detector = get_family(config.model.type).build(config, task)
     except ConfigError:
         raise
     except ValueError as err:  # the models' own checks, reported as the config's
-        raise ConfigError(str(err)) from None
+        message = str(err)
+        if message.startswith("head_stride "):  # the model's words, said in the config's
+            message = f"model.{message}"
+        raise ConfigError(message) from None
     detector.task = task
     return detector
 
 
-def _build(config: Config, task: Task) -> Detector:
+def build_centernet(config: Config, task: Task) -> Detector:
+    """``model.type: centernet``: ocrloc's dense point detector (:mod:`ocrloc.models.centernet`)."""
     m = config.model
+    point_mode = m.centernet.point_mode
+    model = CenterNetDetector(m.backbone, m.fpn_channels, m.head_stride, m.head_channels, point_mode,
+                              m.pretrained_path, m.shared_head_stem, num_classes=task.num_classes,
+                              num_keypoints=task.num_keypoints)
+    criterion = CenterNetCriterion(m.head_stride, dataclasses.asdict(config.loss), point_mode=point_mode,
+                                   num_classes=task.num_classes, num_keypoints=task.num_keypoints)
+    return Detector(model, criterion, CenterNetPredictor(model, centernet_decoder(config, point_mode, task)))
+
+
+def build_argmax(config: Config, task: Task) -> Detector:
+    """``model.type: argmax``: the dense detector + crop classifier + argmax-feature point head
+    (:mod:`ocrloc.models.argmax_detector`)."""
+    m, a = config.model, config.model.argmax
     classes, keypoints = task.num_classes, task.num_keypoints
-    if m.type not in MODEL_TYPES:
-        raise ValueError(f"unknown model.type {m.type!r}; known types: {', '.join(MODEL_TYPES)}")
-    if m.type in BASELINE_TYPES:
-        preset = get_preset(config.data.preset)
-        return build_baseline(m.type, m, config.postprocess, config.data.rule, (preset.height, preset.width), task)
-    weights = dataclasses.asdict(config.loss)
-    if m.type == "study":
-        if keypoints != 1:
-            raise ValueError(f"model.type study places one point per class; the data names {keypoints} keypoints")
-        st = m.study
-        model = StudyNet(st.head, tuple(st.inputs), st.hidden_layers, st.hidden, st.stem_pool, st.argmax_channels,
-                         st.dummy, canvas_size=get_preset(config.data.preset).width, width=st.width,
-                         point_fit=st.point_fit, canvas_maps=st.canvas_maps, num_classes=classes)
-        if st.point_init == "rule":  # oracle ablation: the rule told (ocrloc/models/oracle.py)
-            tell_study_net(model, get_rule(config.data.rule))
-        return Detector(model, StudyCriterion(config.loss.point), StudyPredictor(model))
-    try:
-        if m.type == "argmax":
-            a = m.argmax
-            if a.point_init == "rule" and task != digits_task():
-                raise ValueError("model.argmax.point_init=rule (the rule oracle) writes the built-in digit rules; "
-                                 "this dataset is not the MNIST digits")
-            if a.point_init == "rule" and a.point_fit != "gradient":
-                raise ValueError("model.argmax.point_init=rule (the rule oracle) needs model.argmax.point_fit=gradient")
-            model = ArgmaxDetector(m.backbone, m.fpn_channels, m.head_stride, m.head_channels, m.pretrained_path,
-                                   crop_size=a.crop_size, box_margin=a.box_margin, soft_channels=a.argmax_channels,
-                                   box_jitter=a.box_jitter, point_fit=a.point_fit, crop_classifier=a.crop_classifier,
-                                   ink_reach=a.ink_reach, shared_head_stem=m.shared_head_stem,
-                                   point_map=a.point_map, map_channels=a.map_channels, map_context=a.map_context,
-                                   map_lr_scale=a.map_lr_scale, ink_boxes=a.ink_boxes,
-                                   calibrate_score=a.calibrate_score,
-                                   num_classes=classes,
-                                   num_keypoints=keypoints)
-            if a.point_init == "rule":  # oracle ablation: the rule told (ocrloc/models/oracle.py)
-                tell_argmax_head(model.head, get_rule(config.data.rule))
-            dense = CenterNetCriterion(m.head_stride, weights, point_mode="offset", num_classes=classes,
-                                       num_keypoints=keypoints)
-            criterion = ArgmaxCriterion(dense, config.loss.argmax_point, config.loss.crop_class, config.loss.point_map,
-                                        point_map=a.point_map)
-            return Detector(model, criterion, ArgmaxPredictor(model, _decoder(config, "offset", task)))
-        point_mode = m.centernet.point_mode
-        model = CenterNetDetector(m.backbone, m.fpn_channels, m.head_stride, m.head_channels, point_mode,
-                                  m.pretrained_path, m.shared_head_stem, num_classes=classes, num_keypoints=keypoints)
-    except ValueError as err:
-        message = str(err)
-        if message.startswith("head_stride "):  # the model's words, said in the config's
-            message = f"model.{message}"
-        raise ValueError(message) from None
-    criterion = CenterNetCriterion(m.head_stride, weights, point_mode=point_mode, num_classes=classes,
-                                   num_keypoints=keypoints)
-    return Detector(model, criterion, CenterNetPredictor(model, _decoder(config, point_mode, task)))
+    if a.point_init == "rule" and task != digits_task():
+        raise ValueError("model.argmax.point_init=rule (the rule oracle) writes the built-in digit rules; "
+                         "this dataset is not the MNIST digits")
+    if a.point_init == "rule" and a.point_fit != "gradient":
+        raise ValueError("model.argmax.point_init=rule (the rule oracle) needs model.argmax.point_fit=gradient")
+    model = ArgmaxDetector(m.backbone, m.fpn_channels, m.head_stride, m.head_channels, m.pretrained_path,
+                           crop_size=a.crop_size, box_margin=a.box_margin, soft_channels=a.argmax_channels,
+                           box_jitter=a.box_jitter, point_fit=a.point_fit, crop_classifier=a.crop_classifier,
+                           ink_reach=a.ink_reach, shared_head_stem=m.shared_head_stem,
+                           point_map=a.point_map, map_channels=a.map_channels, map_context=a.map_context,
+                           map_lr_scale=a.map_lr_scale, ink_boxes=a.ink_boxes,
+                           calibrate_score=a.calibrate_score,
+                           num_classes=classes,
+                           num_keypoints=keypoints)
+    if a.point_init == "rule":  # oracle ablation: the rule told (ocrloc/research/oracle.py)
+        from ocrloc.research.oracle import tell_argmax_head
+
+        tell_argmax_head(model.head, get_rule(config.data.rule))
+    dense = CenterNetCriterion(m.head_stride, dataclasses.asdict(config.loss), point_mode="offset",
+                               num_classes=classes, num_keypoints=keypoints)
+    criterion = ArgmaxCriterion(dense, config.loss.argmax_point, config.loss.crop_class, config.loss.point_map,
+                                point_map=a.point_map)
+    return Detector(model, criterion, ArgmaxPredictor(model, centernet_decoder(config, "offset", task)))
 
 
-def _decoder(config: Config, point_mode: str, task: Task) -> CenterNetDecoder:
+def build_baseline_family(config: Config, task: Task) -> Detector:
+    """``model.type`` ``retinanet``, ``ssd``, ``fcos`` or ``keypointrcnn``: a torchvision detector on
+    the same backbone + FPN (:mod:`ocrloc.models.baselines`)."""
+    from ocrloc.data.canvas import get_preset
+    from ocrloc.models.baselines import build_baseline
+
+    preset = get_preset(config.data.preset)
+    return build_baseline(config.model.type, config.model, config.postprocess, config.data.rule,
+                          (preset.height, preset.width), task)
+
+
+def centernet_decoder(config: Config, point_mode: str, task: Task) -> CenterNetDecoder:
+    """The dense detector's decoding, set by ``config.postprocess``."""
     p = config.postprocess
     return CenterNetDecoder(config.model.head_stride, max_detections=p.max_detections,
                             score_threshold=p.score_threshold, nms_kernel=p.nms_kernel,

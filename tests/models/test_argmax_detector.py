@@ -15,7 +15,7 @@ from ocrloc.data.rules import get_rule
 from ocrloc.models.argmax import EXTREME_FEATURES
 from ocrloc.models.argmax_detector import ArgmaxCriterion, ArgmaxDetector, ArgmaxPointHead
 from ocrloc.models.build import build
-from ocrloc.models.oracle import labelled, tell_argmax_head
+from ocrloc.research.oracle import labelled, tell_argmax_head
 
 # Head feature columns: the 8 extremes, the ink centroid (x, y), the box (x1, y1, x2, y2), soft-argmax.
 COLUMN = {name: i for i, name in enumerate(EXTREME_FEATURES)}

@@ -9,9 +9,9 @@ import yaml
 import math
 
 from ocrloc.data.points import POINT_NAMES
-from ocrloc.engine.head_study import (STUDY_COLUMNS, StudyTestSet, experiment_table, feature_fidelity, fidelity_rows,
+from ocrloc.research.head_study import (STUDY_COLUMNS, StudyTestSet, experiment_table, feature_fidelity, fidelity_rows,
                                       fidelity_table, fit_fidelity, make_test_set, point_scores, run_experiments)
-from ocrloc.models.study import StudyNet, StudyPredictor
+from ocrloc.research.study import StudyNet, StudyPredictor
 
 
 class FixedOutputs(torch.nn.Module):

@@ -29,7 +29,7 @@ from ocrloc.data.points import POINT_NAMES
 from ocrloc.engine.checkpoint import detector_from_checkpoint
 from ocrloc.engine.inference import iterate_predictions
 from ocrloc.engine.runs import train_or_reuse
-from ocrloc.models.oracle import labelled
+from ocrloc.research.oracle import labelled
 from ocrloc.utils.io import cached_json
 
 __all__ = ["STUDY_COLUMNS", "FIDELITY_COLUMNS", "StudyTestSet", "make_test_set", "point_scores", "run_experiments",
@@ -220,7 +220,7 @@ def fidelity_rows(config_paths: Sequence[str | os.PathLike], rules: Sequence[str
     """:func:`feature_fidelity` of every finished run of :func:`run_experiments` whose head reads
     coordinates (soft / hard arg-max, extremes), mean over seeds per (rule, config)."""
     from ocrloc.engine.distributed import resolve_device
-    from ocrloc.models.study import COORDINATE_HEADS
+    from ocrloc.research.study import COORDINATE_HEADS
 
     torch_device = resolve_device(device)
     rows: List[Dict[str, Any]] = []

@@ -32,10 +32,10 @@ from torch import Tensor, nn
 from ocrloc.models.argmax import (EXTREME_FEATURES, AddCoords, ExtremePoints, HardArgmax2d, SoftArgmax2d, SoftThreshold,
                                   spatial_expectation)
 from ocrloc.models.constants import PIXEL_MEAN, PIXEL_STD
-from ocrloc.models.family import Criterion, PredictorModule
+from ocrloc.models.family import Criterion, Detector, PredictorModule
 from ocrloc.models.readout import RidgeReadout
 
-__all__ = ["STUDY_HEADS", "STUDY_INPUTS", "STEM_POOLS", "StudyNet", "StudyCriterion", "StudyPredictor"]
+__all__ = ["STUDY_HEADS", "STUDY_INPUTS", "STEM_POOLS", "StudyNet", "StudyCriterion", "StudyPredictor", "build_study"]
 
 STUDY_HEADS = ("flatten", "pool", "coordconv", "soft_argmax", "hard_argmax", "extremes")
 STUDY_INPUTS = ("canvas", "stage1", "stage2")
@@ -296,3 +296,22 @@ class StudyPredictor(PredictorModule):
                             "keypoints": torch.cat([points[b:b + 1], scores[b:b + 1, None]], dim=1)[:, None, :],
                             "class_points": class_points[b:b + 1]})
         return results
+
+
+def build_study(config, task) -> Detector:
+    """``model.type: study`` (its entry in :mod:`ocrloc.models.registry`): :class:`StudyNet` of
+    ``config.model.study`` on the preset's square canvas, one point per class; ``point_init: rule``
+    writes the rule into it first (the oracle, :mod:`ocrloc.research.oracle`)."""
+    from ocrloc.data.canvas import get_preset
+    from ocrloc.data.rules import get_rule
+    from ocrloc.research.oracle import tell_study_net
+
+    if task.num_keypoints != 1:
+        raise ValueError(f"model.type study places one point per class; the data names {task.num_keypoints} keypoints")
+    st = config.model.study
+    model = StudyNet(st.head, tuple(st.inputs), st.hidden_layers, st.hidden, st.stem_pool, st.argmax_channels,
+                     st.dummy, canvas_size=get_preset(config.data.preset).width, width=st.width,
+                     point_fit=st.point_fit, canvas_maps=st.canvas_maps, num_classes=task.num_classes)
+    if st.point_init == "rule":  # oracle ablation: the rule told
+        tell_study_net(model, get_rule(config.data.rule))
+    return Detector(model, StudyCriterion(config.loss.point), StudyPredictor(model))

@@ -83,7 +83,7 @@ def tell_argmax_head(head: nn.Module, rule: Mapping[int, str]) -> None:
 
 @torch.no_grad()
 def tell_study_net(model: nn.Module, rule: Mapping[int, str]) -> None:
-    """Oracle: start a :class:`~ocrloc.models.study.StudyNet` (``extremes`` head on the ``canvas``
+    """Oracle: start a :class:`~ocrloc.research.study.StudyNet` (``extremes`` head on the ``canvas``
     alone) as the rule (``docs/task.md``, "Rules") on exact features.
 
     Its first map becomes the canvas itself, cut between the ink levels 127 and 128 (of
@@ -92,7 +92,7 @@ def tell_study_net(model: nn.Module, rule: Mapping[int, str]) -> None:
     linear path picks each class's point from that map's extremes and the MLP starts at zero,
     so training learns only a correction.
     """
-    from ocrloc.models.study import EXTREMES_HEAD_FEATURES
+    from ocrloc.research.study import EXTREMES_HEAD_FEATURES
 
     if model.head != "extremes" or list(model.inputs) != ["canvas"]:
         raise ValueError(f"rule_prior needs the extremes head on the canvas alone, got head {model.head!r} "

@@ -9,10 +9,10 @@ from ocrloc.config import load_config
 from ocrloc.data.canvas import CanvasGenerator
 from ocrloc.data.datasets import SyntheticCanvasDataset, collate_detection
 from ocrloc.data.rules import get_rule
-from ocrloc.engine.head_study import make_test_set
+from ocrloc.research.head_study import make_test_set
 from ocrloc.models.build import build
-from ocrloc.models.oracle import tell_study_net
-from ocrloc.models.study import STUDY_HEADS, StemPool, StudyCriterion, StudyNet, StudyPredictor
+from ocrloc.research.oracle import tell_study_net
+from ocrloc.research.study import STUDY_HEADS, StemPool, StudyCriterion, StudyNet, StudyPredictor
 
 
 def batch(n=3, side=32):
