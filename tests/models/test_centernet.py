@@ -173,3 +173,24 @@ def test_shared_head_stem_runs_one_3x3_conv_for_every_head(point_mode):
     assert torch.allclose(shared.heads["heatmap"].bias.sigmoid(), torch.full((3,), 0.01))
     # the default is CenterNet's own layout, so earlier checkpoints keep their keys
     assert "heads.heatmap.0.weight" in separate.state_dict() and "head_stem.0.weight" in shared.state_dict()
+
+
+@pytest.mark.parametrize("point_mode", ["offset", "heatmap"])
+def test_batched_decoding_gives_each_image_what_it_gives_the_image_alone(point_mode):
+    """The one decoding is batched (one suppression over the batch, boxes of different images moved
+    apart): an image's detections must not depend on the others of its batch, and the per-image
+    dicts are the flat outputs split by ``batch_index``."""
+    torch.manual_seed(1)
+    out = {name: torch.randn(3, channels, 8, 8) for name, channels in head_layout(point_mode, 10, 1).items()}
+    out["size"] = out["size"].abs() * 3  # boxes that overlap, so the suppression has work to do
+    decoder = CenterNetDecoder(stride=4, max_detections=20, score_threshold=0.1, iou_threshold=0.3,
+                               point_mode=point_mode, num_classes=10, num_keypoints=1)
+    batched = decoder(out)
+    flat = decoder.detect(out, 32, 32)
+    assert flat["batch_index"].tolist() == sorted(flat["batch_index"].tolist())
+    for i, together in enumerate(batched):
+        (alone,) = decoder({name: value[i:i + 1] for name, value in out.items()})
+        assert len(alone["scores"]) > 1 and alone.keys() == together.keys()
+        for key in alone:
+            torch.testing.assert_close(together[key], alone[key])
+            torch.testing.assert_close(together[key], flat[key][flat["batch_index"] == i])
