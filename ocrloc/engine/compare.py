@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from torch.utils.data import DataLoader
 
 from ocrloc.config import Config, load_config
+from ocrloc.constants import DEFAULT_SCORE_THRESHOLD
 from ocrloc.data.coco import ANNOTATIONS_FILE
 from ocrloc.data.datasets import CocoKeypointDataset, collate_detection
 from ocrloc.engine.checkpoint import detector_from_checkpoint
@@ -28,7 +29,8 @@ from ocrloc.utils.io import cached_json, write_json_atomic
 __all__ = ["TABLE_COLUMNS", "compare_configs", "comparison_table"]
 
 TABLE_COLUMNS = ("model", "type", "backbone", "params (M)", "train canvases", "train min", "img/s", "kpt AP",
-                 "AP50", "AP75", "box AP", "median px", "p95 px", "cls acc")
+                 "AP50", "AP75", "box AP", "median px", "p95 px", "cls acc",
+                 f"recall @ {DEFAULT_SCORE_THRESHOLD}", f"precision @ {DEFAULT_SCORE_THRESHOLD}")
 
 
 def _row(name: str, config: Config, state: Dict[str, Any], params: int, scores: Dict[str, Any]) -> Dict[str, Any]:
@@ -75,7 +77,10 @@ def compare_configs(config_paths: Sequence[str | os.PathLike], rule: str, steps:
         # The run's own config: train.amp as it trained (an 'auto' resolved), for the test pass too.
         detector, config, best_state = detector_from_checkpoint(best, map_location=torch_device)
         params = sum(p.numel() for p in detector.model.parameters())
-        key = {"test_split": str(gt_path.resolve()), "gt_mtime": gt_path.stat().st_mtime,
+        # "scores": the evaluator's fields (recall and precision at the threshold joined them), so
+        # scores cached before are recomputed rather than shown as missing.
+        key = {"scores": "recall-precision", "threshold": DEFAULT_SCORE_THRESHOLD,
+               "test_split": str(gt_path.resolve()), "gt_mtime": gt_path.stat().st_mtime,
                "checkpoint_step": int(best_state["step"]), "checkpoint_mtime": best.stat().st_mtime}
 
         def score_on_test() -> Dict[str, Any]:
@@ -83,7 +88,7 @@ def compare_configs(config_paths: Sequence[str | os.PathLike], rule: str, steps:
                                 collate_fn=collate_detection)
             results = predict_results(detector.predictor, loader, torch_device, detector.task, config.train.amp)
             write_json_atomic(results, run_dir / "test_results.json")
-            return evaluate(str(gt_path), results)
+            return evaluate(str(gt_path), results, threshold=DEFAULT_SCORE_THRESHOLD)
 
         scores = cached_json(run_dir / "test_scores.json", key, score_on_test)
         rows.append(_row(name, config, state, params, scores))
@@ -103,7 +108,7 @@ def comparison_table(rows: Sequence[Dict[str, Any]]) -> str:
         cells = [r["model"], r["type"], r["backbone"], f"{r['params'] / 1e6:.2f}", f"{r['images']:,}",
                  _fmt(r["wall_s"] / 60, 1), _fmt(r["img_per_s"], 1), _fmt(r["kpt_AP"]), _fmt(r["kpt_AP50"]),
                  _fmt(r["kpt_AP75"]), _fmt(r["box_AP"]), _fmt(r["median_px"], 2), _fmt(r["p95_px"], 2),
-                 _fmt(r["cls_acc"])]
+                 _fmt(r["cls_acc"]), _fmt(r.get("recall")), _fmt(r.get("precision"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

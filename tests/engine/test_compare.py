@@ -54,6 +54,13 @@ def test_compare_trains_scores_and_reuses_each_run(tmp_path, pools):
     table = comparison_table(rows).splitlines()
     assert table[0] == "| " + " | ".join(TABLE_COLUMNS) + " |"
     assert len(table) == 4 and table[2].startswith("| dense | centernet | test_resnet |")
+    # Recall and precision at the documented threshold close every row (issue 25: every table has them).
+    assert table[0].endswith("| recall @ 0.5 | precision @ 0.5 |")
+    for line, row in zip(table[2:], rows):
+        assert row["score_threshold"] == 0.5 and 0.0 <= row["recall"] <= 1.0
+        # Two training steps may leave no detection at 0.5: precision is then undefined, shown "-".
+        precision = "-" if row["precision"] is None else f"{row['precision']:.3f}"
+        assert line.split(" | ")[-2:] == [f"{row['recall']:.3f}", f"{precision} |"]
 
 
 def test_a_run_folder_of_another_config_is_not_reused(tmp_path, pools):
