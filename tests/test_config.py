@@ -87,8 +87,14 @@ def test_a_built_wheel_carries_the_configs_and_loads_them_by_name(tmp_path):
     import zipfile
 
     source = tmp_path / "src"
-    ignore = shutil.ignore_patterns("data", "runs", "out", ".git", ".ci-venv", ".venv", "build", "dist", "*.egg-info",
-                                    "__pycache__", ".pytest_cache", "tutorial_output")
+    # The clone's own folders are left out at its root only: ocrloc/data is the package's data layer, not a data folder.
+    at_root = shutil.ignore_patterns("data", "runs", "out", ".git", ".ci-venv", ".venv", "build", "dist",
+                                     "tutorial_output")
+    anywhere = shutil.ignore_patterns("*.egg-info", "__pycache__", ".pytest_cache")
+
+    def ignore(folder, names):
+        return anywhere(folder, names) | (at_root(folder, names) if Path(folder) == REPO else set())
+
     shutil.copytree(REPO, source, symlinks=True, ignore=ignore)
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                             "-w", str(tmp_path / "wheel"), str(source)], capture_output=True, text=True, timeout=300)

@@ -12,6 +12,7 @@
   ``--resume`` neither lose nor repeat a row. It is opened without following a symbolic link
   (as the run lock is; the other files are replaced by a rename, which replaces a link).
 * Rank 0 alone writes logs, TensorBoard events and checkpoints.
+* The data comes built from :mod:`ocrloc.data.build`.
 """
 
 from __future__ import annotations
@@ -33,12 +34,9 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ocrloc.config import Config, ConfigError, config_to_dict, save_config
-from ocrloc.data.canvas import get_preset
-from ocrloc.data.coco import split_coco
-from ocrloc.data.datasets import (CocoKeypointDataset, InMemoryCocoDataset, SyntheticCanvasDataset, canvas_generator,
-                                  collate_detection)
-from ocrloc.data.glyphs import GLYPH_PRESETS, glyph_task
-from ocrloc.data.task import Task, digits_task
+from ocrloc.data.build import build_train_dataset, build_val_data, describe_training_data
+from ocrloc.data.datasets import collate_detection
+from ocrloc.data.task import Task
 from ocrloc.engine.amp import resolve_amp
 from ocrloc.engine.calibration import recalibrate_scores
 from ocrloc.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -51,8 +49,7 @@ from ocrloc.evaluation import evaluate
 from ocrloc.utils.errors import worker_error_message
 from ocrloc.utils.io import OutputError, open_no_follow, refuse_symlink, write_text_atomic
 
-__all__ = ["DataError", "Trainer", "build_train_dataset", "build_val_data", "lr_factor", "metric_columns",
-           "remove_temporaries", "step_loss", "step_update"]
+__all__ = ["DataError", "Trainer", "lr_factor", "metric_columns", "remove_temporaries", "step_loss", "step_update"]
 
 SCORE_COLUMNS = ("kpt_AP", "kpt_AP50", "kpt_AP75", "box_AP", "mean_px", "median_px", "p95_px", "miss_rate", "cls_acc")
 
@@ -108,74 +105,6 @@ def parameter_groups(model: nn.Module, lr: float) -> List[Dict[str, Any]]:
         scale = next((v for prefix, v in scales.items() if name.startswith(prefix)), 1.0)
         groups.setdefault(float(scale), []).append(parameter)
     return [{"params": params, "lr": lr * scale} for scale, params in groups.items() if params or scale == 1.0]
-
-
-def describe_training_data(config: Config, train_set: Dataset) -> Dict[str, Any]:
-    """What the training data is, read from the data itself: the task (classes, ids, keypoint
-    names), the image size the model trains on, and, for generated canvases, the preset and the
-    rule that made them (None for a COCO folder: its annotations define the points).
-
-    Args:
-        config: the resolved config.
-        train_set: the training dataset of :func:`build_train_dataset` (already checked).
-    """
-    d = config.data
-    if d.train_path:
-        images = train_set.coco.dataset.get("images", [])
-        sizes = [(int(im["height"]), int(im["width"])) for im in images if "height" in im and "width" in im]
-        size = [max(h for h, _ in sizes), max(w for _, w in sizes)] if sizes else None
-        return {"task": train_set.task, "train_size": size, "preset": None, "rule": None}
-    preset = get_preset(d.preset)
-    glyphs = preset.name in GLYPH_PRESETS
-    return {"task": glyph_task() if glyphs else digits_task(), "train_size": [preset.height, preset.width],
-            "preset": preset.name, "rule": None if glyphs else d.rule}
-
-
-def build_train_dataset(config: Config, total_samples: int, progress: bool = False) -> Tuple[Dataset, Optional[int]]:
-    """The training dataset and the length to hand the sampler (None: unlimited fresh canvases); a
-    COCO folder's images are all read once first (:func:`_coco_folder`)."""
-    d = config.data
-    if d.train_path:
-        dataset = _coco_folder(d.train_path, "data.train_path", progress)
-        return dataset, len(dataset)
-    generator = canvas_generator(d, "train", d.train_seed, augment=True)
-    if d.train_canvases > 0:
-        return SyntheticCanvasDataset(generator, d.train_canvases), d.train_canvases
-    return SyntheticCanvasDataset(generator, max(1, total_samples)), None
-
-
-def _coco_folder(path: str, key: str, progress: bool = False, check_images: bool = True) -> CocoKeypointDataset:
-    """A COCO folder for training or validation; bad data is a ConfigError naming ``key``, the file and the entry.
-
-    Checked at the start, before anything is written: the annotations (the evaluator's checks, at
-    least one annotation), and every image read once (decodable, the size its entry declares:
-    :meth:`~ocrloc.data.datasets.CocoKeypointDataset.check_images`, 1-2.5 s for 8,000 canvases of
-    128 x 128 on 2 cores), so a bad file stops the start, not the step that first samples it."""
-    try:
-        dataset = CocoKeypointDataset(path)
-        if not dataset.coco.dataset.get("annotations"):
-            raise ValueError(f"{dataset.annotation_file}: no annotations ('annotations' is empty): nothing to "
-                             f"{'train' if key == 'data.train_path' else 'validate'} on")
-        if check_images:
-            dataset.check_images(progress, desc=f"check {key} images")
-        return dataset
-    except (ValueError, FileNotFoundError) as err:
-        raise ConfigError(f"{key}: {err}") from None
-
-
-def build_val_data(config: Config, progress: bool = False) -> Tuple[Dataset, Dict[str, Any]]:
-    """The fixed validation split and its COCO ground truth (``data.val_path``, or canvases
-    generated once, in memory: the images the model sees are the ones the ground truth describes)."""
-    d = config.data
-    if d.val_path:
-        # The training folder's images were just read: the same folder is not read twice.
-        same = d.train_path is not None and Path(d.val_path).resolve() == Path(d.train_path).resolve()
-        dataset = _coco_folder(d.val_path, "data.val_path", progress, check_images=not same)
-        return dataset, dataset.coco.dataset
-    generator = canvas_generator(d, "val", d.val_seed)
-    images: Dict[str, Any] = {}
-    gt = split_coco(generator, d.val_count, image_writer=images.__setitem__, progress=False)
-    return InMemoryCocoDataset(gt, images), gt
 
 
 def _number(value: str) -> Any:
@@ -385,14 +314,14 @@ class Trainer:
         torch.manual_seed(config.train.seed)
         # The data is built and checked before anything is written: bad data leaves no run folder.
         cfg = config.train
-        self.train_set, self.train_length = build_train_dataset(config, cfg.steps * cfg.batch_size * self.ctx.world_size,
-                                                                self.progress)
-        data = describe_training_data(config, self.train_set)
+        self.train_set, self.train_length, source = build_train_dataset(
+            config.data, cfg.steps * cfg.batch_size * self.ctx.world_size, self.progress)
+        data = describe_training_data(source)
         self.task: Task = data["task"]
         self.val_set: Optional[Dataset] = None
         self.val_gt: Optional[Dict[str, Any]] = None
         if self.ctx.is_main:
-            self.val_set, self.val_gt = build_val_data(config, self.progress)
+            self.val_set, self.val_gt = build_val_data(config.data, self.progress)
             if self.val_set.task != self.task:
                 raise ConfigError(f"data.val_path {config.data.val_path}: its categories are not the training "
                                   f"data's (classes {list(self.val_set.task.class_ids)} vs {list(self.task.class_ids)}, "

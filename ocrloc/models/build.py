@@ -6,7 +6,7 @@ import dataclasses
 from typing import Optional
 
 from ocrloc.config import Config, ConfigError
-from ocrloc.data.canvas import get_preset
+from ocrloc.data.catalog import get_preset
 from ocrloc.data.rules import get_rule
 from ocrloc.data.task import Task, digits_task
 from ocrloc.models.argmax_detector import ArgmaxCriterion, ArgmaxDetector, ArgmaxPredictor
