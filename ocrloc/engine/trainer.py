@@ -12,7 +12,8 @@
   ``--resume`` neither lose nor repeat a row. It is opened without following a symbolic link
   (as the run lock is; the other files are replaced by a rename, which replaces a link).
 * Rank 0 alone writes logs, TensorBoard events and checkpoints.
-* The data comes built from :mod:`ocrloc.data.build`.
+* The data comes built from :mod:`ocrloc.data.build`; what a run does with a validation beyond its metrics
+  and checkpoint (TensorBoard pictures) are hooks (:mod:`ocrloc.engine.hooks`) the trainer calls.
 """
 
 from __future__ import annotations
@@ -41,15 +42,17 @@ from ocrloc.engine.amp import resolve_amp
 from ocrloc.engine.calibration import recalibrate_scores
 from ocrloc.engine.checkpoint import load_checkpoint, save_checkpoint
 from ocrloc.engine.distributed import cpu_cores, data_workers, init_distributed
+from ocrloc.engine.hooks import TrainerHook
 from ocrloc.engine.runlock import RunLock
 from ocrloc.engine.inference import detections_to_results, iterate_predictions, to_device
 from ocrloc.engine.sampler import StepSampler
-from ocrloc.engine.tensorboard_images import log_validation_images
+from ocrloc.engine.tensorboard_images import ValidationImages
 from ocrloc.evaluation import evaluate
 from ocrloc.utils.errors import worker_error_message
 from ocrloc.utils.io import OutputError, open_no_follow, refuse_symlink, write_text_atomic
 
-__all__ = ["DataError", "Trainer", "lr_factor", "metric_columns", "remove_temporaries", "step_loss", "step_update"]
+__all__ = ["DataError", "Trainer", "default_hooks", "lr_factor", "metric_columns", "remove_temporaries", "step_loss",
+           "step_update"]
 
 SCORE_COLUMNS = ("kpt_AP", "kpt_AP50", "kpt_AP75", "box_AP", "mean_px", "median_px", "p95_px", "miss_rate", "cls_acc")
 
@@ -105,6 +108,11 @@ def parameter_groups(model: nn.Module, lr: float) -> List[Dict[str, Any]]:
         scale = next((v for prefix, v in scales.items() if name.startswith(prefix)), 1.0)
         groups.setdefault(float(scale), []).append(parameter)
     return [{"params": params, "lr": lr * scale} for scale, params in groups.items() if params or scale == 1.0]
+
+
+def default_hooks() -> List[TrainerHook]:
+    """The hooks a :class:`Trainer` calls unless told otherwise: TensorBoard's validation pictures."""
+    return [ValidationImages()]
 
 
 def _number(value: str) -> Any:
@@ -283,15 +291,18 @@ class Trainer:
         run_dir: output folder (``config.yaml``, ``metrics.csv``, ``tensorboard/``, ``checkpoints/``).
         resume: continue from ``run_dir/checkpoints/last.pt``.
         progress: show the tqdm bar (rank 0 only).
+        hooks: called after each validation (:class:`~ocrloc.engine.hooks.TrainerHook`); None: :func:`default_hooks`.
     """
 
-    def __init__(self, config: Config, run_dir: str | os.PathLike, resume: bool = False, progress: bool = True) -> None:
+    def __init__(self, config: Config, run_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
+                 hooks: Optional[Sequence[TrainerHook]] = None) -> None:
         from ocrloc.models.build import build
 
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.ctx, self.device = init_distributed(config.train.device, config.train.threads)
         self.progress = progress and self.ctx.is_main
+        self.hooks: List[TrainerHook] = default_hooks() if hooks is None else list(hooks)
         # train.amp: auto becomes the bool this machine runs faster: rank 0 alone probes (ranks
         # probing at once on one machine would time each other), and every rank takes its choice.
         amp, amp_note = config.train.amp, ""
@@ -457,7 +468,7 @@ class Trainer:
         for targets, detections in collected:
             results += detections_to_results(detections, [t["image_id"] for t in targets], self.task)
         self.detector.train()
-        self.val_results = results  # for TensorBoard's pictures of this validation
+        self.val_results = results  # for the hooks (TensorBoard's pictures of this validation)
         scores = evaluate(gt, results)
         return {**{k: v / max(batches, 1) for k, v in totals.items()}, **scores}
 
@@ -549,6 +560,6 @@ class Trainer:
             tqdm.write(f"step {self.step}: val loss {val_loss}  kpt AP {scores['kpt_AP']:.3f}  "
                        f"cls acc {scores['cls_acc']:.3f}  mean point error {mean_px}")
             self._checkpoint(scores)
-            # After the commit, which opens TensorBoard's writer (when TensorBoard is installed).
-            log_validation_images(self.log.writer, self.val_results, self.val_set, gt, self.step)
+            for hook in self.hooks:  # after the commit, which opens TensorBoard's writer (when installed)
+                hook.after_validation(self, scores)
         self.ctx.barrier()
