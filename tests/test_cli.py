@@ -135,9 +135,8 @@ def test_help_imports_nothing_heavy():
     assert heavy == "[]"
     # Not even ocrloc.config: it is imported in run(). ocrloc.constants holds the numbers that options share with
     # the library (the score threshold, the OKS sigma), ocrloc.data.catalog the built-in data's names (presets,
-    # rules, splits), each defined there once; both are the standard library only (with ocrloc.data.task, the
-    # catalog's one import: tests/test_import_graph.py).
-    assert ocrloc_modules == "['ocrloc.constants', 'ocrloc.data', 'ocrloc.data.catalog', 'ocrloc.data.task']"
+    # rules, splits), each defined there once; both are the standard library only (tests/test_import_graph.py).
+    assert ocrloc_modules == "['ocrloc.constants', 'ocrloc.data', 'ocrloc.data.catalog']"
 
 
 # --- exit codes -------------------------------------------------------------------------------------------------

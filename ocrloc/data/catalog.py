@@ -1,8 +1,9 @@
-"""The built-in data by name: canvas presets, rules, splits, and the tasks of the built-in sources.
+"""The built-in data by name: canvas presets, rules, splits, the printed glyphs' classes and points.
 
 What a model builder, a checkpoint reader and the command line's ``--help`` need to know about the
-built-in data, without the data itself: this module imports the standard library and
-:mod:`ocrloc.data.task` only, never a generator (:mod:`ocrloc.data.canvas`, :mod:`ocrloc.data.glyphs`),
+built-in data, without the data itself: this module imports the standard library only (``typing``, which
+``--help`` loads anyway: the presets are ``NamedTuple`` records, not dataclasses, whose module would cost the
+command line ~8 ms), never a generator (:mod:`ocrloc.data.canvas`, :mod:`ocrloc.data.glyphs`),
 MNIST (:mod:`ocrloc.data.mnist`) or an augmentation (albumentations, cv2). Each name and each recipe is
 defined here once; the generators read them from here (``tests/test_import_graph.py`` keeps this module
 light). The definitions are those of ``docs/task.md`` ("Rules", "Benchmark canvases") and ``docs/glyphs.md``.
@@ -10,10 +11,7 @@ light). The definitions are those of ``docs/task.md`` ("Rules", "Benchmark canva
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, Mapping, Tuple, Union
-
-from ocrloc.data.task import Task
+from typing import Dict, Mapping, NamedTuple, Tuple, Union
 
 __all__ = [
     "SPLIT_NAMES",
@@ -29,7 +27,6 @@ __all__ = [
     "get_glyph_preset",
     "RULES",
     "RULE_NAMES",
-    "glyph_task",
 ]
 
 # The splits of every built-in source, in this order: disjoint MNIST digits for the MNIST canvases
@@ -37,8 +34,7 @@ __all__ = [
 SPLIT_NAMES: Tuple[str, ...] = ("train", "val", "test")
 
 
-@dataclass(frozen=True)
-class CanvasPreset:
+class CanvasPreset(NamedTuple):
     """An MNIST canvas recipe (``docs/task.md``, "Benchmark canvases").
 
     Attributes:
@@ -99,8 +95,7 @@ GLYPH_FONTS: Tuple[str, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class GlyphPreset:
+class GlyphPreset(NamedTuple):
     """A printed-glyph canvas recipe (``docs/glyphs.md``).
 
     Attributes:
@@ -178,9 +173,3 @@ RULES: Dict[str, Mapping[int, str]] = {
 
 RULE_NAMES: Tuple[str, ...] = tuple(sorted(RULES))
 
-
-def glyph_task() -> Task:
-    """The printed glyphs' task: 62 classes named by their character, category id = the
-    character's Unicode code point (``0`` is 48, ``A`` 65, ``a`` 97: gapped ids, as a user's COCO
-    file may have them), and the :data:`GLYPH_POINT_NAMES` keypoints each."""
-    return Task(tuple(ord(c) for c in GLYPH_CLASSES), tuple(GLYPH_CLASSES), (GLYPH_POINT_NAMES,) * len(GLYPH_CLASSES))

@@ -39,9 +39,10 @@ import cv2
 import numpy as np
 
 from ocrloc.data.catalog import (GLYPH_CLASSES, GLYPH_FONTS, GLYPH_POINT_NAMES, GLYPH_PRESETS, SPLIT_NAMES, GlyphPreset,
-                                 get_glyph_preset, glyph_task)
+                                 get_glyph_preset)
 from ocrloc.data.points import INK_THRESHOLD, boxes_gap, ink_box
 from ocrloc.data.target import Target, detection_target
+from ocrloc.data.task import Task
 
 __all__ = [
     "GLYPH_CLASSES",
@@ -435,6 +436,13 @@ class GlyphCanvasGenerator:
 
 
 # -- the glyphs as a task and as COCO data ---------------------------------------------------------
+
+
+def glyph_task() -> Task:
+    """The printed glyphs' task: 62 classes named by their character, category id = the
+    character's Unicode code point (``0`` is 48, ``A`` 65, ``a`` 97: gapped ids, as a user's COCO
+    file may have them), and the :data:`GLYPH_POINT_NAMES` keypoints each."""
+    return Task(tuple(ord(c) for c in GLYPH_CLASSES), tuple(GLYPH_CLASSES), (GLYPH_POINT_NAMES,) * len(GLYPH_CLASSES))
 
 
 def glyph_annotations(canvas: GlyphCanvas, image_id: int, first_annotation_id: int) -> List[Dict[str, object]]:
