@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Tuple
+from typing import Literal, Optional
 
 from ocrloc.data.augment_config import CanvasAugmentConfig, DigitAugmentConfig
 from ocrloc.data.catalog import PRESET_NAMES
