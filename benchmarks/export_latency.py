@@ -74,7 +74,8 @@ def _canvases(config, count: int, size: int, real: bool, data_root: str | None) 
         return torch.randint(0, 256, (count, 1, size, size), dtype=torch.uint8, generator=generator)
     from dataclasses import replace
 
-    from ocrloc.data.datasets import SyntheticCanvasDataset, canvas_generator
+    from ocrloc.data.build import canvas_generator
+    from ocrloc.data.datasets import SyntheticCanvasDataset
 
     data = replace(config.data, data_root=data_root) if data_root else config.data
     dataset = SyntheticCanvasDataset(canvas_generator(data, "val", 0), count)

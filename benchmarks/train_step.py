@@ -36,7 +36,8 @@ from typing import Callable, Dict, List, Tuple
 import torch
 
 from ocrloc.config import load_config
-from ocrloc.data.datasets import SyntheticCanvasDataset, canvas_generator, collate_detection
+from ocrloc.data.build import canvas_generator
+from ocrloc.data.datasets import SyntheticCanvasDataset, collate_detection
 from ocrloc.engine.distributed import cpu_cores
 from ocrloc.engine.sampler import StepSampler
 from ocrloc.engine.trainer import step_loss, step_update

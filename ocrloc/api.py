@@ -227,7 +227,7 @@ class Predictor:
         train_size = meta.get("train_size")
         if train_size is None:
             try:
-                from ocrloc.data.canvas import get_preset
+                from ocrloc.data.catalog import get_preset
 
                 preset = get_preset(meta.get("preset", config.data.preset))
                 train_size = [preset.height, preset.width]

@@ -31,12 +31,13 @@ from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Sequen
 
 import yaml
 
-# The augmentation dataclasses live apart from the pipelines: importing ocrloc.data.augment
-# would pull in albumentations (seconds) for every tool that only reads a config.
-from ocrloc.data.augment_config import CanvasAugmentConfig, DigitAugmentConfig
-from ocrloc.models.registry import MODEL_TYPES as REGISTERED_TYPES
-from ocrloc.models.registry import applies_to
-from ocrloc.utils.errors import yaml_problem
+# The data section and its augmentation settings live in the data layer, apart from the pipelines: importing
+# ocrloc.data.augment would pull in albumentations (seconds) for every tool that only reads a config.
+from ocrloc.data.catalog import PRESET_NAMES
+from ocrloc.data.data_config import DataConfig
+from ocrloc.families import MODEL_TYPES as REGISTERED_TYPES
+from ocrloc.families import applies_to
+from ocrloc.utils.errors import ConfigError, yaml_problem
 from ocrloc.utils.io import atomic_path
 
 __all__ = [
@@ -69,14 +70,10 @@ __all__ = [
 ]
 
 # The families (model.type) and which of them reads each key that not all of them read come from
-# their one table, ocrloc/models/registry.py (which imports nothing heavy).
+# their one table, ocrloc/families.py (which imports nothing heavy).
 MODEL_TYPES: Tuple[str, ...] = REGISTERED_TYPES
 ModelType = Literal[MODEL_TYPES]  # type: ignore[valid-type]  (the choices a config may name)
 
-# The names of ocrloc.data.canvas.PRESETS, spelt out because that module imports cv2 and
-# albumentations; tests/test_config.py checks that the two agree.
-PresetName = Literal["canvas128", "single", "glyphs128"]
-PRESET_NAMES: Tuple[str, ...] = typing.get_args(PresetName)
 
 # Which model.type reads each key (a section: every key in it); a key not named here is read
 # by every type. A value other than the default in a key the chosen type does not read is a
@@ -135,44 +132,6 @@ MOVED_CONFIGS: Dict[str, str] = {"experiments/head_study/": "research/head_study
                                  "ablations/argmax_rule_told": "research/argmax_rule_told"}
 # Folders of CONFIGS_DIR whose YAML files are not run configs (rule tables for data.rule).
 _NOT_RUN_CONFIGS = ("rules",)
-
-
-class ConfigError(ValueError):
-    """A config file or override names an unknown key, gives a value of the wrong type or
-    outside the field's choices, or sets a key that its ``model.type`` does not read."""
-
-
-@dataclass
-class DataConfig:
-    """Where the training and validation canvases come from.
-
-    Attributes:
-        preset: canvas preset (``canvas128``, ``single``: :data:`ocrloc.data.canvas.PRESETS`).
-        rule: point rule (``all10``, ``seed37``).
-        data_root: folder holding ``MNIST/raw``; None searches ``$OCRLOC_DATA``, ``./data``, ``../shared/data``.
-        train_seed: seed of the on-the-fly training canvases.
-        val_seed: seed of the fixed validation split (canvases generated once, the same every time).
-        val_count: number of validation canvases.
-        train_path, val_path: a COCO keypoints folder to use instead of generated canvases.
-        train_canvases: 0 draws a fresh canvas for every training sample (an unlimited stream);
-            N > 0 cycles through a fixed set of N canvases, reshuffled every pass.
-        num_workers: DataLoader worker processes; -1 (auto): on the CPU the cores left after
-            ``train.threads`` (none when the threads take every core), on CUDA one per core up to 4.
-        digit_augment, canvas_augment: training augmentation (see ``docs/data.md``).
-    """
-
-    preset: PresetName = "canvas128"
-    rule: str = "all10"
-    data_root: Optional[str] = None
-    train_seed: int = 0
-    val_seed: int = 1
-    val_count: int = 500
-    train_path: Optional[str] = None
-    val_path: Optional[str] = None
-    train_canvases: int = 0
-    num_workers: int = -1
-    digit_augment: DigitAugmentConfig = field(default_factory=DigitAugmentConfig)
-    canvas_augment: CanvasAugmentConfig = field(default_factory=CanvasAugmentConfig)
 
 
 @dataclass

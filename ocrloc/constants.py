@@ -6,7 +6,7 @@ and any module may import it.
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_SCORE_THRESHOLD", "FLOAT_TOLERANCE"]
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_SCORE_THRESHOLD", "DEFAULT_SIGMA", "FLOAT_TOLERANCE"]
 
 # The score a detection needs to be kept when a user thresholds: the default of ``ocrloc evaluate --threshold``
 # and ``ocrloc report --threshold`` (recall and precision at it), of ``ocrloc predict --viz-score``, and the value
@@ -14,6 +14,11 @@ __all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_SCORE_THRESHOLD", "FLOAT_TOLERANCE"]
 # detector's calibrated score (ocrloc/engine/calibration.py): on a held-out half of 1,000 val canvases of all10,
 # recall 0.976 / precision 0.980 at 0.5, 0.981 / 0.969 at 0.3, 0.966 / 0.986 at 0.7 (detectron2's default is 0.5).
 DEFAULT_SCORE_THRESHOLD: float = 0.5
+
+# The OKS sigma of every keypoint unless told otherwise: the default of ``ocrloc.evaluation.evaluate``,
+# ``ocrloc evaluate --sigma`` and ``ocrloc report --sigma`` (docs/task.md, "Scores"): OKS 0.5 is ~3.0 px, 0.95
+# ~0.8 px on a 24 x 28 digit.
+DEFAULT_SIGMA: float = 0.05
 
 # The largest image (height x width, in pixels) ``ocrloc.Predictor`` and ``ocrloc predict --max-pixels`` take unless
 # told otherwise: 40 million, about 6,300 x 6,300 (a 600-dpi A4 scan, 4,960 x 7,016, fits). In the spirit of PIL's

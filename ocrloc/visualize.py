@@ -99,15 +99,13 @@ def save_grid(panels: Sequence[torch.Tensor], path: str | os.PathLike, nrow: int
 
 
 def save_canvas_preview(generator, path: str | os.PathLike, count: int = 16, nrow: int = 4, scale: int = 3) -> None:
-    """Save canvases ``0 .. count-1`` of a canvas generator (MNIST digits or printed glyphs) with
-    their ink boxes, class names and keypoints, as one PNG grid."""
-    from ocrloc.data.datasets import generated_target
-
+    """Save samples ``0 .. count-1`` of a data source (:class:`~ocrloc.data.source.DataSource`: MNIST digits,
+    printed glyphs) with their ink boxes, class names and keypoints, as one PNG grid."""
     names = generator.task.class_names
     panels = []
     for index in range(count):
-        canvas = generator(index)
-        target = generated_target(generator, canvas, index + 1)
+        canvas = generator.sample(index)
+        target = generator.target(canvas, index + 1)
         panels.append(draw_detections(canvas.image, target["boxes"], target["labels"], target["keypoints"], scale=scale,
                                       class_names=names))
     save_grid(panels, path, nrow=nrow)
@@ -280,8 +278,7 @@ def draw_with_truth_beside(drawn: Sequence[Tuple[Path, int, List[Dict[str, Any]]
     import json
     import sys
 
-    from ocrloc.data.coco import coco_subset
-    from ocrloc.engine.images import annotation_file_beside
+    from ocrloc.data.coco import annotation_file_beside, coco_subset
     from ocrloc.evaluation import EvaluationInputError
 
     by_file: dict = {}

@@ -12,7 +12,7 @@ import torch
 from ocrloc.cli import main
 from ocrloc.config import load_config
 from ocrloc.data.canvas import CanvasGenerator
-from ocrloc.data.coco import write_split
+from ocrloc.data.splits import write_split
 from ocrloc.data.datasets import CocoKeypointDataset
 from ocrloc.data.task import Task
 from ocrloc.models.build import build

@@ -133,9 +133,10 @@ def test_help_imports_nothing_heavy():
     assert proc.returncode == 0, proc.stderr
     heavy, ocrloc_modules = proc.stdout.strip().splitlines()[-2:]
     assert heavy == "[]"
-    # Not even ocrloc.config: it is imported in run(). ocrloc.constants, the standard library only, holds the
-    # numbers that options share with the library (the score threshold), defined there once.
-    assert ocrloc_modules == "['ocrloc.constants']"
+    # Not even ocrloc.config: it is imported in run(). ocrloc.constants holds the numbers that options share with
+    # the library (the score threshold, the OKS sigma), ocrloc.data.catalog the built-in data's names (presets,
+    # rules, splits), each defined there once; both are the standard library only (tests/test_import_graph.py).
+    assert ocrloc_modules == "['ocrloc.constants', 'ocrloc.data', 'ocrloc.data.catalog']"
 
 
 # --- exit codes -------------------------------------------------------------------------------------------------
@@ -157,34 +158,31 @@ def test_bad_input_exits_2_with_one_error_line(tmp_path: Path):
     assert len(lines) == 1 and lines[0].startswith(f"error: {missing}: no such file")
 
 
-# --- constants copied from heavy modules, and the imports run() makes ------------------------------------------
+# --- the options' choices and defaults are the library's own, and the imports run() makes ------------------------
 
 
-def test_parse_time_constants_agree_with_their_sources():
-    from ocrloc.cli import defaults
+def test_option_choices_and_defaults_are_the_librarys_own():
+    # Each is defined once, in a light module (ocrloc.constants, ocrloc.data.catalog), and read from there by the
+    # library and the command line alike: nothing is copied, so there is nothing to keep equal.
     from ocrloc.data.canvas import PRESETS
     from ocrloc.data.glyphs import GLYPH_PRESETS
     from ocrloc.data.mnist import SPLITS
     from ocrloc.data.rules import RULES
     from ocrloc.evaluation import DEFAULT_SIGMA
 
-    assert defaults.PRESET_NAMES == tuple(sorted({**PRESETS, **GLYPH_PRESETS}))
-    assert defaults.RULE_NAMES == tuple(sorted(RULES))
-    assert defaults.SPLIT_NAMES == tuple(SPLITS)
-    assert defaults.DEFAULT_SIGMA == DEFAULT_SIGMA
     from ocrloc.api import DEFAULT_MAX_PIXELS
 
-    assert defaults.MAX_PIXELS == DEFAULT_MAX_PIXELS
     subs = subparsers()
     defaults_of = {name: {a.dest: a for a in sub._actions} for name, sub in subs.items()}
-    assert defaults_of["evaluate"]["sigma"].default == DEFAULT_SIGMA
-    assert defaults_of["predict"]["max_pixels"].default == DEFAULT_MAX_PIXELS
+    assert defaults_of["evaluate"]["sigma"].default is DEFAULT_SIGMA
+    assert defaults_of["report"]["sigma"].default is DEFAULT_SIGMA
+    assert defaults_of["predict"]["max_pixels"].default is DEFAULT_MAX_PIXELS
+    assert all(name in defaults_of["make-dataset"]["rule"].help for name in RULES)
     # One score threshold, defined once (ocrloc.constants), for every command that thresholds scores.
     from ocrloc.constants import DEFAULT_SCORE_THRESHOLD
     from ocrloc.engine.tensorboard_images import MIN_DRAWN_SCORE
     from ocrloc.evaluation import evaluate
 
-    assert defaults.DEFAULT_SCORE_THRESHOLD is DEFAULT_SCORE_THRESHOLD
     assert defaults_of["evaluate"]["threshold"].default == DEFAULT_SCORE_THRESHOLD
     assert defaults_of["report"]["threshold"].default == DEFAULT_SCORE_THRESHOLD
     assert defaults_of["predict"]["viz_score"].default == DEFAULT_SCORE_THRESHOLD == MIN_DRAWN_SCORE

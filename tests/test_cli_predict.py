@@ -15,7 +15,7 @@ from ocrloc.cli import main
 from ocrloc.engine.images import UNLISTED, images_and_ids
 from ocrloc.config import config_to_dict, load_config
 from ocrloc.data.canvas import CanvasGenerator
-from ocrloc.data.coco import write_split
+from ocrloc.data.splits import write_split
 from ocrloc.engine.checkpoint import save_checkpoint
 from ocrloc.models.build import build
 from ocrloc.visualize import TRUTH_COLOR

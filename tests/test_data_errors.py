@@ -18,9 +18,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from ocrloc.cli import main
-from ocrloc.data import coco as coco_module
+from ocrloc.data import splits as splits_module
 from ocrloc.data.canvas import CanvasGenerator
-from ocrloc.data.coco import ANNOTATIONS_FILE, remove_stale_temporaries, write_split
+from ocrloc.data.coco import ANNOTATIONS_FILE
+from ocrloc.data.splits import remove_stale_temporaries, write_split
 from ocrloc.data.datasets import CocoKeypointDataset, ImageFileError, collate_detection
 from ocrloc.data.mnist import _RAW_FILES
 from ocrloc.utils import io as io_module
@@ -332,7 +333,7 @@ def test_a_bad_preview_path_is_refused_before_any_canvas_is_made(tmp_path, capsy
     def no_split(*args, **kwargs):
         raise AssertionError("canvases were generated")
 
-    monkeypatch.setattr(coco_module, "split_coco", no_split)
+    monkeypatch.setattr(splits_module, "split_coco", no_split)
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     out = tmp_path / "out"
@@ -381,7 +382,7 @@ def test_a_killed_writer_leaves_a_temporary_that_the_next_run_removes(tmp_path, 
                 image_writer("images/000000.png", np.zeros((8, 8), np.uint8))
                 time.sleep(60)
 
-            coco_module.split_coco = slow
+            splits_module.split_coco = slow
             write_split(None, 3, out, progress=False)
         finally:
             os._exit(1)

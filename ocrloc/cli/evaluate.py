@@ -27,7 +27,7 @@ import sys
 from typing import Optional, Sequence
 
 from ocrloc.cli._common import fail, score_threshold, standalone_main
-from ocrloc.cli.defaults import DEFAULT_SCORE_THRESHOLD, DEFAULT_SIGMA
+from ocrloc.constants import DEFAULT_SCORE_THRESHOLD, DEFAULT_SIGMA
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ocrloc.cli._common import fail, standalone_main
-from ocrloc.cli.defaults import PRESET_NAMES, RULE_NAMES, SPLIT_NAMES
+from ocrloc.data.catalog import PRESET_NAMES, RULE_NAMES, SPLIT_NAMES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``ocrloc make-dataset``."""
-    parser.add_argument("--preset", default="canvas128", choices=PRESET_NAMES,
+    parser.add_argument("--preset", default="canvas128", choices=sorted(PRESET_NAMES),
                         help="canvas recipe: canvas128 and single compose MNIST digits (the --rule picks each digit's point); "
                              "glyphs128 composes printed characters (62 classes, five named points each, docs/glyphs.md) "
                              "(default: %(default)s)")
@@ -77,7 +77,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--count must be >= 1, got {args.count}")
     if args.seed < 0:  # numpy's seed sequence takes no negative entropy
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    from ocrloc.data.coco import check_split_output
+    from ocrloc.data.splits import check_split_output
 
     out = Path(args.out)
     check_split_output(out, args.overwrite)
@@ -94,14 +94,13 @@ def _check_arguments(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write the split; return 0, or 2 for a bad rule, an existing folder, an unwritable --out or
     --preview, or missing MNIST (all checked before any canvas is made, so nothing is half-written)."""
-    from ocrloc.config import DataConfig
-    from ocrloc.data.augment import CanvasAugmentConfig, DigitAugmentConfig
-    from ocrloc.data.coco import write_split
-    from ocrloc.data.datasets import canvas_generator
+    from ocrloc.data.augment_config import CanvasAugmentConfig, DigitAugmentConfig
+    from ocrloc.data.build import canvas_generator
+    from ocrloc.data.catalog import GLYPH_PRESETS
+    from ocrloc.data.data_config import DataConfig
     from ocrloc.data.rules import get_rule
+    from ocrloc.data.splits import write_split
     from ocrloc.visualize import save_canvas_preview
-
-    from ocrloc.data.glyphs import GLYPH_PRESETS
 
     try:
         _check_arguments(args)

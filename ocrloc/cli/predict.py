@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ocrloc.cli._common import check_output_file, fail, standalone_main
-from ocrloc.cli.defaults import DEFAULT_SCORE_THRESHOLD, MAX_PIXELS
+from ocrloc.constants import DEFAULT_MAX_PIXELS as MAX_PIXELS
+from ocrloc.constants import DEFAULT_SCORE_THRESHOLD
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``ocrloc predict``."""

@@ -15,64 +15,28 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
 
 from ocrloc.data.augment import CanvasAugment, CanvasAugmentConfig, DigitAugment, DigitAugmentConfig
+from ocrloc.data.catalog import PRESETS, CanvasPreset, get_preset
 from ocrloc.data.mnist import SPLITS, DigitPool
-from ocrloc.data.points import POINT_NAMES, box_points, ink_box, named_points, parse_stroke_point, stroke_point
+from ocrloc.data.points import (INK_THRESHOLD, POINT_NAMES, box_points, boxes_gap, ink_box, named_points,
+                                parse_stroke_point, stroke_point)
 from ocrloc.data.rules import get_rule, rule_classes
+from ocrloc.data.target import Target, detection_target
 from ocrloc.data.task import digits_task
 
-__all__ = ["CanvasPreset", "PRESETS", "get_preset", "DigitInstance", "Canvas", "CanvasGenerator", "INK_THRESHOLD"]
+__all__ = ["CanvasPreset", "PRESETS", "get_preset", "DigitInstance", "Canvas", "CanvasGenerator", "INK_THRESHOLD",
+           "CATEGORIES", "canvas_target", "canvas_annotations"]
 
-INK_THRESHOLD = 128  # uint8: 128/255 >= 0.5 > 127/255
+# The COCO categories of the MNIST canvases: digits 0-9 (category id = digit), one keypoint ``point`` each.
+CATEGORIES: List[Dict[str, Any]] = digits_task().categories(supercategory="digit")
+
 _MAX_DIGIT_DRAWS = 50  # fresh (digit, size) draws before giving up on placing one digit
 _MAX_POSITIONS = 50  # positions tried for one (digit, size)
-
-
-@dataclass(frozen=True)
-class CanvasPreset:
-    """A canvas recipe (``docs/task.md``, "Benchmark canvases").
-
-    Attributes:
-        name: preset name.
-        height, width: canvas size in pixels.
-        digits_per_canvas: inclusive range of the number of digits, drawn uniformly.
-        digit_size: inclusive range of s; the 28 x 28 digit is resized to s x s.
-        min_gap: smallest allowed distance in pixels between two ink boxes.
-    """
-
-    name: str
-    height: int
-    width: int
-    digits_per_canvas: Tuple[int, int]
-    digit_size: Tuple[int, int]
-    min_gap: int = 2
-
-
-PRESETS: Dict[str, CanvasPreset] = {
-    "canvas128": CanvasPreset("canvas128", 128, 128, digits_per_canvas=(1, 5), digit_size=(18, 36)),
-    # The original single-digit setting: one native 28 x 28 MNIST digit (no resampling) at a
-    # random offset in a 32 x 32 canvas, so positions vary and heads cannot memorise them.
-    "single": CanvasPreset("single", 32, 32, digits_per_canvas=(1, 1), digit_size=(28, 28)),
-}
-
-
-def get_preset(name: str):
-    """The preset called ``name``: an MNIST :class:`CanvasPreset` or a printed-glyph
-    :class:`~ocrloc.data.glyphs.GlyphPreset` (both have ``name``, ``height``, ``width``); a
-    ValueError lists the known ones."""
-    from ocrloc.data.glyphs import GLYPH_PRESETS
-
-    if name in PRESETS:
-        return PRESETS[name]
-    if name in GLYPH_PRESETS:
-        return GLYPH_PRESETS[name]
-    known = sorted(PRESETS) + sorted(GLYPH_PRESETS)
-    raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(known)}")
 
 
 @dataclass
@@ -111,17 +75,53 @@ class Canvas:
     index: int = 0
 
 
+def canvas_target(canvas: Canvas, rule: str, image_id: int) -> Target:
+    """The training target of a generated canvas: the rule's point per digit."""
+    table = get_rule(rule)
+    return detection_target(
+        [d.bbox for d in canvas.digits],
+        [d.label for d in canvas.digits],
+        [(*d.points[table[d.label]], 2.0) for d in canvas.digits],
+        image_id,
+    )
+
+
+def canvas_annotations(canvas: Canvas, rule: str, image_id: int, first_annotation_id: int) -> List[Dict[str, Any]]:
+    """COCO annotations of one canvas: the rule's point in ``keypoints``, all seven as ``points``.
+
+    Args:
+        canvas: a generated canvas.
+        rule: rule name, picks the point per class.
+        image_id: the canvas's COCO image id.
+        first_annotation_id: id of its first annotation (ids are consecutive).
+    """
+    table = get_rule(rule)
+    annotations = []
+    for k, digit in enumerate(canvas.digits):
+        x, y = digit.points[table[digit.label]]
+        w, h = digit.bbox[2], digit.bbox[3]
+        annotations.append(
+            {
+                "id": first_annotation_id + k,
+                "image_id": image_id,
+                "category_id": digit.label,
+                "bbox": [float(v) for v in digit.bbox],
+                "area": float(w * h),
+                "keypoints": [x, y, 2],
+                "num_keypoints": 1,
+                "iscrowd": 0,
+                "point_name": table[digit.label],
+                "points": {name: list(digit.points[name]) for name in POINT_NAMES},
+                "mnist_index": digit.source_index,
+                "digit_size": digit.size,
+            }
+        )
+    return annotations
+
+
 def _stable_id(name: str) -> int:
     # Python's hash() of a str changes per process; crc32 does not.
     return zlib.crc32(name.encode("utf-8"))
-
-
-def boxes_gap(a: Tuple[int, int, int, int], b: Tuple[int, int, int, int]) -> int:
-    """Distance in pixels between two COCO pixel boxes: the larger of the empty columns or
-    rows between them (negative when they overlap on both axes)."""
-    gap_x = max(b[0] - (a[0] + a[2]), a[0] - (b[0] + b[2]))
-    gap_y = max(b[1] - (a[1] + a[3]), a[1] - (b[1] + b[3]))
-    return max(gap_x, gap_y)
 
 
 class CanvasGenerator:
@@ -193,6 +193,31 @@ class CanvasGenerator:
         if self.canvas_augment is not None:
             image = self._augment_canvas(rng, image, digits)
         return Canvas(image=image, digits=digits, index=index)
+
+    # -- the data source protocol (ocrloc.data.source) -------------------------------------------------
+
+    @property
+    def image_size(self) -> Tuple[int, int]:
+        return self.preset.height, self.preset.width
+
+    def sample(self, index: int) -> Canvas:
+        """Canvas ``index`` (:meth:`generate`)."""
+        return self.generate(index)
+
+    def target(self, canvas: Canvas, image_id: int) -> Target:
+        """The training target of ``canvas``: the rule's point per digit (:func:`canvas_target`)."""
+        return canvas_target(canvas, self.rule, image_id)
+
+    def annotations(self, canvas: Canvas, image_id: int, first_annotation_id: int) -> List[Dict[str, Any]]:
+        """The COCO annotations of ``canvas`` (:func:`canvas_annotations`)."""
+        return canvas_annotations(canvas, self.rule, image_id, first_annotation_id)
+
+    def categories(self) -> List[Dict[str, Any]]:
+        return self.task.categories("digit")
+
+    def info(self) -> Dict[str, Any]:
+        return {"description": "ocrloc MNIST canvases", "preset": self.preset.name, "rule": self.rule,
+                "split": self.split, "seed": self.seed}
 
     def _place_digit(self, rng: np.random.Generator, image: np.ndarray, placed: List[DigitInstance],
                      index: int) -> DigitInstance:

@@ -1,11 +1,15 @@
 """Torch datasets: a COCO keypoints folder on disk, or canvases generated on the fly.
 
-Both yield ``(image, target)`` in the torchvision detection convention:
+Both yield ``(image, target)`` in the torchvision detection convention (:mod:`ocrloc.data.target`):
 
 * ``image``: FloatTensor ``[1, H, W]`` in [0, 1];
 * ``target``: ``boxes`` FloatTensor ``[N, 4]`` xyxy, ``labels`` Int64Tensor ``[N]``,
   ``keypoints`` FloatTensor ``[N, K, 3]`` (x, y, visibility; K = 1 for ocrloc's files),
   ``area`` FloatTensor ``[N]``, ``iscrowd`` Int64Tensor ``[N]``, and ``image_id`` (int).
+
+This module imports no generator: reading a COCO folder never loads the MNIST or glyph code. The generated
+canvases reach :class:`SyntheticCanvasDataset` as a :class:`~ocrloc.data.source.DataSource`, built by
+:mod:`ocrloc.data.build`.
 """
 
 from __future__ import annotations
@@ -14,72 +18,28 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-from torchvision.ops import box_convert
 
-from ocrloc.data.canvas import Canvas, CanvasGenerator
 from ocrloc.data.coco import ANNOTATIONS_FILE, ImageFileError, coco_index, read_coco_json, read_image_file
-from ocrloc.data.rules import get_rule
+from ocrloc.data.source import DataSource
+from ocrloc.data.target import Target, detection_target, image_tensor
 from ocrloc.data.task import Task
 
-__all__ = ["Target", "detection_target", "canvas_target", "image_tensor", "CocoKeypointDataset", "InMemoryCocoDataset",
+__all__ = ["Target", "detection_target", "image_tensor", "CocoImage", "CocoKeypointDataset", "InMemoryCocoDataset",
            "SyntheticCanvasDataset", "collate_detection", "ImageFileError"]
 
-Target = Dict[str, Any]
 
+@dataclass
+class CocoImage:
+    """One image of a COCO folder with its annotations (a :class:`CocoKeypointDataset` sample)."""
 
-def detection_target(
-    boxes_xywh: Sequence[Sequence[float]],
-    labels: Sequence[int],
-    keypoints: Sequence[Sequence[float]],
-    image_id: int,
-    iscrowd: Optional[Sequence[int]] = None,
-    area: Optional[Sequence[float]] = None,
-    num_keypoints: Optional[int] = None,
-) -> Target:
-    """Build one target dict from COCO-style fields.
-
-    Args:
-        boxes_xywh: ``[N, 4]`` COCO boxes.
-        labels: ``[N]`` class ids.
-        keypoints: ``[N, 3K]`` flat COCO keypoints (x, y, v, ...).
-        image_id: COCO image id.
-        iscrowd: ``[N]``, zeros when None.
-        area: ``[N]``, box areas when None.
-        num_keypoints: K: each instance's keypoints padded with invisible ``(0, 0, 0)`` to K
-            (a class with fewer keypoints than the dataset's largest); None keeps them as given.
-    """
-    n = len(labels)
-    boxes = torch.as_tensor(np.asarray(boxes_xywh, dtype=np.float32).reshape(n, 4))
-    if num_keypoints is not None:
-        kps = np.zeros((n, 3 * num_keypoints), dtype=np.float32)
-        for i, flat in enumerate(keypoints):
-            if len(flat) % 3 or len(flat) > 3 * num_keypoints:
-                raise ValueError(f"image {image_id}: annotation {i} has {len(flat)} keypoint numbers; expected (x, y, v) "
-                                 f"triples, at most {num_keypoints}")
-            kps[i, :len(flat)] = flat
-    elif n:
-        kps = np.asarray(keypoints, dtype=np.float32).reshape(n, -1)
-    else:  # an image without annotations: no K to infer from (numpy cannot reshape 0 values by -1)
-        kps = np.zeros((0, 3), dtype=np.float32)
-    if kps.shape[1] % 3:
-        raise ValueError(f"image {image_id}: keypoints must hold (x, y, v) triples, got {kps.shape[1]} numbers")
-    return {
-        "boxes": box_convert(boxes, "xywh", "xyxy"),
-        "labels": torch.as_tensor(np.asarray(labels, dtype=np.int64).reshape(n)),
-        "keypoints": torch.as_tensor(kps.reshape(n, kps.shape[1] // 3, 3)),
-        "area": torch.as_tensor(np.asarray(area, dtype=np.float32)) if area is not None else boxes[:, 2] * boxes[:, 3],
-        "iscrowd": torch.as_tensor(np.asarray(iscrowd if iscrowd is not None else [0] * n, dtype=np.int64)),
-        "image_id": int(image_id),
-    }
-
-
-def image_tensor(image: np.ndarray) -> torch.Tensor:
-    """A uint8 ``[H, W]`` grey image -> FloatTensor ``[1, H, W]`` in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).unsqueeze(0).float().div_(255.0)
-
+    image: np.ndarray
+    image_id: int
+    annotations: List[Dict[str, Any]]
 
 class CocoKeypointDataset(Dataset):
     """Any COCO keypoints folder or file: ocrloc's generated splits or your own data.
@@ -154,10 +114,29 @@ class CocoKeypointDataset(Dataset):
                 (its boxes and points would be checked against the wrong size). Checked here, per
                 item, so that constructing a dataset of 100,000 images does not decode them all.
         """
+        sample = self.sample(index)
+        return image_tensor(sample.image), self.target(sample, sample.image_id)
+
+    # -- the data source protocol (ocrloc.data.source) -------------------------------------------------
+
+    rule = None  # the annotations define the points
+    preset = None  # not generated
+
+    @property
+    def image_size(self) -> Optional[Tuple[int, int]]:
+        """``(height, width)``: the largest of the file's images (what a model trained on it has seen)."""
+        sizes = [(int(im["height"]), int(im["width"])) for im in self.coco.dataset.get("images", [])
+                 if "height" in im and "width" in im]
+        return (max(h for h, _ in sizes), max(w for _, w in sizes)) if sizes else None
+
+    def sample(self, index: int) -> CocoImage:
+        """Image ``index`` (in image-id order), read and checked (see :meth:`__getitem__`), and its annotations."""
         image_id = self.image_ids[index]
-        image = self._image(image_id)
-        anns = self.coco.imgToAnns.get(image_id, [])
-        target = detection_target(
+        return CocoImage(self._image(image_id), image_id, list(self.coco.imgToAnns.get(image_id, [])))
+
+    def target(self, sample: CocoImage, image_id: int) -> Target:
+        anns = sample.annotations
+        return detection_target(
             [a["bbox"] for a in anns],
             [self.task.index(a["category_id"]) for a in anns],
             [a.get("keypoints", []) for a in anns],
@@ -166,7 +145,17 @@ class CocoKeypointDataset(Dataset):
             area=[a.get("area", a["bbox"][2] * a["bbox"][3]) for a in anns],
             num_keypoints=self.task.num_keypoints,
         )
-        return image_tensor(image), target
+
+    def annotations(self, sample: CocoImage, image_id: int, first_annotation_id: int) -> List[Dict[str, Any]]:
+        """The file's annotations of ``sample``, renumbered as image ``image_id`` (copies; the file's stay)."""
+        return [{**a, "id": first_annotation_id + k, "image_id": image_id} for k, a in enumerate(sample.annotations)]
+
+    def categories(self) -> List[Dict[str, Any]]:
+        return list(self.coco.dataset.get("categories", []))
+
+    def info(self) -> Dict[str, Any]:
+        return {"description": f"images of {self.annotation_file}", "preset": None, "rule": None, "split": None,
+                "seed": None}
 
 
 class InMemoryCocoDataset(Dataset):
@@ -203,53 +192,6 @@ class InMemoryCocoDataset(Dataset):
         return image_tensor(self.images[info["file_name"]]), target
 
 
-def canvas_target(canvas: Canvas, rule: str, image_id: int) -> Target:
-    """The target of a generated canvas: the rule's point per digit."""
-    table = get_rule(rule)
-    return detection_target(
-        [d.bbox for d in canvas.digits],
-        [d.label for d in canvas.digits],
-        [(*d.points[table[d.label]], 2.0) for d in canvas.digits],
-        image_id,
-    )
-
-
-def generated_target(generator, canvas, image_id: int) -> Target:
-    """The target of a generated canvas: MNIST digits (the rule's point) or printed glyphs (every
-    named point)."""
-    from ocrloc.data.glyphs import GLYPH_POINT_NAMES, GlyphCanvasGenerator
-
-    if isinstance(generator, GlyphCanvasGenerator):
-        return detection_target([g.bbox for g in canvas.glyphs], [g.label for g in canvas.glyphs],
-                                [[v for name in GLYPH_POINT_NAMES for v in (*g.points[name], 2.0)]
-                                 for g in canvas.glyphs], image_id)
-    return canvas_target(canvas, generator.rule, image_id)
-
-
-def canvas_generator(data, split: str, seed: int, augment: bool = False):
-    """The generator of ``data.preset`` (an :class:`~ocrloc.config.DataConfig`) for ``split``:
-    MNIST digits read from ``data.data_root``, or printed glyphs (which need no data root).
-
-    Raises:
-        ConfigError: for augmentation asked of the printed glyphs (their fonts, sizes and
-            rotations are their variation; the MNIST augmentations do not apply).
-    """
-    from ocrloc.data.glyphs import GLYPH_PRESETS, GlyphCanvasGenerator
-
-    if data.preset in GLYPH_PRESETS:
-        if augment and (data.digit_augment.enabled or data.canvas_augment.enabled):
-            from ocrloc.config import ConfigError
-
-            raise ConfigError(f"data.digit_augment / data.canvas_augment apply to the MNIST presets, not {data.preset}")
-        return GlyphCanvasGenerator(data.preset, split, seed)
-    from ocrloc.data.mnist import load_digit_pool
-
-    pool = load_digit_pool(split, data.data_root)
-    if augment:
-        return CanvasGenerator(data.preset, data.rule, split, seed, pool, data.digit_augment, data.canvas_augment)
-    return CanvasGenerator(data.preset, data.rule, split, seed, pool)
-
-
 class SyntheticCanvasDataset(Dataset):
     """Canvases generated on demand: item ``i`` is canvas ``i`` (image id ``i + 1``, as in a written split).
 
@@ -258,12 +200,12 @@ class SyntheticCanvasDataset(Dataset):
     workers see the new epoch when they are created anew each epoch (``persistent_workers=False``).
 
     Args:
-        generator: the canvas generator of the split.
+        generator: the canvas generator of the split (a :class:`~ocrloc.data.source.DataSource`).
         length: canvases per epoch.
         resample_each_epoch: False gives the same canvases every epoch.
     """
 
-    def __init__(self, generator: CanvasGenerator, length: int, resample_each_epoch: bool = False) -> None:
+    def __init__(self, generator: DataSource, length: int, resample_each_epoch: bool = False) -> None:
         if length < 1:
             raise ValueError(f"length must be >= 1, got {length}")
         self.generator = generator
@@ -282,8 +224,8 @@ class SyntheticCanvasDataset(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for {self.length} canvases")
         canvas_index = index + (self.epoch * self.length if self.resample_each_epoch else 0)
-        canvas = self.generator(canvas_index)
-        return image_tensor(canvas.image), generated_target(self.generator, canvas, canvas_index + 1)
+        canvas = self.generator.sample(canvas_index)
+        return image_tensor(canvas.image), self.generator.target(canvas, canvas_index + 1)
 
 
 def collate_detection(batch: Sequence[Tuple[torch.Tensor, Target]]) -> Tuple[torch.Tensor, List[Target]]:

@@ -33,15 +33,16 @@ import math
 import os
 import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Sequence, Tuple
-
-if TYPE_CHECKING:
-    from ocrloc.data.task import Task
+from typing import Dict, List, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-from ocrloc.data.points import ink_box
+from ocrloc.data.catalog import (GLYPH_CLASSES, GLYPH_FONTS, GLYPH_POINT_NAMES, GLYPH_PRESETS, SPLIT_NAMES, GlyphPreset,
+                                 get_glyph_preset)
+from ocrloc.data.points import INK_THRESHOLD, boxes_gap, ink_box
+from ocrloc.data.target import Target, detection_target
+from ocrloc.data.task import Task
 
 __all__ = [
     "GLYPH_CLASSES",
@@ -65,96 +66,17 @@ __all__ = [
     "render_glyph",
 ]
 
-# Class index = position; the class name is the character itself.
-GLYPH_CLASSES: Tuple[str, ...] = tuple("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _CLASS_INDEX: Dict[str, int] = {c: i for i, c in enumerate(GLYPH_CLASSES)}
-
-GLYPH_POINT_NAMES: Tuple[str, ...] = ("topleft", "center", "baseline_left", "baseline", "baseline_right")
 
 # Classes whose ink goes below the baseline in every font of GLYPH_FONTS (Q by its tail). Some
 # fonts also let J, f, z or 4 descend; those are not listed here (docs/glyphs.md).
 DESCENDER_CLASSES: Tuple[str, ...] = ("Q", "g", "j", "p", "q", "y")
 
-# File names under matplotlib's ``mpl-data/fonts/ttf``. Every one maps all 62 characters in
-# its cmap, renders each with ink and renders the 62 differently (check_fonts, tested).
-# Left out: DejaVu*Display and the STIXNonUni*/STIXSiz* files (no Latin letters or digits),
-# LastResortHE (one placeholder shape for everything), cmex10/cmsy10 (math symbols at the
-# ASCII code points) and cmmi10 (old-style digits that descend like g and p).
-GLYPH_FONTS: Tuple[str, ...] = (
-    "DejaVuSans.ttf",
-    "DejaVuSans-Bold.ttf",
-    "DejaVuSans-Oblique.ttf",
-    "DejaVuSans-BoldOblique.ttf",
-    "DejaVuSansMono.ttf",
-    "DejaVuSansMono-Bold.ttf",
-    "DejaVuSansMono-Oblique.ttf",
-    "DejaVuSansMono-BoldOblique.ttf",
-    "DejaVuSerif.ttf",
-    "DejaVuSerif-Bold.ttf",
-    "DejaVuSerif-Italic.ttf",
-    "DejaVuSerif-BoldItalic.ttf",
-    "STIXGeneral.ttf",
-    "STIXGeneralBol.ttf",
-    "STIXGeneralItalic.ttf",
-    "STIXGeneralBolIta.ttf",
-    "cmr10.ttf",
-    "cmb10.ttf",
-    "cmss10.ttf",
-    "cmtt10.ttf",
-    "cmti10.ttf",
-)
-
-GLYPH_SPLITS: Tuple[str, ...] = ("train", "val", "test")
-INK_THRESHOLD = 128  # uint8: 128/255 >= 0.5 > 127/255, as in ocrloc.data.canvas
+GLYPH_SPLITS: Tuple[str, ...] = SPLIT_NAMES
 SUPERSAMPLE = 4  # glyphs are drawn and rotated at 4x, then area-reduced to canvas pixels
 _CAP_REFERENCE_SIZE = 400  # font size at which each font's cap height ratio is measured
 _MAX_GLYPH_DRAWS = 50  # fresh (class, font, size, angle) draws before giving up on one glyph
 _MAX_POSITIONS = 50  # positions tried for one rendered glyph
-
-
-@dataclass(frozen=True)
-class GlyphPreset:
-    """A glyph canvas recipe.
-
-    Attributes:
-        name: preset name (part of every canvas's random stream).
-        height, width: canvas size in pixels.
-        glyphs_per_canvas: inclusive range of the number of glyphs, drawn uniformly.
-        cap_height: inclusive range of the cap height in canvas pixels (the ink height of
-            ``H``), drawn as a uniform integer; the font size is ``round(cap / ratio)`` with
-            the font's measured cap-height-to-size ratio.
-        max_angle: rotation drawn uniformly from ``[-max_angle, max_angle]`` degrees.
-        ink_value: inclusive range of the stroke intensity (uint8), drawn per glyph; must
-            start at >= 128 so a fully covered pixel is always ink.
-        min_gap: smallest allowed distance in pixels between two ink boxes.
-        fonts: font file names under matplotlib's ``fonts/ttf``, drawn uniformly.
-        chars: the characters drawn, uniformly; labels stay positions in GLYPH_CLASSES.
-    """
-
-    name: str
-    height: int
-    width: int
-    glyphs_per_canvas: Tuple[int, int] = (1, 6)
-    cap_height: Tuple[int, int] = (14, 32)
-    max_angle: float = 10.0
-    ink_value: Tuple[int, int] = (200, 255)
-    min_gap: int = 2
-    fonts: Tuple[str, ...] = GLYPH_FONTS
-    chars: Tuple[str, ...] = GLYPH_CLASSES
-
-
-GLYPH_PRESETS: Dict[str, GlyphPreset] = {
-    # Comparable to canvas128: MNIST digits of s = 18..36 px have ink about 13..26 px tall.
-    "glyphs128": GlyphPreset("glyphs128", 128, 128),
-}
-
-
-def get_glyph_preset(name: str) -> GlyphPreset:
-    """The glyph preset called ``name``; a ValueError lists the known ones."""
-    try:
-        return GLYPH_PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown glyph preset {name!r}; known presets: {', '.join(sorted(GLYPH_PRESETS))}") from None
 
 
 @dataclass
@@ -363,14 +285,6 @@ def _stable_id(name: str) -> int:
     return zlib.crc32(name.encode("utf-8"))
 
 
-def _boxes_gap(a: Tuple[int, int, int, int], b: Tuple[int, int, int, int]) -> int:
-    # The same measure as ocrloc.data.canvas.boxes_gap (not imported: canvas pulls in
-    # albumentations and torchvision, which this pure generator does not need).
-    gap_x = max(b[0] - (a[0] + a[2]), a[0] - (b[0] + b[2]))
-    gap_y = max(b[1] - (a[1] + a[3]), a[1] - (b[1] + b[3]))
-    return max(gap_x, gap_y)
-
-
 class GlyphCanvasGenerator:
     """Generates glyph canvas ``i`` of (preset, split, seed) on demand.
 
@@ -427,6 +341,34 @@ class GlyphCanvasGenerator:
             glyphs.append(self._place_glyph(rng, image, glyphs, index))
         return GlyphCanvas(image=image, glyphs=glyphs, index=index)
 
+    # -- the data source protocol (ocrloc.data.source) -------------------------------------------------
+
+    rule = None  # every glyph carries every named point: no rule picks one
+
+    @property
+    def image_size(self) -> Tuple[int, int]:
+        return self.preset.height, self.preset.width
+
+    def sample(self, index: int) -> GlyphCanvas:
+        """Canvas ``index`` (:meth:`generate`)."""
+        return self.generate(index)
+
+    def target(self, canvas: GlyphCanvas, image_id: int) -> Target:
+        """The training target of ``canvas``: every named point of each glyph, as keypoints."""
+        return detection_target([g.bbox for g in canvas.glyphs], [g.label for g in canvas.glyphs],
+                                [[v for name in GLYPH_POINT_NAMES for v in (*g.points[name], 2.0)]
+                                 for g in canvas.glyphs], image_id)
+
+    def annotations(self, canvas: GlyphCanvas, image_id: int, first_annotation_id: int) -> List[Dict[str, object]]:
+        return glyph_annotations(canvas, image_id, first_annotation_id)
+
+    def categories(self) -> List[Dict[str, object]]:
+        return self.task.categories("character")
+
+    def info(self) -> Dict[str, object]:
+        return {"description": "ocrloc printed-glyph canvases", "preset": self.preset.name, "rule": None,
+                "split": self.split, "seed": self.seed}
+
     def _draw(self, rng: np.random.Generator) -> Tuple[int, str, int, float, int, Tuple[int, int]]:
         p = self.preset
         label = self._labels[int(rng.integers(len(self._labels)))]
@@ -455,7 +397,7 @@ class GlyphCanvasGenerator:
                 bx = int(rng.integers(0, p.width - iw + 1))
                 by = int(rng.integers(0, p.height - ih + 1))
                 box = (bx, by, iw, ih)
-                if not all(_boxes_gap(box, other.bbox) >= p.min_gap for other in placed):
+                if not all(boxes_gap(box, other.bbox) >= p.min_gap for other in placed):
                     continue
                 x0, y0 = bx - ix, by - iy  # where the glyph image's top-left pixel goes
                 metric = {name: (x + x0, y + y0) for name, (x, y) in glyph.metric_points.items()}
@@ -496,12 +438,10 @@ class GlyphCanvasGenerator:
 # -- the glyphs as a task and as COCO data ---------------------------------------------------------
 
 
-def glyph_task() -> "Task":
+def glyph_task() -> Task:
     """The printed glyphs' task: 62 classes named by their character, category id = the
     character's Unicode code point (``0`` is 48, ``A`` 65, ``a`` 97: gapped ids, as a user's COCO
     file may have them), and the :data:`GLYPH_POINT_NAMES` keypoints each."""
-    from ocrloc.data.task import Task
-
     return Task(tuple(ord(c) for c in GLYPH_CLASSES), tuple(GLYPH_CLASSES), (GLYPH_POINT_NAMES,) * len(GLYPH_CLASSES))
 
 

@@ -19,6 +19,8 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ocrloc.data.catalog import SPLIT_NAMES
+
 __all__ = [
     "SPLITS",
     "MnistNotFoundError",
@@ -28,12 +30,13 @@ __all__ = [
     "load_digit_pool",
 ]
 
-# split -> (MNIST file: train=True/False, first index, end index) in file order.
-SPLITS: Dict[str, Tuple[bool, int, int]] = {
-    "train": (True, 0, 55_000),
-    "val": (True, 55_000, 60_000),
-    "test": (False, 0, 10_000),
-}
+# split -> (MNIST file: train=True/False, first index, end index) in file order, for the splits of
+# ocrloc.data.catalog.SPLIT_NAMES (train, val, test), in that order.
+SPLITS: Dict[str, Tuple[bool, int, int]] = dict(zip(SPLIT_NAMES, [
+    (True, 0, 55_000),
+    (True, 55_000, 60_000),
+    (False, 0, 10_000),
+], strict=True))
 
 _RAW_FILES = (
     "train-images-idx3-ubyte",

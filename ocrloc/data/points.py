@@ -20,8 +20,12 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["POINT_NAMES", "BOX_POINT_NAMES", "STROKE_SEARCHES", "ink_box", "named_points", "box_points",
-           "parse_stroke_point", "stroke_point", "stroke_reference"]
+__all__ = ["INK_THRESHOLD", "POINT_NAMES", "BOX_POINT_NAMES", "STROKE_SEARCHES", "ink_box", "boxes_gap", "named_points",
+           "box_points", "parse_stroke_point", "stroke_point", "stroke_reference"]
+
+# A uint8 pixel is ink when its value is >= 128 (128/255 >= 0.5 > 127/255): the MNIST canvases and the printed
+# glyphs alike (docs/task.md, "Ink and ink box").
+INK_THRESHOLD = 128
 
 POINT_NAMES: Tuple[str, ...] = (
     "topleft",
@@ -62,6 +66,14 @@ def ink_box(ink: np.ndarray) -> Tuple[int, int, int, int]:
     r_min, r_max = int(rows[0]), int(rows[-1])
     c_min, c_max = int(cols[0]), int(cols[-1])
     return c_min, r_min, c_max - c_min + 1, r_max - r_min + 1
+
+
+def boxes_gap(a: Tuple[int, int, int, int], b: Tuple[int, int, int, int]) -> int:
+    """Distance in pixels between two COCO pixel boxes: the larger of the empty columns or
+    rows between them (negative when they overlap on both axes)."""
+    gap_x = max(b[0] - (a[0] + a[2]), a[0] - (b[0] + b[2]))
+    gap_y = max(b[1] - (a[1] + a[3]), a[1] - (b[1] + b[3]))
+    return max(gap_x, gap_y)
 
 
 def named_points(ink: np.ndarray, intensity: np.ndarray) -> Dict[str, Tuple[float, float]]:

@@ -19,27 +19,12 @@ from typing import Dict, Mapping, Tuple
 
 import yaml
 
+from ocrloc.data.catalog import RULES
 from ocrloc.data.points import BOX_POINT_NAMES, POINT_NAMES, parse_stroke_point
 from ocrloc.utils.errors import yaml_problem
 
 __all__ = ["RULES", "RULE_POINT_NAMES", "RULE_FILE_SUFFIXES", "KNOWN_POINTS", "get_rule", "rule_classes",
            "load_rule_file"]
-
-RULES: Dict[str, Mapping[int, str]] = {
-    "seed37": {3: "topleft", 7: "center"},
-    "all10": {
-        0: "topmost",
-        1: "bottommost",
-        2: "leftmost",
-        3: "topleft",
-        4: "rightmost",
-        5: "centroid",
-        6: "bottommost",
-        7: "center",
-        8: "centroid",
-        9: "topmost",
-    },
-}
 
 RULE_POINT_NAMES: Tuple[str, ...] = POINT_NAMES + BOX_POINT_NAMES
 RULE_FILE_SUFFIXES = (".yaml", ".yml", ".json")

@@ -23,7 +23,7 @@ from ocrloc.engine.checkpoint import detector_from_checkpoint
 from ocrloc.engine.inference import predict_results
 from ocrloc.engine.runs import train_or_reuse
 from ocrloc.evaluation import evaluate
-from ocrloc.research.oracle import labelled
+from ocrloc.families import labelled
 from ocrloc.utils.io import cached_json, write_json_atomic
 
 __all__ = ["TABLE_COLUMNS", "compare_configs", "comparison_table"]

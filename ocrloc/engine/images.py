@@ -20,6 +20,8 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ocrloc.data.coco import annotation_file_beside  # the COCO folder layout is the data layer's
+
 __all__ = ["IMAGE_SUFFIXES", "UNLISTED", "annotation_file_beside", "images_and_ids"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -60,15 +62,6 @@ def _distinct(paths: List[Path]) -> Tuple[List[Path], List[str]]:
         return paths, []
     return list(first.values()), [f"{len(repeated)} image(s) given more than once are predicted once, at their "
                                   f"first place (one image id per file): {_few(repeated)}"]
-
-
-def annotation_file_beside(folder: Path) -> Optional[Path]:
-    """The annotations.json that describes the images of ``folder``: in it, or in its parent
-    (make-dataset's SPLIT/images/ + SPLIT/annotations.json)."""
-    for candidate in (folder / "annotations.json", folder.parent / "annotations.json"):
-        if candidate.is_file():
-            return candidate
-    return None
 
 
 def _listed_ids(annotation: Path) -> Dict[Path, int]:

@@ -1,7 +1,7 @@
 """Validation pictures in TensorBoard: a few val canvases with prediction and ground truth, and PR curves.
 
-At each validation the trainer hands :func:`log_validation_images` the validation's own COCO results (no
-second prediction pass): the first :data:`GRID_CANVASES` val canvases are drawn with
+At each validation the trainer calls its :class:`ValidationImages` hook (:mod:`ocrloc.engine.hooks`), which hands
+:func:`log_validation_images` the validation's own COCO results (no second prediction pass): the first :data:`GRID_CANVASES` val canvases are drawn with
 :func:`ocrloc.visualize.draw_truth_and_prediction` (the drawing of ``ocrloc predict --viz``) as
 ``val/predictions``, and the keypoint precision-recall curves of the whole split (the report's figure,
 :mod:`ocrloc.report`) as ``val/pr_curves``, the curves behind the ``val/kpt_AP`` scalar.
@@ -17,8 +17,9 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from ocrloc.constants import DEFAULT_SCORE_THRESHOLD
+from ocrloc.engine.hooks import TrainerHook
 
-__all__ = ["GRID_CANVASES", "log_validation_images"]
+__all__ = ["GRID_CANVASES", "ValidationImages", "log_validation_images"]
 
 GRID_CANVASES = 8  # drawn in the val/predictions grid
 GRID_SCALE = 3  # a 128 x 128 canvas at 384 x 384: labels legible, event file small
@@ -36,6 +37,18 @@ def figure_to_array(fig) -> Any:
     with figures.style():
         canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+class ValidationImages(TrainerHook):
+    """The trainer's default hook: ``val/predictions`` and ``val/pr_curves`` after every validation."""
+
+    def __init__(self, grid: int = GRID_CANVASES) -> None:
+        self.grid = grid
+
+    def after_validation(self, trainer, scores: Dict[str, Any]) -> None:
+        # After the checkpoint's commit, which opens TensorBoard's writer (when TensorBoard is installed).
+        log_validation_images(trainer.log.writer, trainer.val_results, trainer.val_set, trainer.val_gt, trainer.step,
+                              self.grid)
 
 
 def log_validation_images(writer, results: List[Dict[str, Any]], dataset, gt: Optional[Dict[str, Any]], step: int,

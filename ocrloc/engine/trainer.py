@@ -12,6 +12,8 @@
   ``--resume`` neither lose nor repeat a row. It is opened without following a symbolic link
   (as the run lock is; the other files are replaced by a rename, which replaces a link).
 * Rank 0 alone writes logs, TensorBoard events and checkpoints.
+* The data comes built from :mod:`ocrloc.data.build`; what a run does with a validation beyond its metrics
+  and checkpoint (TensorBoard pictures) are hooks (:mod:`ocrloc.engine.hooks`) the trainer calls.
 """
 
 from __future__ import annotations
@@ -33,27 +35,25 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ocrloc.config import Config, ConfigError, config_to_dict, save_config
-from ocrloc.data.canvas import get_preset
-from ocrloc.data.coco import split_coco
-from ocrloc.data.datasets import (CocoKeypointDataset, InMemoryCocoDataset, SyntheticCanvasDataset, canvas_generator,
-                                  collate_detection)
-from ocrloc.data.glyphs import GLYPH_PRESETS, glyph_task
-from ocrloc.data.task import Task, digits_task
+from ocrloc.data.build import build_train_dataset, build_val_data, describe_training_data
+from ocrloc.data.datasets import collate_detection
+from ocrloc.data.task import Task
 from ocrloc.engine.amp import resolve_amp
 from ocrloc.engine.calibration import recalibrate_scores
 from ocrloc.engine.checkpoint import load_checkpoint, save_checkpoint
 from ocrloc.engine.distributed import cpu_cores, data_workers, init_distributed
+from ocrloc.engine.hooks import TrainerHook
 from ocrloc.engine.runlock import RunLock
 from ocrloc.engine.inference import detections_to_results, iterate_predictions, to_device
 from ocrloc.engine.sampler import StepSampler
-from ocrloc.engine.tensorboard_images import log_validation_images
+from ocrloc.engine.tensorboard_images import ValidationImages
 from ocrloc.evaluation import evaluate
-from ocrloc.models.registry import get_family
+from ocrloc.families import get_family
 from ocrloc.utils.errors import worker_error_message
 from ocrloc.utils.io import OutputError, open_no_follow, refuse_symlink, write_text_atomic
 
-__all__ = ["DataError", "Trainer", "build_train_dataset", "build_val_data", "lr_factor", "metric_columns",
-           "remove_temporaries", "step_loss", "step_update"]
+__all__ = ["DataError", "Trainer", "default_hooks", "lr_factor", "metric_columns", "remove_temporaries", "step_loss",
+           "step_update"]
 
 SCORE_COLUMNS = ("kpt_AP", "kpt_AP50", "kpt_AP75", "box_AP", "mean_px", "median_px", "p95_px", "miss_rate", "cls_acc")
 
@@ -111,72 +111,9 @@ def parameter_groups(model: nn.Module, lr: float) -> List[Dict[str, Any]]:
     return [{"params": params, "lr": lr * scale} for scale, params in groups.items() if params or scale == 1.0]
 
 
-def describe_training_data(config: Config, train_set: Dataset) -> Dict[str, Any]:
-    """What the training data is, read from the data itself: the task (classes, ids, keypoint
-    names), the image size the model trains on, and, for generated canvases, the preset and the
-    rule that made them (None for a COCO folder: its annotations define the points).
-
-    Args:
-        config: the resolved config.
-        train_set: the training dataset of :func:`build_train_dataset` (already checked).
-    """
-    d = config.data
-    if d.train_path:
-        images = train_set.coco.dataset.get("images", [])
-        sizes = [(int(im["height"]), int(im["width"])) for im in images if "height" in im and "width" in im]
-        size = [max(h for h, _ in sizes), max(w for _, w in sizes)] if sizes else None
-        return {"task": train_set.task, "train_size": size, "preset": None, "rule": None}
-    preset = get_preset(d.preset)
-    glyphs = preset.name in GLYPH_PRESETS
-    return {"task": glyph_task() if glyphs else digits_task(), "train_size": [preset.height, preset.width],
-            "preset": preset.name, "rule": None if glyphs else d.rule}
-
-
-def build_train_dataset(config: Config, total_samples: int, progress: bool = False) -> Tuple[Dataset, Optional[int]]:
-    """The training dataset and the length to hand the sampler (None: unlimited fresh canvases); a
-    COCO folder's images are all read once first (:func:`_coco_folder`)."""
-    d = config.data
-    if d.train_path:
-        dataset = _coco_folder(d.train_path, "data.train_path", progress)
-        return dataset, len(dataset)
-    generator = canvas_generator(d, "train", d.train_seed, augment=True)
-    if d.train_canvases > 0:
-        return SyntheticCanvasDataset(generator, d.train_canvases), d.train_canvases
-    return SyntheticCanvasDataset(generator, max(1, total_samples)), None
-
-
-def _coco_folder(path: str, key: str, progress: bool = False, check_images: bool = True) -> CocoKeypointDataset:
-    """A COCO folder for training or validation; bad data is a ConfigError naming ``key``, the file and the entry.
-
-    Checked at the start, before anything is written: the annotations (the evaluator's checks, at
-    least one annotation), and every image read once (decodable, the size its entry declares:
-    :meth:`~ocrloc.data.datasets.CocoKeypointDataset.check_images`, 1-2.5 s for 8,000 canvases of
-    128 x 128 on 2 cores), so a bad file stops the start, not the step that first samples it."""
-    try:
-        dataset = CocoKeypointDataset(path)
-        if not dataset.coco.dataset.get("annotations"):
-            raise ValueError(f"{dataset.annotation_file}: no annotations ('annotations' is empty): nothing to "
-                             f"{'train' if key == 'data.train_path' else 'validate'} on")
-        if check_images:
-            dataset.check_images(progress, desc=f"check {key} images")
-        return dataset
-    except (ValueError, FileNotFoundError) as err:
-        raise ConfigError(f"{key}: {err}") from None
-
-
-def build_val_data(config: Config, progress: bool = False) -> Tuple[Dataset, Dict[str, Any]]:
-    """The fixed validation split and its COCO ground truth (``data.val_path``, or canvases
-    generated once, in memory: the images the model sees are the ones the ground truth describes)."""
-    d = config.data
-    if d.val_path:
-        # The training folder's images were just read: the same folder is not read twice.
-        same = d.train_path is not None and Path(d.val_path).resolve() == Path(d.train_path).resolve()
-        dataset = _coco_folder(d.val_path, "data.val_path", progress, check_images=not same)
-        return dataset, dataset.coco.dataset
-    generator = canvas_generator(d, "val", d.val_seed)
-    images: Dict[str, Any] = {}
-    gt = split_coco(generator, d.val_count, image_writer=images.__setitem__, progress=False)
-    return InMemoryCocoDataset(gt, images), gt
+def default_hooks() -> List[TrainerHook]:
+    """The hooks a :class:`Trainer` calls unless told otherwise: TensorBoard's validation pictures."""
+    return [ValidationImages()]
 
 
 def _number(value: str) -> Any:
@@ -355,15 +292,18 @@ class Trainer:
         run_dir: output folder (``config.yaml``, ``metrics.csv``, ``tensorboard/``, ``checkpoints/``).
         resume: continue from ``run_dir/checkpoints/last.pt``.
         progress: show the tqdm bar (rank 0 only).
+        hooks: called after each validation (:class:`~ocrloc.engine.hooks.TrainerHook`); None: :func:`default_hooks`.
     """
 
-    def __init__(self, config: Config, run_dir: str | os.PathLike, resume: bool = False, progress: bool = True) -> None:
+    def __init__(self, config: Config, run_dir: str | os.PathLike, resume: bool = False, progress: bool = True,
+                 hooks: Optional[Sequence[TrainerHook]] = None) -> None:
         from ocrloc.models.build import build
 
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.ctx, self.device = init_distributed(config.train.device, config.train.threads)
         self.progress = progress and self.ctx.is_main
+        self.hooks: List[TrainerHook] = default_hooks() if hooks is None else list(hooks)
         # train.amp: auto becomes the bool this machine runs faster: rank 0 alone probes (ranks
         # probing at once on one machine would time each other), and every rank takes its choice.
         amp, amp_note = config.train.amp, ""
@@ -386,14 +326,14 @@ class Trainer:
         torch.manual_seed(config.train.seed)
         # The data is built and checked before anything is written: bad data leaves no run folder.
         cfg = config.train
-        self.train_set, self.train_length = build_train_dataset(config, cfg.steps * cfg.batch_size * self.ctx.world_size,
-                                                                self.progress)
-        data = describe_training_data(config, self.train_set)
+        self.train_set, self.train_length, source = build_train_dataset(
+            config.data, cfg.steps * cfg.batch_size * self.ctx.world_size, self.progress)
+        data = describe_training_data(source)
         self.task: Task = data["task"]
         self.val_set: Optional[Dataset] = None
         self.val_gt: Optional[Dict[str, Any]] = None
         if self.ctx.is_main:
-            self.val_set, self.val_gt = build_val_data(config, self.progress)
+            self.val_set, self.val_gt = build_val_data(config.data, self.progress)
             if self.val_set.task != self.task:
                 raise ConfigError(f"data.val_path {config.data.val_path}: its categories are not the training "
                                   f"data's (classes {list(self.val_set.task.class_ids)} vs {list(self.task.class_ids)}, "
@@ -438,7 +378,7 @@ class Trainer:
         self.train_model: nn.Module = self.model
         if self.ctx.enabled:
             # A family whose every parameter gets a gradient each step (the dense ones: their trunk
-            # computes only the level the heads read; models/registry.py) spares DDP the search for
+            # computes only the level the heads read; ocrloc/families.py) spares DDP the search for
             # unused ones; the other families are not held to that.
             self.train_model = DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
@@ -525,13 +465,13 @@ class Trainer:
             collected.append((targets, detections))
         model = self.detector.model
         # Scores that a threshold means something on (calibration.py), for a family that fits them
-        # (models/registry.py) and a model built to.
+        # (ocrloc/families.py) and a model built to.
         if get_family(self.config.model.type).recalibrates_scores and getattr(model, "calibrate_score", False):
             recalibrate_scores(model, collected)
         for targets, detections in collected:
             results += detections_to_results(detections, [t["image_id"] for t in targets], self.task)
         self.detector.train()
-        self.val_results = results  # for TensorBoard's pictures of this validation
+        self.val_results = results  # for the hooks (TensorBoard's pictures of this validation)
         scores = evaluate(gt, results)
         return {**{k: v / max(batches, 1) for k, v in totals.items()}, **scores}
 
@@ -623,6 +563,6 @@ class Trainer:
             tqdm.write(f"step {self.step}: val loss {val_loss}  kpt AP {scores['kpt_AP']:.3f}  "
                        f"cls acc {scores['cls_acc']:.3f}  mean point error {mean_px}")
             self._checkpoint(scores)
-            # After the commit, which opens TensorBoard's writer (when TensorBoard is installed).
-            log_validation_images(self.log.writer, self.val_results, self.val_set, gt, self.step)
+            for hook in self.hooks:  # after the commit, which opens TensorBoard's writer (when installed)
+                hook.after_validation(self, scores)
         self.ctx.barrier()

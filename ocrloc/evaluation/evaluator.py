@@ -109,7 +109,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval, Params
 
-from ocrloc.constants import DEFAULT_SCORE_THRESHOLD
+from ocrloc.constants import DEFAULT_SCORE_THRESHOLD, DEFAULT_SIGMA
 
 from .matching import POINT_MATCH_PX, PointMatches, match_points, match_within_px
 from .inputs import (
@@ -127,7 +127,6 @@ __all__ = ["DEFAULT_SIGMA", "DEFAULT_SCORE_THRESHOLD", "KPT_MAX_DETS", "BOX_MAX_
            "slot_sigmas_of", "keypoint_precision", "match_checked", "found_at_threshold", "recall_precision",
            "mean_valid_precision"]
 
-DEFAULT_SIGMA = 0.05  # docs/task.md, "Scores": OKS 0.5 is ~3.0 px, 0.95 ~0.8 px on a 24 x 28 digit
 KPT_MAX_DETS = 20  # docs/task.md, "Scores", and the COCO keypoint convention
 BOX_MAX_DETS = 100  # the COCO box convention
 _AREA_ALL = [0.0, 1e5**2]  # pycocotools' 'all' range

@@ -22,7 +22,7 @@ the input handling of :class:`~ocrloc.export.preprocess.CanvasPreprocess`; nothi
 family. The parity tests in ``tests/export`` hold the files to the eager detections.
 
 Families: those whose predictor is a :class:`~ocrloc.models.family.FlatPredictor` (``flat_graph``
-in :mod:`ocrloc.models.registry`: ``centernet``, both point modes, and ``argmax``). torchvision's detectors (the baselines) run Python loops over
+in :mod:`ocrloc.families`: ``centernet``, both point modes, and ``argmax``). torchvision's detectors (the baselines) run Python loops over
 images and per-level lists inside their forward, and the head study's predictor takes 32 x 32
 canvases only: those export as TorchScript.
 """
@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from ocrloc.export.preprocess import CanvasPreprocess
 from ocrloc.models.family import FLAT_OUTPUT_NAMES, PredictorModule, has_flat_graph, split_per_image
-from ocrloc.models.registry import FAMILIES
+from ocrloc.families import FAMILIES
 
 __all__ = ["OUTPUT_NAMES", "FlatDetector", "flat_supported", "split_per_image"]
 

@@ -6,21 +6,21 @@ import dataclasses
 from typing import Optional
 
 from ocrloc.config import Config, ConfigError
-from ocrloc.data.rules import get_rule
+from ocrloc.data.catalog import get_preset
 from ocrloc.data.task import Task, digits_task
+from ocrloc.families import MODEL_TYPES, get_family
 from ocrloc.models.argmax_detector import ArgmaxCriterion, ArgmaxDetector, ArgmaxPredictor
 from ocrloc.models.centernet import CenterNetDetector, CenterNetPredictor
 from ocrloc.models.centernet_decode import CenterNetDecoder
 from ocrloc.models.centernet_loss import CenterNetCriterion
 from ocrloc.models.family import Detector
-from ocrloc.models.registry import MODEL_TYPES, get_family
 
 __all__ = ["MODEL_TYPES", "build", "build_argmax", "build_baseline_family", "build_centernet", "centernet_decoder"]
 
 
 def build(config: Config, task: Optional[Task] = None) -> Detector:
     """The :class:`~ocrloc.models.family.Detector` of ``config`` for ``task`` (model in train mode, on the CPU):
-    the builder that ``model.type``'s entry of :mod:`ocrloc.models.registry` names.
+    the builder that ``model.type``'s entry of :mod:`ocrloc.families` names.
 
     The data defines the task: how many classes, how many keypoints per class
     (:class:`~ocrloc.data.task.Task`; None: the MNIST digits, ten classes, one point each).
@@ -77,10 +77,8 @@ def build_argmax(config: Config, task: Task) -> Detector:
                            calibrate_score=a.calibrate_score,
                            num_classes=classes,
                            num_keypoints=keypoints)
-    if a.point_init == "rule":  # oracle ablation: the rule told (ocrloc/research/oracle.py)
-        from ocrloc.research.oracle import tell_argmax_head
-
-        tell_argmax_head(model.head, get_rule(config.data.rule))
+    # point_init: rule (the oracle ablation) is written in by build(), from the family's entry in
+    # ocrloc/families.py: the product's modules never import ocrloc.research.
     dense = CenterNetCriterion(m.head_stride, dataclasses.asdict(config.loss), point_mode="offset",
                                num_classes=classes, num_keypoints=keypoints)
     criterion = ArgmaxCriterion(dense, config.loss.argmax_point, config.loss.crop_class, config.loss.point_map,
@@ -91,7 +89,6 @@ def build_argmax(config: Config, task: Task) -> Detector:
 def build_baseline_family(config: Config, task: Task) -> Detector:
     """``model.type`` ``retinanet``, ``ssd``, ``fcos`` or ``keypointrcnn``: a torchvision detector on
     the same backbone + FPN (:mod:`ocrloc.models.baselines`)."""
-    from ocrloc.data.canvas import get_preset
     from ocrloc.models.baselines import build_baseline
 
     preset = get_preset(config.data.preset)

@@ -4,7 +4,8 @@ A rule (:mod:`ocrloc.data.rules`) is how the data was *made*; a model must learn
 annotations. These functions exist only to measure how much being told the answer is worth:
 ``model.argmax.point_init: rule`` (the argmax-feature detector) and ``model.study.point_init: rule``
 (the head study) call them, and every result they produce is labelled "oracle: rule told".
-No model module imports this one; :func:`ocrloc.models.build.build` applies it on request.
+No product module imports this one: the argmax family's entry in :mod:`ocrloc.families` names
+:func:`tell_argmax_detector`, applied after the build on request.
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ from typing import Dict, List, Mapping, Tuple
 import torch
 from torch import nn
 
-__all__ = ["ORACLE_LABEL", "PRIOR_FEATURES", "is_told", "labelled", "rule_prior_weights", "tell_argmax_head",
-           "tell_study_net"]
+from ocrloc.data.rules import get_rule
 
-ORACLE_LABEL = "oracle: rule told"
+# The label lives with the family table (light; engine/compare.py labels rows without importing research).
+from ocrloc.families import ORACLE_LABEL, is_told, labelled
+
+__all__ = ["ORACLE_LABEL", "PRIOR_FEATURES", "is_told", "labelled", "rule_prior_weights", "tell_argmax_detector",
+           "tell_argmax_head", "tell_study_net"]
+
 
 # The named points (docs/task.md, "Named points") written on the coordinate features: (x combination,
 # y combination).
@@ -31,16 +36,6 @@ PRIOR_FEATURES: Dict[str, Tuple[Dict[str, float], Dict[str, float]]] = {
     "leftmost": ({"left": 1.0}, {"leftmost_y": 1.0}),
     "rightmost": ({"right": 1.0}, {"rightmost_y": 1.0}),
 }
-
-
-def is_told(config) -> bool:
-    """Whether a :class:`~ocrloc.config.Config` asks for the rule to be written into its model."""
-    return config.model.argmax.point_init == "rule" or config.model.study.point_init == "rule"
-
-
-def labelled(name: str, config) -> str:
-    """``name`` as a table shows it: with ``(oracle: rule told)`` when ``config`` is told the rule."""
-    return f"{name} ({ORACLE_LABEL})" if is_told(config) else name
 
 
 def rule_prior_weights(rule: Mapping[int, str], feature_names: Tuple[str, ...],
@@ -79,6 +74,12 @@ def tell_argmax_head(head: nn.Module, rule: Mapping[int, str]) -> None:
                          "not 'ridge' (whose closed-form fit would add a second copy of the rule)")
     for row, column, weight in rule_prior_weights(rule, COORDINATE_FEATURES, head.num_classes):
         head.point.weight[row, column] = weight
+
+
+def tell_argmax_detector(detector, config) -> None:
+    """Write the rule of ``config.data.rule`` into an argmax detector's point head (what
+    ``model.argmax.point_init: rule`` asks; :mod:`ocrloc.families` applies it after the build)."""
+    tell_argmax_head(detector.model.head, get_rule(config.data.rule))
 
 
 @torch.no_grad()

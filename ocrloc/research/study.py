@@ -299,7 +299,7 @@ class StudyPredictor(PredictorModule):
 
 
 def build_study(config, task) -> Detector:
-    """``model.type: study`` (its entry in :mod:`ocrloc.models.registry`): :class:`StudyNet` of
+    """``model.type: study`` (its entry in :mod:`ocrloc.families`): :class:`StudyNet` of
     ``config.model.study`` on the preset's square canvas, one point per class; ``point_init: rule``
     writes the rule into it first (the oracle, :mod:`ocrloc.research.oracle`)."""
     from ocrloc.data.canvas import get_preset

@@ -1,10 +1,19 @@
-"""One-line error messages out of DataLoader workers and the YAML parser."""
+"""The configuration's error, and one-line error messages out of DataLoader workers and the YAML parser.
+
+Standard library only: any layer may raise :class:`ConfigError` (the data layer names a config key in it)
+without importing :mod:`ocrloc.config`, which itself imports the data layer's settings.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["worker_error_message", "yaml_problem"]
+__all__ = ["ConfigError", "worker_error_message", "yaml_problem"]
+
+
+class ConfigError(ValueError):
+    """A config file or override names an unknown key, gives a value of the wrong type or
+    outside the field's choices, or sets a key that its ``model.type`` does not read."""
 
 
 def yaml_problem(err: Any) -> str:

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from ocrloc.data.canvas import CanvasGenerator
-from ocrloc.data.coco import ANNOTATIONS_FILE, CATEGORIES, load_coco, read_grey_image, write_split
+from ocrloc.data.canvas import CATEGORIES, CanvasGenerator
+from ocrloc.data.coco import ANNOTATIONS_FILE, load_coco, read_grey_image
 from ocrloc.data.datasets import CocoKeypointDataset, SyntheticCanvasDataset, collate_detection
 from ocrloc.data.points import POINT_NAMES
 from ocrloc.data.rules import get_rule
+from ocrloc.data.splits import write_split
 
 REPO = Path(__file__).resolve().parents[2]
 

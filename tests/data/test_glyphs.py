@@ -27,7 +27,7 @@ from ocrloc.data.glyphs import (
     font_path,
     render_glyph,
 )
-from ocrloc.data.points import ink_box
+from ocrloc.data.points import boxes_gap, ink_box
 
 # Classes that descend in only some fonts (docs/glyphs.md): left out of the "sits on the
 # baseline" check.
@@ -167,7 +167,7 @@ def test_glyphs128_follows_the_preset(train_canvases):
                 assert isinstance(px, float) and isinstance(py, float)
                 assert 0.0 <= px <= 128.0 and 0.0 <= py <= 128.0
             for other in canvas.glyphs[k + 1:]:
-                assert glyphs_module._boxes_gap(glyph.bbox, other.bbox) >= preset.min_gap
+                assert boxes_gap(glyph.bbox, other.bbox) >= preset.min_gap
             fonts.add(glyph.font)
             caps_seen[round(glyph.size * cap_height_ratio(glyph.font))] += 1
     assert counts == set(range(preset.glyphs_per_canvas[0], preset.glyphs_per_canvas[1] + 1))

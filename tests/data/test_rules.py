@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ocrloc.data.canvas import CanvasGenerator
-from ocrloc.data.datasets import canvas_target
+from ocrloc.data.canvas import canvas_target
 from ocrloc.data.points import BOX_POINT_NAMES, POINT_NAMES, box_points
 from ocrloc.data.rules import KNOWN_POINTS, RULE_POINT_NAMES, get_rule, rule_classes
 

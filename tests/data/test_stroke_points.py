@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from ocrloc.data.canvas import CanvasGenerator
-from ocrloc.data.coco import write_split
+from ocrloc.data.splits import write_split
 from ocrloc.data.points import ink_box, parse_stroke_point, stroke_point, stroke_reference
 from ocrloc.data.rules import get_rule
 

@@ -9,7 +9,7 @@ import yaml
 
 from ocrloc.config import config_to_dict, load_config
 from ocrloc.data.canvas import CanvasGenerator
-from ocrloc.data.coco import write_split
+from ocrloc.data.splits import write_split
 from ocrloc.engine.compare import TABLE_COLUMNS, compare_configs, comparison_table
 from ocrloc.engine.runs import same_config, train_or_reuse
 

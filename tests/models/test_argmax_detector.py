@@ -9,7 +9,7 @@ import torch
 
 from ocrloc.config import load_config
 from ocrloc.data.canvas import CanvasGenerator
-from ocrloc.data.datasets import canvas_target
+from ocrloc.data.canvas import canvas_target
 from ocrloc.data.points import POINT_NAMES
 from ocrloc.data.rules import get_rule
 from ocrloc.models.argmax import EXTREME_FEATURES

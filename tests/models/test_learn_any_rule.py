@@ -17,7 +17,7 @@ import torch
 
 from ocrloc.config import load_config
 from ocrloc.data.canvas import CanvasGenerator
-from ocrloc.data.coco import write_split
+from ocrloc.data.splits import write_split
 from ocrloc.data.datasets import CocoKeypointDataset, collate_detection
 from ocrloc.engine.checkpoint import detector_from_checkpoint
 from ocrloc.engine.trainer import Trainer

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from ocrloc.data.canvas import CanvasGenerator
-from ocrloc.data.coco import write_split
+from ocrloc.data.splits import write_split
 from ocrloc.data.datasets import CocoKeypointDataset, collate_detection
 from ocrloc.models.argmax_detector import ArgmaxPointHead
 

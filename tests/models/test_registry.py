@@ -1,4 +1,4 @@
-"""The family table (ocrloc/models/registry.py) is what build, the export and the trainer read."""
+"""The family table (ocrloc/families.py) is what build, the export and the trainer read."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from ocrloc.config import ConfigError, load_config
 from ocrloc.export import flat_supported
 from ocrloc.models.build import build
 from ocrloc.models.family import FlatPredictor
-from ocrloc.models.registry import FAMILIES, MODEL_TYPES, get_family
+from ocrloc.families import FAMILIES, MODEL_TYPES, get_family
 
 # The smallest model of each family (a timm test backbone, narrow heads).
 TINY = ["model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8"]

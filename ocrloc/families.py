@@ -13,7 +13,9 @@ Each :class:`Family` says, for one ``model.type``:
   a model is built (the table itself imports nothing: reading a config stays light);
 * what it needs of the trainer (``recalibrates_scores``, ``every_parameter_trains``) and of the
   export (``flat_graph``: its predictor has the batched graph ``torch.export`` and ONNX take);
-* ``research``: a research instrument (:mod:`ocrloc.research`), not a detector of the product.
+* ``research``: a research instrument (:mod:`ocrloc.research`), not a detector of the product;
+* ``oracle``: ``"module:function"``, ``function(detector, config)``, the rule oracle ablation
+  (:mod:`ocrloc.research.oracle`) applied to a built detector whose config asks for it.
 
 Adding a family is one entry here, its section dataclass in :mod:`ocrloc.config` (when it has
 settings of its own) and its builder; ``tests/test_config.py`` holds the sections and the
@@ -24,14 +26,13 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
-if TYPE_CHECKING:  # annotations only: importing them would pull torch into every config read
-    from ocrloc.config import Config
-    from ocrloc.data.task import Task
-    from ocrloc.models.family import Detector
+# Config, Task and Detector in the annotations are ocrloc.config.Config, ocrloc.data.task.Task and
+# ocrloc.models.family.Detector, named and not imported: this module sits below all three (ocrloc.config
+# reads it; tests/test_import_graph.py holds the package free of cycles, TYPE_CHECKING imports included).
 
-__all__ = ["FAMILIES", "Family", "MODEL_TYPES", "applies_to", "get_family"]
+__all__ = ["FAMILIES", "Family", "MODEL_TYPES", "ORACLE_LABEL", "applies_to", "get_family", "is_told", "labelled"]
 
 # Keys every dense detector (ocrloc's heatmap families) reads and the others do not.
 _DENSE_KEYS = ("model.shared_head_stem", "loss.heatmap", "loss.size", "loss.offset", "loss.point",
@@ -50,12 +51,25 @@ class Family:
     every_parameter_trains: bool = False
     flat_graph: bool = False
     research: bool = False
+    oracle: Optional[str] = None
 
     def build(self, config: "Config", task: "Task") -> "Detector":
         """The family's :class:`~ocrloc.models.family.Detector` of ``config`` for ``task`` (use
-        :func:`ocrloc.models.build.build`, which adds the config's error wording)."""
-        module, function = self.builder.split(":")
-        return getattr(importlib.import_module(module), function)(config, task)
+        :func:`ocrloc.models.build.build`, which adds the config's error wording), with the rule
+        oracle written in when the config asks for it (``model.<section>.point_init: rule``)."""
+        detector = _resolve(self.builder)(config, task)
+        section = getattr(config.model, self.section) if self.section is not None else None
+        if self.oracle is not None and getattr(section, "point_init", None) == "rule":
+            # The oracle is a research instrument (ocrloc/research/oracle.py): named here, never
+            # imported by the product's modules, so the product does not depend on research.
+            _resolve(self.oracle)(detector, config)
+        return detector
+
+
+def _resolve(target: str):
+    """The function a ``"module:function"`` string names (imported on first use)."""
+    module, function = target.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def _baseline(name: str) -> Family:
@@ -68,7 +82,8 @@ FAMILIES: Tuple[Family, ...] = (
            every_parameter_trains=True, flat_graph=True),
     Family("argmax", "ocrloc.models.build:build_argmax", section="argmax",
            reads=_DENSE_KEYS + ("loss.argmax_point", "loss.crop_class", "loss.point_map"),
-           recalibrates_scores=True, every_parameter_trains=True, flat_graph=True),
+           recalibrates_scores=True, every_parameter_trains=True, flat_graph=True,
+           oracle="ocrloc.research.oracle:tell_argmax_detector"),
     Family("study", "ocrloc.research.study:build_study", section="study", reads=("loss.point",), research=True),
     _baseline("retinanet"),
     _baseline("ssd"),
@@ -104,3 +119,16 @@ def applies_to() -> Dict[str, Tuple[str, ...]]:
         for key in family.reads:
             readers[key] = readers.get(key, ()) + (family.name,)
     return readers
+
+
+ORACLE_LABEL = "oracle: rule told"
+
+
+def is_told(config: "Config") -> bool:
+    """Whether a config asks for the rule oracle (``point_init: rule`` of the argmax detector or the head study)."""
+    return config.model.argmax.point_init == "rule" or config.model.study.point_init == "rule"
+
+
+def labelled(name: str, config: "Config") -> str:
+    """``name`` as a table shows it: with ``(oracle: rule told)`` when ``config`` is told the rule."""
+    return f"{name} ({ORACLE_LABEL})" if is_told(config) else name
