@@ -1,5 +1,6 @@
 """``ocrloc.Predictor``: checkpoint and export agree, every input kind reads the same, detections
-come back in the given image's pixels (CPU, a tiny untrained model, seconds)."""
+come back in the given image's pixels (CPU, a tiny untrained model, seconds). The untrained model's
+scores are far below the default threshold, so the comparisons ask for every detection (``score_threshold=0``)."""
 
 from __future__ import annotations
 
@@ -96,14 +97,14 @@ def test_loaders_and_attributes(files, api):
 def test_checkpoint_and_export_agree(files, api):
     image = _canvas()
     exported = Predictor.from_exported(files["exported"])
-    _assert_same(api(image), exported(image))
+    _assert_same(api(image, score_threshold=0), exported(image, score_threshold=0))
 
 
 def test_every_input_kind_gives_the_same_detections(files, api, tmp_path):
     image = _canvas(seed=1)
     path = tmp_path / "canvas.png"
     Image.fromarray(image).save(path)
-    reference = api(image)
+    reference = api(image, score_threshold=0)
     colour = np.stack([image] * 3, axis=-1)
     variants = {
         "str path": str(path), "Path": path, "PIL": Image.fromarray(image), "PIL RGB": Image.fromarray(colour),
@@ -113,10 +114,11 @@ def test_every_input_kind_gives_the_same_detections(files, api, tmp_path):
         "tensor RGB CHW": torch.from_numpy(colour).permute(2, 0, 1).contiguous(),
     }
     for name, item in variants.items():
-        result = api(item)
+        result = api(item, score_threshold=0)
         assert isinstance(result, Detections), name
         _assert_same(reference, result)
-    batch = api(torch.from_numpy(image)[None, None].repeat(2, 1, 1, 1))  # a [B, C, H, W] tensor: B results
+    # a [B, C, H, W] tensor: B results
+    batch = api(torch.from_numpy(image)[None, None].repeat(2, 1, 1, 1), score_threshold=0)
     assert isinstance(batch, list) and len(batch) == 2
     for result in batch:
         _assert_same(reference, result)
@@ -126,17 +128,17 @@ def test_colour_is_converted_with_pil_luma(api):
     rng = np.random.default_rng(3)
     rgb = rng.integers(0, 256, size=(64, 96, 3), dtype=np.uint8)
     grey = np.array(Image.fromarray(rgb).convert("L"))
-    _assert_same(api(grey), api(rgb), atol=0)
-    from ocrloc.api import _from_array
+    _assert_same(api(grey, score_threshold=0), api(rgb, score_threshold=0), atol=0)
+    from ocrloc.preprocess import array_to_grey
 
     floats = rgb.astype(np.float32) / 255
     expected = floats[..., 0] * 0.299 + floats[..., 1] * 0.587 + floats[..., 2] * 0.114
-    assert torch.allclose(_from_array(floats, "x"), torch.from_numpy(expected), atol=1e-6)
+    assert torch.allclose(array_to_grey(floats, "x"), torch.from_numpy(expected), atol=1e-6)
 
 
 def test_any_size_in_original_coordinates(files, api):
     image = _canvas(100, 77, seed=2)
-    result = api(image)
+    result = api(image, score_threshold=0)
     direct = _direct(files["predictor"], torch.from_numpy(image).float() / 255)
     assert result.image_size == (100, 77) and len(result) > 0
     for key in ("boxes", "scores", "points"):
@@ -149,16 +151,16 @@ def test_any_size_in_original_coordinates(files, api):
 
 def test_dark_on_light_inverts(api):
     image = _canvas(seed=4)
-    _assert_same(api(image), api(255 - image, polarity="dark_on_light"))
+    _assert_same(api(image, score_threshold=0), api(255 - image, polarity="dark_on_light", score_threshold=0))
     with pytest.raises(ValueError, match="polarity"):
         api(image, polarity="white")
 
 
 def test_list_of_mixed_sizes_in_order(api):
     images = [_canvas(seed=5), _canvas(100, 77, seed=6), _canvas(seed=7), _canvas(64, 96, seed=8), _canvas(seed=9)]
-    singles = [api(image) for image in images]
+    singles = [api(image, score_threshold=0) for image in images]
     for batch_size in (32, 2):
-        results = api(images, batch_size=batch_size)
+        results = api(images, batch_size=batch_size, score_threshold=0)
         assert isinstance(results, list) and len(results) == len(images)
         for single, result in zip(singles, results):
             _assert_same(single, result)
@@ -167,7 +169,7 @@ def test_list_of_mixed_sizes_in_order(api):
 
 def test_score_threshold_sorting_and_outputs(api):
     image = _canvas(seed=10)
-    every = api(image)
+    every = api(image, score_threshold=0)
     assert (every.scores[:-1] >= every.scores[1:]).all()
     cut = float(every.scores[len(every) // 2])
     some = api(image, score_threshold=cut)
@@ -197,7 +199,7 @@ class _Fixed(PredictorModule):
 
 
 def test_clipping_sorting_and_names_on_a_fixed_model():
-    result = Predictor.from_module(_Fixed())(np.zeros((100, 77), np.uint8))
+    result = Predictor.from_module(_Fixed())(np.zeros((100, 77), np.uint8), score_threshold=0)
     assert result.scores.tolist() == pytest.approx([0.9, 0.2])
     assert result.boxes.tolist() == [[0.0, 50.0, 77.0, 100.0], [10.0, 20.0, 30.0, 40.0]]
     assert result.points.tolist() == [[[77.0, 100.0]], [[20.0, 30.0]]]
@@ -207,9 +209,10 @@ def test_clipping_sorting_and_names_on_a_fixed_model():
 
 def test_big_endian_arrays_read_as_their_values_and_a_meta_tensor_is_one_clear_error(api):
     image = _canvas(seed=2).astype(np.uint16) * 257  # 16-bit: 0..65535
-    reference = api(image)
-    _assert_same(reference, api(image.astype(">u2")))  # the same values, stored big-endian (a raw 16-bit PNG)
-    _assert_same(reference, api((image / 65535.0).astype(">f8")))
+    reference = api(image, score_threshold=0)
+    # the same values, stored big-endian (a raw 16-bit PNG)
+    _assert_same(reference, api(image.astype(">u2"), score_threshold=0))
+    _assert_same(reference, api((image / 65535.0).astype(">f8"), score_threshold=0))
     with pytest.raises(ValueError) as err:
         api(torch.empty(1, 64, 64, device="meta"))
     assert str(err.value) == ("input: a meta tensor of shape (1, 64, 64) holds no values; pass a tensor on the CPU "
