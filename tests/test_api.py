@@ -347,3 +347,118 @@ def test_import_ocrloc_stays_light():
             "assert ocrloc.Detections.__name__ == 'Detections'")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
+
+
+# --- every exported format, polarity, threshold, checkpoint metadata (issue 27) -------------------------------
+
+
+def _by_position(det: Detections) -> Dict[str, Tensor]:
+    """The detections ordered by box corner: random weights give near-equal scores whose order rounding
+    may swap, so two runs are compared detection by detection in place (their score order apart)."""
+    order = torch.argsort(det.boxes[:, 0].double() * 4096 + det.boxes[:, 1].double())
+    return {key: getattr(det, key)[order] for key in ("boxes", "scores", "labels", "points")}
+
+
+@pytest.fixture(scope="module")
+def flat_files(files):
+    """The tiny model of ``files`` as a torch.export .pt2 and an ONNX file (one trace, uint8 input)."""
+    pytest.importorskip("onnxruntime")
+    onnx_export = pytest.importorskip("ocrloc.export.onnx", reason="needs onnx and onnxscript")
+    from ocrloc.export import export_program
+
+    program = export_program(files["predictor"], "all10", [128, 128], files["folder"] / "model.pt2")
+    onnx_export.export_onnx(files["predictor"], "all10", [128, 128], files["folder"] / "model.onnx", program=program)
+    return {"pt2": files["folder"] / "model.pt2", "onnx": files["folder"] / "model.onnx"}
+
+
+@pytest.mark.parametrize("kind", ["torchscript", "pt2", "onnx"])
+def test_from_exported_runs_every_format_with_the_checkpoint_s_detections(files, flat_files, api, kind):
+    path = files["exported"] if kind == "torchscript" else flat_files[kind]
+    exported = Predictor.from_exported(path)
+    assert exported.source == "exported" and exported.format == {"torchscript": "torchscript", "pt2": "torch.export",
+                                                                  "onnx": "onnx"}[kind]
+    assert (exported.rule, exported.train_size, exported.class_names) == (api.rule, api.train_size, api.class_names)
+    assert exported.input_rule == api.input_rule
+    # a canvas, a size no multiple of 32, a colour light page (inverted by polarity auto), a batch of two
+    pages = [_canvas(seed=20), _canvas(100, 77, seed=21), np.stack([255 - _canvas(96, 128, seed=22)] * 3, axis=-1)]
+    expected, got = api(pages, score_threshold=0), exported(pages + [pages[0]], score_threshold=0)
+    assert [d.polarity for d in got] == ["light_on_dark", "light_on_dark", "dark_on_light", "light_on_dark"]
+    for e, g in zip(expected + expected[:1], got):
+        assert len(e) == len(g) > 0 and e.image_size == g.image_size
+        assert bool((g.scores[1:] <= g.scores[:-1]).all())
+        e, g = _by_position(e), _by_position(g)
+        assert torch.equal(e["labels"], g["labels"])
+        for key in ("boxes", "scores", "points"):
+            assert (e[key] - g[key]).abs().max() <= 1e-4, (kind, key)
+    # the default threshold applies to a file as to the checkpoint
+    cut = float(expected[0].scores[len(expected[0]) // 2])
+    assert len(exported(pages[0], score_threshold=cut)) == len(api(pages[0], score_threshold=cut))
+
+
+def test_an_onnx_file_without_onnxruntime_is_one_line(flat_files, monkeypatch, tmp_path, capsys):
+    from ocrloc.cli import main
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now raises ImportError
+    with pytest.raises(ImportError) as err:
+        Predictor.from_exported(flat_files["onnx"])
+    assert str(err.value) == (f"{flat_files['onnx']}: running an .onnx file needs onnxruntime, which is not "
+                              f"installed (pip install onnxruntime)")
+    image = tmp_path / "page.png"
+    Image.fromarray(_canvas()).save(image)
+    assert main(["predict", "--exported", str(flat_files["onnx"]), "--images", str(image),
+                 "--out", str(tmp_path / "r.json")]) == 2
+    assert capsys.readouterr().err == f"error: {err.value}\n" and not (tmp_path / "r.json").exists()
+
+
+def test_polarity_auto_reads_a_light_page_inverted_and_says_so(api):
+    dark = _canvas(seed=23)  # light strokes on black: the training data's look
+    light = 255 - dark       # dark ink on a white page
+    as_trained = api(dark, score_threshold=0)
+    assert as_trained.polarity == "light_on_dark"
+    found = api(light, score_threshold=0)  # polarity="auto", the default
+    assert found.polarity == "dark_on_light" and "dark_on_light" in repr(found)
+    _assert_same(as_trained, found)
+    _assert_same(as_trained, api(Image.fromarray(light).convert("RGB"), score_threshold=0))
+    told = api(light, polarity="light_on_dark", score_threshold=0)  # an explicit value is obeyed
+    assert told.polarity == "light_on_dark" and not torch.equal(told.scores, found.scores)
+    assert api(dark, polarity="dark_on_light", score_threshold=0).polarity == "dark_on_light"
+    both = api([light, dark], score_threshold=0)  # each image its own
+    assert [d.polarity for d in both] == ["dark_on_light", "light_on_dark"]
+
+
+def test_the_default_threshold_is_the_documented_one_and_0_keeps_everything():
+    from ocrloc.constants import DEFAULT_SCORE_THRESHOLD
+
+    predictor = Predictor.from_module(_Fixed())  # scores 0.9 and 0.2
+    image = np.zeros((100, 77), np.uint8)
+    assert DEFAULT_SCORE_THRESHOLD == 0.5
+    assert predictor(image).scores.tolist() == pytest.approx([0.9])
+    assert predictor(image, score_threshold=0).scores.tolist() == pytest.approx([0.9, 0.2])
+    assert predictor(image, score_threshold=None).scores.tolist() == pytest.approx([0.9, 0.2])
+    for bad in (1.5, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="score_threshold must be in"):
+            predictor(image, score_threshold=bad)
+
+
+def test_checkpoint_metadata_has_one_reader_and_one_fallback(files, tmp_path, capsys):
+    """A checkpoint without meta['train_size']: Predictor and `ocrloc export` both take the preset's size
+    (they used to differ: export wrote 128 x 128 whatever the preset)."""
+    from ocrloc.cli import main
+    from ocrloc.engine.checkpoint import read_checkpoint_meta
+
+    state = torch.load(files["checkpoint"], weights_only=True)
+    config = load_config(None, TINY)
+    from ocrloc.data.task import digits_task
+
+    for meta, size in [({"rule": "seed37", "preset": "single"}, [32, 32]), ({"rule": "seed37"}, [128, 128]),
+                       ({"preset": "nowhere"}, None)]:
+        read = read_checkpoint_meta({**state, "meta": meta}, config, digits_task())
+        assert read.train_size == size and read.rule == meta.get("rule", config.data.rule)
+    path = tmp_path / "old.pt"
+    save_checkpoint({**state, "meta": {"rule": "seed37", "preset": "single"}}, path)
+    assert Predictor(path, device="cpu").train_size == [32, 32]
+    for out in (tmp_path / "old.ts", tmp_path / "old.pt2"):
+        argv = ["export", "--checkpoint", str(path), "--out", str(out)]
+        assert main(argv + (["--format", "export"] if out.suffix == ".pt2" else [])) == 0
+        assert "trained on [32, 32] images" in capsys.readouterr().out
+        assert Predictor.from_exported(out).train_size == [32, 32]

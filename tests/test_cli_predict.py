@@ -33,8 +33,9 @@ def test_predict_writes_results_with_the_splits_image_ids_and_export_runs(tmp_pa
     write_split(CanvasGenerator("canvas128", "seed37", "test", 5, pools["test"]), 3, split)
 
     out = tmp_path / "results.json"
+    # --threshold 0: the untrained model's scores are far below the default 0.5
     assert main(["predict", "--checkpoint", str(checkpoint), "--images", str(split / "images"), "--out", str(out),
-                 "--viz", str(tmp_path / "viz"), "--batch-size", "2"]) == 0
+                 "--viz", str(tmp_path / "viz"), "--batch-size", "2", "--threshold", "0"]) == 0
     results = json.loads(out.read_text())
     gt = json.loads((split / "annotations.json").read_text())
     assert {r["image_id"] for r in results} == {im["id"] for im in gt["images"]}
@@ -50,7 +51,8 @@ def test_predict_writes_results_with_the_splits_image_ids_and_export_runs(tmp_pa
     exported = tmp_path / "model.pt"
     assert main(["export", "--checkpoint", str(checkpoint), "--out", str(exported)]) == 0
     out2 = tmp_path / "results_exported.json"
-    assert main(["predict", "--exported", str(exported), "--images", str(split / "images"), "--out", str(out2)]) == 0
+    assert main(["predict", "--exported", str(exported), "--images", str(split / "images"), "--out", str(out2),
+                 "--threshold", "0"]) == 0
     again = json.loads(out2.read_text())
     assert len(again) == len(results)
     for a, b in zip(results, again):
@@ -158,7 +160,7 @@ def test_an_image_the_annotation_file_does_not_list_is_an_error_unless_skipped(t
     images = _images(tmp_path / "split", 3, listed=2, first_id=7)
     annotations = tmp_path / "split" / "annotations.json"
     out = tmp_path / "results.json"
-    args = ["predict", "--checkpoint", str(checkpoint), "--images", str(images), "--out", str(out)]
+    args = ["predict", "--checkpoint", str(checkpoint), "--images", str(images), "--out", str(out), "--threshold", "0"]
     assert main(args) == 2
     assert "not listed in" in _one_error_line(capsys, images / "002.png", annotations)
     assert not out.exists()
