@@ -462,3 +462,46 @@ def test_checkpoint_metadata_has_one_reader_and_one_fallback(files, tmp_path, ca
         assert main(argv + (["--format", "export"] if out.suffix == ".pt2" else [])) == 0
         assert "trained on [32, 32] images" in capsys.readouterr().out
         assert Predictor.from_exported(out).train_size == [32, 32]
+
+
+def _readme_python_block(after: str) -> str:
+    """The first ```python block of README.md after the text ``after``, as written there."""
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = text.index("```python\n", text.index(after)) + len("```python\n")
+    return text[start:text.index("```", start)]
+
+
+def test_the_readme_deployment_snippet_runs_as_written_on_a_photo_of_a_page(tmp_path, monkeypatch):
+    """README, "Deploying": its block, on the example it describes (a 480 x 640 photo of a page: dark ink
+    on light paper, colour), inverts the page and applies the threshold, as Predictor does by default."""
+    snippet = _readme_python_block("A 480 x 640 photo of a page")
+    torch.manual_seed(0)
+    detector = build(load_config(None, TINY)).eval()
+    ink = _canvas(480, 640, seed=30)
+    page = 255 - ink  # dark strokes on white paper
+    last = [m for m in detector.model.heads["heatmap"].modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():  # the median peak's score moved to 0.5: the threshold keeps some detections, drops others
+        scores = detector.predictor(pad_to_rule(torch.from_numpy(ink)[None, None] / 255.0, detector.predictor))
+        last.bias -= torch.logit(scores[0]["scores"].median().double()).float()
+    run = tmp_path / "runs" / "quickstart"
+    export_torchscript(detector.predictor, "all10", [128, 128], run / "model.pt")
+    Image.fromarray(np.stack([page] * 3, axis=-1)).save(tmp_path / "page.png")
+    monkeypatch.chdir(tmp_path)
+    namespace: Dict[str, object] = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)  # noqa: S102 (the README's own text)
+    got = namespace["detections"]
+
+    model = torch.jit.load(str(run / "model.pt"))
+    with torch.no_grad():
+        every = model(torch.from_numpy(ink)[None, None])[0]  # the page as the model was trained to see it
+        as_given = model(torch.from_numpy(page)[None, None])[0]
+    keep = every["scores"] >= 0.5
+    assert 0 < int(keep.sum()) < len(keep)  # the threshold has something to keep and something to drop
+    assert set(got) == {"boxes", "scores", "labels", "keypoints"}
+    for name, value in every.items():
+        assert torch.equal(got[name], value[keep]), name
+    assert not (len(as_given["scores"]) == len(every["scores"]) and torch.equal(as_given["scores"], every["scores"]))
+    # The same detections from ocrloc's own predictor, with its defaults, which reports the inversion.
+    detections = Predictor.from_exported(run / "model.pt")(tmp_path / "page.png")
+    assert detections.polarity == "dark_on_light"
+    assert torch.allclose(detections.scores, got["scores"]) and torch.equal(detections.labels, got["labels"])
