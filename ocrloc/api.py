@@ -6,42 +6,40 @@ Example::
     from ocrloc.constants import DEFAULT_SCORE_THRESHOLD
 
     predictor = Predictor("runs/quickstart/checkpoints/best.pt")   # a checkpoint: data, never a program
-    # an exported TorchScript file is a program, run only when asked for by name:
-    # predictor = Predictor.from_exported("runs/quickstart/model.pt")
-    det = predictor("photo.jpg", polarity="dark_on_light", score_threshold=DEFAULT_SCORE_THRESHOLD)
+    # an exported file (.pt, .pt2, .onnx) is a program, run only when asked for by name:
+    # predictor = Predictor.from_exported("runs/quickstart/model.onnx")
+    det = predictor("photo.jpg")   # a light page is found and inverted; scores below 0.5 dropped
+    print(det.polarity)            # how the page was read: light_on_dark or dark_on_light
     for name, score, points in zip(det.class_names, det.scores.tolist(), det.points.tolist()):
         print(name, round(score, 3), points)  # one [x, y] per keypoint of the class
 
 Inputs of any size, grey or colour, are converted to what the models were trained on (one grey
-channel in [0, 1], light ink on a dark background), padded on the bottom and right to the
-model's input rule, run in same-size batches through the one predict loop
-(:func:`ocrloc.engine.inference.iterate_predictions`), and the detections come back in the
-coordinates of the image given.
+channel in [0, 1], light ink on a dark background) by the one input path (:mod:`ocrloc.preprocess`),
+padded on the bottom and right to the model's input rule, run in same-size batches through the one
+predict loop (:func:`ocrloc.engine.inference.iterate_predictions`), and the detections come back in
+the coordinates of the image given, kept from :data:`~ocrloc.constants.DEFAULT_SCORE_THRESHOLD` up.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ocrloc.constants import DEFAULT_MAX_PIXELS, FLOAT_TOLERANCE
+from ocrloc.constants import DEFAULT_MAX_PIXELS, DEFAULT_SCORE_THRESHOLD
+from ocrloc.preprocess import (POLARITIES, apply_polarity, checked_image, input_rule_text, padded_side, to_grey,
+                               too_large_text)
 
-__all__ = ["DEFAULT_MAX_PIXELS", "Detections", "Predictor", "POLARITIES"]
+if TYPE_CHECKING:
+    from ocrloc.data.task import Task
 
-#: ``light_on_dark``: the training data's look (MNIST: white digits on black), taken as is.
-#: ``dark_on_light``: black ink on white paper, inverted (``1 - x``) first.
-POLARITIES = ("light_on_dark", "dark_on_light")
-
-# ITU-R 601 luma, as PIL's "L" conversion (uint8 colour goes through PIL itself, exactly).
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_SCORE_THRESHOLD", "Detections", "Predictor", "POLARITIES"]
 
 Item = Union[str, os.PathLike, "Image.Image", np.ndarray, Tensor]  # noqa: F821 (PIL is imported lazily)
 
@@ -62,6 +60,11 @@ class Detections:
         image_size: ``(height, width)`` of the image given.
         category_ids: the dataset's category id of each detection (what COCO results carry).
         keypoint_names: the keypoint names of each detection's class.
+        polarity: how the image was read: ``light_on_dark`` (as given) or ``dark_on_light`` (inverted
+            first), the one asked for or, with ``polarity="auto"``, the one found
+            (:func:`ocrloc.preprocess.is_light_page`).
+        task: the model's classes and keypoints (``None`` for a model without them: category id = class
+            index, every keypoint slot kept), what :meth:`to_coco` maps labels with.
 
     All tensors are on the CPU. ``len(det)`` is N.
     """
@@ -75,6 +78,8 @@ class Detections:
     image_size: Tuple[int, int]
     category_ids: List[int]
     keypoint_names: List[List[str]]
+    polarity: str = "light_on_dark"
+    task: Optional["Task"] = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return int(self.scores.numel())
@@ -82,7 +87,8 @@ class Detections:
     def __repr__(self) -> str:
         shown = ", ".join(f"{n}:{s:.2f}" for n, s in zip(self.class_names[:8], self.scores[:8].tolist()))
         more = ", ..." if len(self) > 8 else ""
-        return f"Detections({len(self)} on {self.image_size[0]} x {self.image_size[1]}: [{shown}{more}])"
+        return (f"Detections({len(self)} on {self.image_size[0]} x {self.image_size[1]}, {self.polarity}: "
+                f"[{shown}{more}])")
 
     def to_dict(self) -> Dict[str, Tensor]:
         """The torchvision-style dict of the family contract: ``boxes``, ``scores``, ``labels`` and
@@ -92,30 +98,27 @@ class Detections:
         return {"boxes": self.boxes, "scores": self.scores, "labels": self.labels, "keypoints": keypoints}
 
     def to_coco(self, image_id: int = 0) -> List[Dict[str, Any]]:
-        """COCO results entries, as ``ocrloc predict`` writes them: ``image_id``, ``category_id``
-        (the dataset's id), ``bbox`` ``[x, y, w, h]``, ``score`` and ``keypoints`` ``[x, y, score,
-        ...]`` for each keypoint of the class."""
-        results: List[Dict[str, Any]] = []
-        for i in range(len(self)):
-            x1, y1, x2, y2 = self.boxes[i].tolist()
-            flat: List[float] = []
-            for (x, y), v in zip(self.points[i].tolist()[:len(self.keypoint_names[i])], self.point_scores[i].tolist()):
-                flat += [x, y, v]
-            results.append({"image_id": int(image_id), "category_id": int(self.category_ids[i]),
-                            "bbox": [x1, y1, x2 - x1, y2 - y1], "score": float(self.scores[i]), "keypoints": flat})
-        return results
+        """COCO results entries, as ``ocrloc predict`` writes them, by the one writer of results
+        (:func:`ocrloc.engine.inference.detections_to_results`): ``image_id``, ``category_id`` (the
+        dataset's id), ``bbox`` ``[x, y, w, h]``, ``score`` and ``keypoints`` ``[x, y, v, ...]`` for
+        each keypoint of the class (``v`` = the detection's score; ``docs/task.md``, "Ground-truth and
+        results files")."""
+        from ocrloc.engine.inference import detections_to_results
+
+        return detections_to_results([self.to_dict()], [image_id], self.task)
 
 
 class Predictor:
     """A trained model as a function from images to :class:`Detections`.
 
     ``Predictor(path)`` (or :meth:`from_checkpoint`) reads a checkpoint: data only (``torch.load``
-    with ``weights_only=True``), so a file given there never runs code. An exported TorchScript
-    file is a program (its code runs on every call), so it runs only when asked for by name:
-    :meth:`from_exported` (``ocrloc predict --exported FILE``). ``Predictor(path)`` refuses one in
-    a ``ValueError`` that says so, having read only the zip's table of contents (a TorchScript
-    archive holds ``constants.pkl`` and a ``code/`` folder), whatever the file is called.
-    :meth:`from_module` wraps a predictor module in memory.
+    with ``weights_only=True``), so a file given there never runs code. A file written by ``ocrloc
+    export`` (TorchScript ``.pt``, ``torch.export`` ``.pt2``, ONNX ``.onnx``) is a program (its code
+    runs on every call), so it runs only when asked for by name: :meth:`from_exported` (``ocrloc
+    predict --exported FILE``), which runs all three with the checkpoint's detections.
+    ``Predictor(path)`` refuses a TorchScript file in a ``ValueError`` that says so, having read
+    only the zip's table of contents (a TorchScript archive holds ``constants.pkl`` and a ``code/``
+    folder), whatever the file is called. :meth:`from_module` wraps a predictor module in memory.
 
     Attributes:
         rule: the point rule the model was trained for (e.g. ``all10``; ``None`` for a model trained
@@ -129,6 +132,7 @@ class Predictor:
         max_pixels: the largest image (height x width) taken (0: no limit; :data:`DEFAULT_MAX_PIXELS`).
         module: the predictor module (``[B, 1, H, W]`` in [0, 1] -> list of detection dicts).
         source: ``checkpoint``, ``exported`` or ``module``.
+        format: ``checkpoint``, ``torchscript``, ``torch.export``, ``onnx`` or ``module``.
         path: the file loaded (``None`` for :meth:`from_module`).
     """
 
@@ -178,9 +182,10 @@ class Predictor:
                         max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> "Predictor":
         """A checkpoint written by ``ocrloc train`` (needs ocrloc and the model's timm backbone).
 
-        Rule, training size and class names come from the checkpoint's ``meta`` (falling back to
-        its config, and to the digits ``"0"``..``"9"`` for the class names). ``max_pixels``: as for
-        ``Predictor(path)``.
+        Rule, training size and class names come from the checkpoint's ``meta``, read by the one
+        reader of it, :func:`ocrloc.engine.checkpoint.read_checkpoint_meta` (falling back to its
+        config and its preset, and to the digits ``"0"``..``"9"`` for the class names). ``max_pixels``:
+        as for ``Predictor(path)``.
         """
         self = cls.__new__(cls)
         self.max_pixels = _max_pixels(max_pixels)
@@ -190,12 +195,18 @@ class Predictor:
     @classmethod
     def from_exported(cls, path: Union[str, os.PathLike], device: Union[str, torch.device] = "cpu", *,
                       max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> "Predictor":
-        """Run a TorchScript file written by ``ocrloc export`` (:func:`ocrloc.export.export_torchscript`).
+        """Run a file written by ``ocrloc export``, in any of its formats, chosen by the suffix
+        ``ocrloc export --out`` gave it (:mod:`ocrloc.exported`): ``.pt2`` a ``torch.export``
+        program, ``.onnx`` an ONNX model run by onnxruntime (imported only then: an ``ImportError``
+        in one line when it is missing), anything else TorchScript.
 
-        The file is a program: ``torch.jit.load`` builds its code and every call runs it, with the
-        rights of this process. Load only files you trust; this is the one loader that runs one
-        (``Predictor(path)`` refuses it). Rule, training size, class names and ids come from the
-        file's attributes (a file without ``class_names`` names each class by its index).
+        The file is a program: loading builds its code and every call runs it, with the rights of
+        this process. Load only files you trust; this is the one loader that runs one
+        (``Predictor(path)`` refuses it). Images go through the same input path, polarity and
+        threshold as a checkpoint's, so a file gives the detections of the checkpoint it was exported
+        from (the ``.pt2`` and ``.onnx`` graphs of uint8 input get ``round(255 x)`` of the grey image:
+        the bytes of a uint8 image exactly). Rule, training size, class names and ids come from the
+        file's attributes or metadata (a file without ``class_names`` names each class by its index).
         ``max_pixels``: as for ``Predictor(path)``.
         """
         self = cls.__new__(cls)
@@ -217,54 +228,34 @@ class Predictor:
         return self
 
     def _load_checkpoint(self, path: Path, device: Union[str, torch.device]) -> None:
-        from ocrloc.engine.checkpoint import detector_from_checkpoint
+        from ocrloc.engine.checkpoint import detector_from_checkpoint, read_checkpoint_meta
 
         if _is_torchscript(path):  # read from the zip's table of contents: nothing is loaded, nothing runs
             raise ValueError(_exported_given_as_checkpoint(path))
         resolved = _resolve_device(device)
         detector, config, state = detector_from_checkpoint(path, map_location=resolved)
-        meta = state.get("meta", {}) or {}
-        train_size = meta.get("train_size")
-        if train_size is None:
-            try:
-                from ocrloc.data.catalog import get_preset
-
-                preset = get_preset(meta.get("preset", config.data.preset))
-                train_size = [preset.height, preset.width]
-            except (KeyError, ValueError):
-                train_size = None
         from ocrloc.data.task import digits_task
 
         task = detector.task or digits_task()
-        names = task.class_names if "task" in meta else (meta.get("class_names") or task.class_names)
-        self._setup(detector.predictor, resolved, meta.get("rule", config.data.rule), train_size,
-                    names, "checkpoint", path, task)
+        meta = read_checkpoint_meta(state, config, task)
+        self._setup(detector.predictor, resolved, meta.rule, meta.train_size, meta.class_names, "checkpoint", path,
+                    task)
         # The dtype it trained in: with train.amp the forward runs under bf16 autocast here too.
         self.amp = bool(config.train.amp)
 
     def _load_exported(self, path: Path, device: Union[str, torch.device]) -> None:
-        import torchvision  # noqa: F401  (registers torchvision::nms, which the exported file calls)
+        from ocrloc.data.task import Task
+        from ocrloc.exported import load_exported
 
         resolved = _resolve_device(device)
-        try:
-            with warnings.catch_warnings():  # torch >= 2.9 calls TorchScript deprecated; the export format is ocrloc's
-                warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning)
-                module = torch.jit.load(str(path), map_location=resolved)
-        except Exception as err:
-            # torch's TorchScript errors run over many lines (C++ frames); the first says what is wrong.
-            first = (str(err).strip().splitlines() or [""])[0]
-            raise ValueError(f"{path}: not a loadable exported TorchScript file "
-                             f"({type(err).__name__}: {first})") from err
-        module.eval()
-        from ocrloc.data.task import Task
-
+        loaded = load_exported(path, resolved)
         task = None
-        if all(hasattr(module, name) for name in ("class_ids", "class_names", "keypoint_names")):
-            task = Task.from_dict({"class_ids": module.class_ids, "class_names": module.class_names,
-                                   "keypoint_names": module.keypoint_names})
-        rule = getattr(module, "rule", None)
-        self._setup(module, resolved, rule if rule else None, getattr(module, "train_size", None),
-                    getattr(module, "class_names", None), "exported", path, task)
+        if loaded.class_ids is not None and loaded.class_names is not None and loaded.keypoint_names is not None:
+            task = Task.from_dict({"class_ids": loaded.class_ids, "class_names": loaded.class_names,
+                                   "keypoint_names": loaded.keypoint_names})
+        self._setup(loaded.module, resolved, loaded.rule, loaded.train_size, loaded.class_names, "exported", path,
+                    task)
+        self.format = loaded.format
 
     def _setup(self, module: torch.nn.Module, device: torch.device, rule: Optional[str],
                train_size: Optional[Sequence[int]], class_names: Optional[Sequence[str]], source: str,
@@ -280,14 +271,16 @@ class Predictor:
         # stored) names each class by its index: nothing here assumes ten digits.
         self.class_names = [str(n) for n in class_names] if class_names else []
         self.task = task
-        self.input_rule = _rule_text(module.size_divisible, module.min_size, module.max_size)
+        self.input_rule = input_rule_text(module.size_divisible, module.min_size, module.max_size)
         self.source = source
+        self.format = source  # a file's format, for source "exported" (set by _load_exported)
         self.path = path
         self.amp = False
 
     def __repr__(self) -> str:
         where = f" {self.path}" if self.path is not None else ""
-        return (f"Predictor({self.source}{where}, rule={self.rule}, train_size={self.train_size}, "
+        source = self.format if self.source == "exported" else self.source
+        return (f"Predictor({source}{where}, rule={self.rule}, train_size={self.train_size}, "
                 f"classes={len(self.class_names) or 'unnamed'}, device={self.device}, input: {self.input_rule})")
 
     # -- prediction -------------------------------------------------------------------------------
@@ -302,10 +295,10 @@ class Predictor:
             ValueError: naming the file (not an image PIL knows, or its size past ``max_pixels``).
         """
         for index, path in enumerate(paths):
-            _checked_image(Path(path), f"input {index} ({path})", self.max_pixels, lambda image: None)
+            checked_image(Path(path), f"input {index} ({path})", self.max_pixels, lambda image: None)
 
-    def __call__(self, inputs: Union[Item, Sequence[Item]], *, polarity: str = "light_on_dark",
-                 score_threshold: Optional[float] = None, batch_size: int = 32
+    def __call__(self, inputs: Union[Item, Sequence[Item]], *, polarity: str = "auto",
+                 score_threshold: Optional[float] = DEFAULT_SCORE_THRESHOLD, batch_size: int = 32
                  ) -> Union[Detections, List[Detections]]:
         """Detect on one image or a list of images.
 
@@ -325,12 +318,17 @@ class Predictor:
                 types must hold values in 0..255 (scaled by 1/255), and floats are taken as
                 [0, 1] already: a float input with values outside [0, 1] raises a ``ValueError``
                 (divide 0-255 floats by 255 first, or pass ``uint8``) rather than being guessed at.
-            polarity: ``light_on_dark`` (the training data's look: MNIST's white digits on black,
-                taken as is) or ``dark_on_light`` (black ink on white paper: inverted, ``1 - x``,
-                before padding).
-            score_threshold: keep detections scoring at least this (``None``: all the model's
-                decoder keeps). :data:`ocrloc.constants.DEFAULT_SCORE_THRESHOLD` is the threshold the
-                docs use and ``ocrloc evaluate`` / ``ocrloc report`` give recall and precision at.
+            polarity: ``auto`` (the default: each image read as a light page, and inverted, when its
+                median grey value is above :data:`ocrloc.preprocess.LIGHT_PAGE_MEDIAN`, 0.5: black ink
+                on white paper; as given otherwise), ``light_on_dark`` (the training data's look:
+                MNIST's white digits on black, taken as is) or ``dark_on_light`` (black ink on white
+                paper: inverted, ``1 - x``, before padding). Each result's ``polarity`` says how its
+                image was read.
+            score_threshold: keep detections scoring at least this; the default,
+                :data:`ocrloc.constants.DEFAULT_SCORE_THRESHOLD` (0.5), is the threshold ``ocrloc
+                evaluate`` / ``ocrloc report`` give recall and precision at (measured on val with the
+                calibrated score). ``0`` or ``None``: every detection the model's decoder keeps (what
+                an AP over all scores wants).
             batch_size: images per forward pass; images of the same size are batched together.
 
         Returns:
@@ -348,20 +346,25 @@ class Predictor:
         """
         if polarity not in POLARITIES:
             raise ValueError(f"polarity must be one of {', '.join(POLARITIES)}; got {polarity!r}")
+        if score_threshold is not None and not 0.0 <= float(score_threshold) <= 1.0:  # NaN fails too
+            raise ValueError(f"score_threshold must be in [0, 1] (0: keep every detection); got {score_threshold!r}")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be at least 1; got {batch_size}")
         single = not isinstance(inputs, (list, tuple))
         items = [inputs] if single else list(inputs)
         images: List[Tensor] = []
         for index, item in enumerate(items):
-            images += _to_grey(item, f"input {index}" if not single else "input", self.max_pixels)
+            images += to_grey(item, f"input {index}" if not single else "input", self.max_pixels)
+        read = [apply_polarity(image, polarity) for image in images]  # each image's own, with "auto"
+        images, polarities = [image for image, _ in read], [chosen for _, chosen in read]
         if single and not (torch.is_tensor(inputs) and inputs.dim() == 4):
-            return self._predict(images, polarity, score_threshold, int(batch_size))[0]
-        return self._predict(images, polarity, score_threshold, int(batch_size))
+            return self._predict(images, polarities, score_threshold, int(batch_size))[0]
+        return self._predict(images, polarities, score_threshold, int(batch_size))
 
     @torch.no_grad()
-    def _predict(self, images: List[Tensor], polarity: str, score_threshold: Optional[float],
+    def _predict(self, images: List[Tensor], polarities: List[str], score_threshold: Optional[float],
                  batch_size: int) -> List[Detections]:
+        """``images``: grey ``[H, W]`` in [0, 1], already light on dark; ``polarities``: how each was read."""
         from ocrloc.engine.inference import iterate_predictions
 
         groups: "OrderedDict[Tuple[int, int], List[int]]" = OrderedDict()
@@ -375,28 +378,26 @@ class Predictor:
                 for start in range(0, len(indices), batch_size):
                     chunk = indices[start:start + batch_size]
                     batch = torch.stack([images[i] for i in chunk])[:, None]
-                    if polarity == "dark_on_light":
-                        batch = 1.0 - batch
                     yield batch, [{"index": i, "size": (height, width)} for i in chunk]
 
         results: List[Optional[Detections]] = [None] * len(images)
         for _, targets, detections in iterate_predictions(self.module, batches(), self.device, self.amp):
             for target, det in zip(targets, detections):
-                results[target["index"]] = self._detections(det, target["size"], score_threshold)
+                results[target["index"]] = self._detections(det, target["size"], score_threshold,
+                                                            polarities[target["index"]])
         return results  # type: ignore[return-value]
 
     def _check_size(self, height: int, width: int, index: int) -> None:
         m = self.module
         if m.max_size <= 0:
             return
-        padded = [max(v + (-v) % m.size_divisible, m.min_size + (-m.min_size) % m.size_divisible)
-                  for v in (height, width)]
+        padded = [padded_side(v, m.size_divisible, m.min_size) for v in (height, width)]
         if max(padded) > m.max_size:
-            raise ValueError(f"image {index} is {height} x {width} px (padded: {padded[0]} x {padded[1]}); "
-                             f"this model takes at most {m.max_size} x {m.max_size} px ({self.input_rule})")
+            raise ValueError(f"image {index}: {too_large_text(height, width, *padded, m.max_size)} "
+                             f"({self.input_rule})")
 
-    def _detections(self, det: Dict[str, Tensor], size: Tuple[int, int],
-                    score_threshold: Optional[float]) -> Detections:
+    def _detections(self, det: Dict[str, Tensor], size: Tuple[int, int], score_threshold: Optional[float],
+                    polarity: str) -> Detections:
         height, width = size
         boxes = det["boxes"].detach().float().cpu().reshape(-1, 4)
         scores = det["scores"].detach().float().cpu().reshape(-1)
@@ -417,7 +418,8 @@ class Predictor:
             keypoint_names = [[f"keypoint{j}" for j in range(keypoints.shape[1])] for _ in ids]
         return Detections(boxes=boxes, scores=scores, labels=labels, points=points,
                           point_scores=keypoints[..., 2].contiguous(), class_names=names,
-                          image_size=(int(height), int(width)), category_ids=ids, keypoint_names=keypoint_names)
+                          image_size=(int(height), int(width)), category_ids=ids, keypoint_names=keypoint_names,
+                          polarity=polarity, task=self.task)
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -429,13 +431,6 @@ def _resolve_device(device: Union[str, torch.device]) -> torch.device:
     from ocrloc.engine.distributed import resolve_device
 
     return resolve_device(str(device), threads=torch.get_num_threads())
-
-
-def _rule_text(size_divisible: int, min_size: int, max_size: int) -> str:
-    rule = f"H and W multiples of {size_divisible}, at least {min_size}"
-    if max_size > 0:
-        rule += f", at most {max_size}"
-    return rule
 
 
 def _existing_file(path: Union[str, os.PathLike]) -> Path:
@@ -468,157 +463,3 @@ def _max_pixels(value: Optional[int]) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ValueError(f"max_pixels must be a whole number >= 0 (0: no limit); got {value!r}")
     return int(value)
-
-
-def _check_pixels(height: int, width: int, what: str, max_pixels: int) -> None:
-    """Refuse an image of more than ``max_pixels`` pixels, before anything the size of it is made."""
-    if max_pixels and height * width > max_pixels:
-        raise ValueError(f"{what}: {height} x {width} px is {height * width:,} pixels, more than max_pixels "
-                         f"{max_pixels:,} (a guard against running out of memory; raise it with --max-pixels N or "
-                         f"Predictor(..., max_pixels=N), 0: no limit, if the memory is there)")
-
-
-def _to_grey(item: Any, what: str, max_pixels: int = 0) -> List[Tensor]:
-    """``item`` as grey float32 ``[H, W]`` CPU tensors in [0, 1] (several for a 4-D tensor); one
-    of more than ``max_pixels`` pixels (0: no limit) is refused before it is decoded or converted."""
-    if isinstance(item, (str, os.PathLike)):
-        return [_from_array(_read_image(Path(item), f"{what} ({item})", max_pixels), f"{what} ({item})")]
-    if torch.is_tensor(item) and item.dim() >= 2:
-        _check_pixels(int(item.shape[-2]), int(item.shape[-1]), what, max_pixels)
-    if isinstance(item, np.ndarray) and item.ndim >= 2:
-        _check_pixels(int(item.shape[0]), int(item.shape[1]), what, max_pixels)
-    if torch.is_tensor(item):
-        if item.is_meta:  # a shape without values: torch's own refusal comes from deep in the copy
-            raise ValueError(f"{what}: a meta tensor of shape {tuple(item.shape)} holds no values; pass a tensor "
-                             f"on the CPU or a GPU")
-        tensor = item.detach().cpu()
-        if tensor.dtype in (torch.bfloat16,):
-            tensor = tensor.float()
-        if tensor.dim() == 2:
-            return [_from_array(tensor.numpy(), what)]
-        if tensor.dim() == 3:
-            if tensor.shape[0] not in (1, 3, 4):
-                raise ValueError(f"{what}: a tensor of shape {tuple(tensor.shape)}; a 3-D tensor is [C, H, W] with "
-                                 f"C = 1, 3 or 4 (a stack of grey images is [B, 1, H, W])")
-            return [_from_array(tensor.permute(1, 2, 0).numpy(), what)]
-        if tensor.dim() == 4:
-            if tensor.shape[1] not in (1, 3, 4):
-                raise ValueError(f"{what}: a tensor of shape {tuple(tensor.shape)}; a 4-D tensor is [B, C, H, W] "
-                                 f"with C = 1, 3 or 4")
-            return [_from_array(image.permute(1, 2, 0).numpy(), f"{what}[{k}]") for k, image in enumerate(tensor)]
-        raise ValueError(f"{what}: a {tensor.dim()}-D tensor of shape {tuple(tensor.shape)}; expected [H, W], "
-                         f"[C, H, W] or [B, C, H, W]")
-    if isinstance(item, np.ndarray):
-        return [_from_array(item, what)]
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - PIL is a dependency
-        Image = None
-    if Image is not None and isinstance(item, Image.Image):
-        _check_pixels(item.height, item.width, what, max_pixels)
-        return [_from_array(_pil_to_array(item), what)]
-    raise TypeError(f"{what}: cannot read a {type(item).__name__}; expected a path, a PIL image, a numpy array "
-                    f"or a torch tensor")
-
-
-def _pil_open(path: Path, max_pixels: int) -> "Image.Image":  # noqa: F821
-    """``PIL.Image.open(path)``: the header read, no pixel decoded yet."""
-    import warnings
-
-    from PIL import Image
-
-    with warnings.catch_warnings():
-        if max_pixels:  # ocrloc's limit governs: PIL's multi-line warning above its own would only repeat it
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        return Image.open(path)
-
-
-def _read_image(path: Path, what: str = "input", max_pixels: int = 0) -> np.ndarray:
-    """An image file as a numpy array; its size is checked against ``max_pixels`` from the header
-    (``Image.open`` decodes nothing), before the pixels are read."""
-    from PIL import ImageOps
-
-    return _checked_image(path, what, max_pixels, lambda image: _pil_to_array(ImageOps.exif_transpose(image)))
-
-
-def _checked_image(path: Path, what: str, max_pixels: int, read: Callable[["Image.Image"], Any]) -> Any:  # noqa: F821
-    """``read(image)`` of the file ``path`` opened by PIL once its header passed the checks that
-    :meth:`Predictor.check_files` and :func:`_read_image` share: the file exists, PIL knows it, and
-    its size is within ``max_pixels`` (ocrloc's) and PIL's own decompression-bomb limit.
-
-    Raises:
-        FileNotFoundError: naming a path that is not a file.
-        ValueError: naming the file and what is wrong with it.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_file():
-        raise FileNotFoundError(f"no such image file: {path}")
-    try:
-        with _pil_open(path, max_pixels) as image:
-            _check_pixels(image.height, image.width, what, max_pixels)
-            return read(image)
-    except UnidentifiedImageError as err:
-        raise ValueError(f"cannot read image {path}: not an image file PIL knows") from err
-    except Image.DecompressionBombError as err:  # above 2 x PIL.Image.MAX_IMAGE_PIXELS: PIL refuses it itself
-        raise ValueError(f"{what}: {err} (PIL's limit, PIL.Image.MAX_IMAGE_PIXELS)") from None
-
-
-def _pil_to_array(image: "Image.Image") -> np.ndarray:  # noqa: F821
-    """A PIL image as a numpy array: ``L`` as uint8, 16-bit grey as uint16, ``F`` as float32
-    ([0, 1] expected), 32-bit ``I`` as int32 (0..255 expected), every other mode converted to ``L``."""
-    if image.mode == "L" or image.mode.startswith("I;16") or image.mode in ("F", "I"):
-        array = np.array(image)
-        return array.astype(np.uint16) if image.mode.startswith("I;16") else array
-    return np.array(image.convert("L"))
-
-
-def _from_array(array: np.ndarray, what: str) -> Tensor:
-    """A numpy image (``H x W`` or ``H x W x 1/3/4``) as grey float32 ``[H, W]`` in [0, 1]."""
-    if array.ndim == 3:
-        if array.shape[2] == 1:
-            array = array[:, :, 0]
-        elif array.shape[2] not in (3, 4):
-            raise ValueError(f"{what}: an array of shape {array.shape}; a 3-D array is H x W x C (channels last) "
-                             f"with C = 1, 3 or 4")
-    elif array.ndim != 2:
-        raise ValueError(f"{what}: a {array.ndim}-D array of shape {array.shape}; expected H x W or H x W x C")
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"{what}: an empty image ({array.shape[0]} x {array.shape[1]})")
-    if not array.dtype.isnative:  # big-endian 16-bit PNG/TIFF data read raw: the same values, stored the other way
-        array = array.astype(array.dtype.newbyteorder("="))
-    kind = array.dtype.kind
-    if array.dtype == np.uint8:
-        pass
-    elif array.dtype == np.bool_:
-        array = array.astype(np.float32)
-    elif array.dtype == np.uint16:
-        array = array.astype(np.float32) / 65535.0
-    elif kind in "iu":
-        low, high = int(array.min()), int(array.max())
-        if low < 0 or high > 255:
-            raise ValueError(f"{what}: {array.dtype} values in [{low}, {high}]; integer images other than uint8/uint16 "
-                             f"must hold 0..255 (pass uint8, or floats in [0, 1])")
-        array = array.astype(np.uint8)
-    elif kind == "f":
-        array = array.astype(np.float32)
-        if not np.isfinite(array).all():
-            raise ValueError(f"{what}: the float image holds NaN or infinite values")
-        low, high = float(array.min()), float(array.max())
-        if low < -FLOAT_TOLERANCE or high > 1 + FLOAT_TOLERANCE:
-            raise ValueError(f"{what}: float values in [{low:g}, {high:g}]; float images are taken as [0, 1] "
-                             f"(divide 0-255 values by 255, or pass uint8)")
-        array = np.clip(array, 0.0, 1.0)
-    else:
-        raise ValueError(f"{what}: unsupported dtype {array.dtype}; expected uint8, uint16, bool, integers "
-                         f"in 0..255 or floats in [0, 1]")
-    if array.ndim == 3:
-        if array.dtype == np.uint8:  # exactly PIL's "L" conversion
-            from PIL import Image
-
-            array = np.array(Image.fromarray(np.ascontiguousarray(array[:, :, :3]), "RGB").convert("L"))
-        else:
-            array = np.ascontiguousarray(array[:, :, :3]) @ _LUMA
-    if array.dtype == np.uint8:
-        return torch.from_numpy(np.ascontiguousarray(array)).float().div_(255.0)
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))

@@ -6,7 +6,7 @@ and any module may import it.
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_SCORE_THRESHOLD", "DEFAULT_SIGMA", "FLOAT_TOLERANCE"]
+__all__ = ["DEFAULT_MAX_PIXELS", "DEFAULT_SCORE_THRESHOLD", "DEFAULT_SIGMA", "EXPORT_METADATA_FILE", "FLOAT_TOLERANCE"]
 
 # The score a detection needs to be kept when a user thresholds: the default of ``ocrloc evaluate --threshold``
 # and ``ocrloc report --threshold`` (recall and precision at it), of ``ocrloc predict --viz-score``, and the value
@@ -29,5 +29,9 @@ DEFAULT_SIGMA: float = 0.05
 DEFAULT_MAX_PIXELS: int = 40_000_000
 
 # Float images may overshoot [0, 1] by rounding; anything further is refused, not guessed at: by ``ocrloc.Predictor``
-# and by the exported files' preprocessing alike (``ocrloc.export.preprocess``).
+# and by the exported files' preprocessing alike (the one input path, ``ocrloc.preprocess``).
 FLOAT_TOLERANCE: float = 1e-3
+
+# The name under which a torch.export .pt2 file keeps ocrloc's metadata (an extra file of the archive): written by
+# ``ocrloc export`` (ocrloc.export.program) and read by ``ocrloc.Predictor.from_exported`` (ocrloc.exported).
+EXPORT_METADATA_FILE: str = "ocrloc.json"

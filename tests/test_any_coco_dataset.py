@@ -91,7 +91,7 @@ def test_a_gapped_two_keypoint_folder_trains_predicts_evaluates_and_exports(fold
 
     results = tmp_path / "results.json"
     assert main(["predict", "--checkpoint", str(run / "checkpoints" / "best.pt"), "--images",
-                 str(folders["val"] / "images"), "--out", str(results)]) == 0
+                 str(folders["val"] / "images"), "--out", str(results), "--threshold", "0"]) == 0
     entries = json.loads(results.read_text())
     assert entries and {e["category_id"] for e in entries} <= set(IDS.values())
     assert all(len(e["keypoints"]) == 3 * len(KEYPOINTS) for e in entries)

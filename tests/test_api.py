@@ -1,5 +1,6 @@
 """``ocrloc.Predictor``: checkpoint and export agree, every input kind reads the same, detections
-come back in the given image's pixels (CPU, a tiny untrained model, seconds)."""
+come back in the given image's pixels (CPU, a tiny untrained model, seconds). The untrained model's
+scores are far below the default threshold, so the comparisons ask for every detection (``score_threshold=0``)."""
 
 from __future__ import annotations
 
@@ -96,14 +97,14 @@ def test_loaders_and_attributes(files, api):
 def test_checkpoint_and_export_agree(files, api):
     image = _canvas()
     exported = Predictor.from_exported(files["exported"])
-    _assert_same(api(image), exported(image))
+    _assert_same(api(image, score_threshold=0), exported(image, score_threshold=0))
 
 
 def test_every_input_kind_gives_the_same_detections(files, api, tmp_path):
     image = _canvas(seed=1)
     path = tmp_path / "canvas.png"
     Image.fromarray(image).save(path)
-    reference = api(image)
+    reference = api(image, score_threshold=0)
     colour = np.stack([image] * 3, axis=-1)
     variants = {
         "str path": str(path), "Path": path, "PIL": Image.fromarray(image), "PIL RGB": Image.fromarray(colour),
@@ -113,10 +114,11 @@ def test_every_input_kind_gives_the_same_detections(files, api, tmp_path):
         "tensor RGB CHW": torch.from_numpy(colour).permute(2, 0, 1).contiguous(),
     }
     for name, item in variants.items():
-        result = api(item)
+        result = api(item, score_threshold=0)
         assert isinstance(result, Detections), name
         _assert_same(reference, result)
-    batch = api(torch.from_numpy(image)[None, None].repeat(2, 1, 1, 1))  # a [B, C, H, W] tensor: B results
+    # a [B, C, H, W] tensor: B results
+    batch = api(torch.from_numpy(image)[None, None].repeat(2, 1, 1, 1), score_threshold=0)
     assert isinstance(batch, list) and len(batch) == 2
     for result in batch:
         _assert_same(reference, result)
@@ -126,17 +128,17 @@ def test_colour_is_converted_with_pil_luma(api):
     rng = np.random.default_rng(3)
     rgb = rng.integers(0, 256, size=(64, 96, 3), dtype=np.uint8)
     grey = np.array(Image.fromarray(rgb).convert("L"))
-    _assert_same(api(grey), api(rgb), atol=0)
-    from ocrloc.api import _from_array
+    _assert_same(api(grey, score_threshold=0), api(rgb, score_threshold=0), atol=0)
+    from ocrloc.preprocess import array_to_grey
 
     floats = rgb.astype(np.float32) / 255
     expected = floats[..., 0] * 0.299 + floats[..., 1] * 0.587 + floats[..., 2] * 0.114
-    assert torch.allclose(_from_array(floats, "x"), torch.from_numpy(expected), atol=1e-6)
+    assert torch.allclose(array_to_grey(floats, "x"), torch.from_numpy(expected), atol=1e-6)
 
 
 def test_any_size_in_original_coordinates(files, api):
     image = _canvas(100, 77, seed=2)
-    result = api(image)
+    result = api(image, score_threshold=0)
     direct = _direct(files["predictor"], torch.from_numpy(image).float() / 255)
     assert result.image_size == (100, 77) and len(result) > 0
     for key in ("boxes", "scores", "points"):
@@ -149,16 +151,16 @@ def test_any_size_in_original_coordinates(files, api):
 
 def test_dark_on_light_inverts(api):
     image = _canvas(seed=4)
-    _assert_same(api(image), api(255 - image, polarity="dark_on_light"))
+    _assert_same(api(image, score_threshold=0), api(255 - image, polarity="dark_on_light", score_threshold=0))
     with pytest.raises(ValueError, match="polarity"):
         api(image, polarity="white")
 
 
 def test_list_of_mixed_sizes_in_order(api):
     images = [_canvas(seed=5), _canvas(100, 77, seed=6), _canvas(seed=7), _canvas(64, 96, seed=8), _canvas(seed=9)]
-    singles = [api(image) for image in images]
+    singles = [api(image, score_threshold=0) for image in images]
     for batch_size in (32, 2):
-        results = api(images, batch_size=batch_size)
+        results = api(images, batch_size=batch_size, score_threshold=0)
         assert isinstance(results, list) and len(results) == len(images)
         for single, result in zip(singles, results):
             _assert_same(single, result)
@@ -167,7 +169,7 @@ def test_list_of_mixed_sizes_in_order(api):
 
 def test_score_threshold_sorting_and_outputs(api):
     image = _canvas(seed=10)
-    every = api(image)
+    every = api(image, score_threshold=0)
     assert (every.scores[:-1] >= every.scores[1:]).all()
     cut = float(every.scores[len(every) // 2])
     some = api(image, score_threshold=cut)
@@ -197,7 +199,7 @@ class _Fixed(PredictorModule):
 
 
 def test_clipping_sorting_and_names_on_a_fixed_model():
-    result = Predictor.from_module(_Fixed())(np.zeros((100, 77), np.uint8))
+    result = Predictor.from_module(_Fixed())(np.zeros((100, 77), np.uint8), score_threshold=0)
     assert result.scores.tolist() == pytest.approx([0.9, 0.2])
     assert result.boxes.tolist() == [[0.0, 50.0, 77.0, 100.0], [10.0, 20.0, 30.0, 40.0]]
     assert result.points.tolist() == [[[77.0, 100.0]], [[20.0, 30.0]]]
@@ -207,9 +209,10 @@ def test_clipping_sorting_and_names_on_a_fixed_model():
 
 def test_big_endian_arrays_read_as_their_values_and_a_meta_tensor_is_one_clear_error(api):
     image = _canvas(seed=2).astype(np.uint16) * 257  # 16-bit: 0..65535
-    reference = api(image)
-    _assert_same(reference, api(image.astype(">u2")))  # the same values, stored big-endian (a raw 16-bit PNG)
-    _assert_same(reference, api((image / 65535.0).astype(">f8")))
+    reference = api(image, score_threshold=0)
+    # the same values, stored big-endian (a raw 16-bit PNG)
+    _assert_same(reference, api(image.astype(">u2"), score_threshold=0))
+    _assert_same(reference, api((image / 65535.0).astype(">f8"), score_threshold=0))
     with pytest.raises(ValueError) as err:
         api(torch.empty(1, 64, 64, device="meta"))
     assert str(err.value) == ("input: a meta tensor of shape (1, 64, 64) holds no values; pass a tensor on the CPU "
@@ -344,3 +347,161 @@ def test_import_ocrloc_stays_light():
             "assert ocrloc.Detections.__name__ == 'Detections'")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
+
+
+# --- every exported format, polarity, threshold, checkpoint metadata (issue 27) -------------------------------
+
+
+def _by_position(det: Detections) -> Dict[str, Tensor]:
+    """The detections ordered by box corner: random weights give near-equal scores whose order rounding
+    may swap, so two runs are compared detection by detection in place (their score order apart)."""
+    order = torch.argsort(det.boxes[:, 0].double() * 4096 + det.boxes[:, 1].double())
+    return {key: getattr(det, key)[order] for key in ("boxes", "scores", "labels", "points")}
+
+
+@pytest.fixture(scope="module")
+def flat_files(files):
+    """The tiny model of ``files`` as a torch.export .pt2 and an ONNX file (one trace, uint8 input)."""
+    pytest.importorskip("onnxruntime")
+    onnx_export = pytest.importorskip("ocrloc.export.onnx", reason="needs onnx and onnxscript")
+    from ocrloc.export import export_program
+
+    program = export_program(files["predictor"], "all10", [128, 128], files["folder"] / "model.pt2")
+    onnx_export.export_onnx(files["predictor"], "all10", [128, 128], files["folder"] / "model.onnx", program=program)
+    return {"pt2": files["folder"] / "model.pt2", "onnx": files["folder"] / "model.onnx"}
+
+
+@pytest.mark.parametrize("kind", ["torchscript", "pt2", "onnx"])
+def test_from_exported_runs_every_format_with_the_checkpoint_s_detections(files, flat_files, api, kind):
+    path = files["exported"] if kind == "torchscript" else flat_files[kind]
+    exported = Predictor.from_exported(path)
+    assert exported.source == "exported" and exported.format == {"torchscript": "torchscript", "pt2": "torch.export",
+                                                                  "onnx": "onnx"}[kind]
+    assert (exported.rule, exported.train_size, exported.class_names) == (api.rule, api.train_size, api.class_names)
+    assert exported.input_rule == api.input_rule
+    # a canvas, a size no multiple of 32, a colour light page (inverted by polarity auto), a batch of two
+    pages = [_canvas(seed=20), _canvas(100, 77, seed=21), np.stack([255 - _canvas(96, 128, seed=22)] * 3, axis=-1)]
+    expected, got = api(pages, score_threshold=0), exported(pages + [pages[0]], score_threshold=0)
+    assert [d.polarity for d in got] == ["light_on_dark", "light_on_dark", "dark_on_light", "light_on_dark"]
+    for e, g in zip(expected + expected[:1], got):
+        assert len(e) == len(g) > 0 and e.image_size == g.image_size
+        assert bool((g.scores[1:] <= g.scores[:-1]).all())
+        e, g = _by_position(e), _by_position(g)
+        assert torch.equal(e["labels"], g["labels"])
+        for key in ("boxes", "scores", "points"):
+            assert (e[key] - g[key]).abs().max() <= 1e-4, (kind, key)
+    # the default threshold applies to a file as to the checkpoint
+    cut = float(expected[0].scores[len(expected[0]) // 2])
+    assert len(exported(pages[0], score_threshold=cut)) == len(api(pages[0], score_threshold=cut))
+
+
+def test_an_onnx_file_without_onnxruntime_is_one_line(flat_files, monkeypatch, tmp_path, capsys):
+    from ocrloc.cli import main
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` now raises ImportError
+    with pytest.raises(ImportError) as err:
+        Predictor.from_exported(flat_files["onnx"])
+    assert str(err.value) == (f"{flat_files['onnx']}: running an .onnx file needs onnxruntime, which is not "
+                              f"installed (pip install onnxruntime)")
+    image = tmp_path / "page.png"
+    Image.fromarray(_canvas()).save(image)
+    assert main(["predict", "--exported", str(flat_files["onnx"]), "--images", str(image),
+                 "--out", str(tmp_path / "r.json")]) == 2
+    assert capsys.readouterr().err == f"error: {err.value}\n" and not (tmp_path / "r.json").exists()
+
+
+def test_polarity_auto_reads_a_light_page_inverted_and_says_so(api):
+    dark = _canvas(seed=23)  # light strokes on black: the training data's look
+    light = 255 - dark       # dark ink on a white page
+    as_trained = api(dark, score_threshold=0)
+    assert as_trained.polarity == "light_on_dark"
+    found = api(light, score_threshold=0)  # polarity="auto", the default
+    assert found.polarity == "dark_on_light" and "dark_on_light" in repr(found)
+    _assert_same(as_trained, found)
+    _assert_same(as_trained, api(Image.fromarray(light).convert("RGB"), score_threshold=0))
+    told = api(light, polarity="light_on_dark", score_threshold=0)  # an explicit value is obeyed
+    assert told.polarity == "light_on_dark" and not torch.equal(told.scores, found.scores)
+    assert api(dark, polarity="dark_on_light", score_threshold=0).polarity == "dark_on_light"
+    both = api([light, dark], score_threshold=0)  # each image its own
+    assert [d.polarity for d in both] == ["dark_on_light", "light_on_dark"]
+
+
+def test_the_default_threshold_is_the_documented_one_and_0_keeps_everything():
+    from ocrloc.constants import DEFAULT_SCORE_THRESHOLD
+
+    predictor = Predictor.from_module(_Fixed())  # scores 0.9 and 0.2
+    image = np.zeros((100, 77), np.uint8)
+    assert DEFAULT_SCORE_THRESHOLD == 0.5
+    assert predictor(image).scores.tolist() == pytest.approx([0.9])
+    assert predictor(image, score_threshold=0).scores.tolist() == pytest.approx([0.9, 0.2])
+    assert predictor(image, score_threshold=None).scores.tolist() == pytest.approx([0.9, 0.2])
+    for bad in (1.5, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="score_threshold must be in"):
+            predictor(image, score_threshold=bad)
+
+
+def test_checkpoint_metadata_has_one_reader_and_one_fallback(files, tmp_path, capsys):
+    """A checkpoint without meta['train_size']: Predictor and `ocrloc export` both take the preset's size
+    (they used to differ: export wrote 128 x 128 whatever the preset)."""
+    from ocrloc.cli import main
+    from ocrloc.engine.checkpoint import read_checkpoint_meta
+
+    state = torch.load(files["checkpoint"], weights_only=True)
+    config = load_config(None, TINY)
+    from ocrloc.data.task import digits_task
+
+    for meta, size in [({"rule": "seed37", "preset": "single"}, [32, 32]), ({"rule": "seed37"}, [128, 128]),
+                       ({"preset": "nowhere"}, None)]:
+        read = read_checkpoint_meta({**state, "meta": meta}, config, digits_task())
+        assert read.train_size == size and read.rule == meta.get("rule", config.data.rule)
+    path = tmp_path / "old.pt"
+    save_checkpoint({**state, "meta": {"rule": "seed37", "preset": "single"}}, path)
+    assert Predictor(path, device="cpu").train_size == [32, 32]
+    for out in (tmp_path / "old.ts", tmp_path / "old.pt2"):
+        argv = ["export", "--checkpoint", str(path), "--out", str(out)]
+        assert main(argv + (["--format", "export"] if out.suffix == ".pt2" else [])) == 0
+        assert "trained on [32, 32] images" in capsys.readouterr().out
+        assert Predictor.from_exported(out).train_size == [32, 32]
+
+
+def _readme_python_block(after: str) -> str:
+    """The first ```python block of README.md after the text ``after``, as written there."""
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = text.index("```python\n", text.index(after)) + len("```python\n")
+    return text[start:text.index("```", start)]
+
+
+def test_the_readme_deployment_snippet_runs_as_written_on_a_photo_of_a_page(tmp_path, monkeypatch):
+    """README, "Deploying": its block, on the example it describes (a 480 x 640 photo of a page: dark ink
+    on light paper, colour), inverts the page and applies the threshold, as Predictor does by default."""
+    snippet = _readme_python_block("A 480 x 640 photo of a page")
+    torch.manual_seed(0)
+    detector = build(load_config(None, TINY)).eval()
+    ink = _canvas(480, 640, seed=30)
+    page = 255 - ink  # dark strokes on white paper
+    last = [m for m in detector.model.heads["heatmap"].modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():  # the median peak's score moved to 0.5: the threshold keeps some detections, drops others
+        scores = detector.predictor(pad_to_rule(torch.from_numpy(ink)[None, None] / 255.0, detector.predictor))
+        last.bias -= torch.logit(scores[0]["scores"].median().double()).float()
+    run = tmp_path / "runs" / "quickstart"
+    export_torchscript(detector.predictor, "all10", [128, 128], run / "model.pt")
+    Image.fromarray(np.stack([page] * 3, axis=-1)).save(tmp_path / "page.png")
+    monkeypatch.chdir(tmp_path)
+    namespace: Dict[str, object] = {}
+    exec(compile(snippet, "README.md", "exec"), namespace)  # noqa: S102 (the README's own text)
+    got = namespace["detections"]
+
+    model = torch.jit.load(str(run / "model.pt"))
+    with torch.no_grad():
+        every = model(torch.from_numpy(ink)[None, None])[0]  # the page as the model was trained to see it
+        as_given = model(torch.from_numpy(page)[None, None])[0]
+    keep = every["scores"] >= 0.5
+    assert 0 < int(keep.sum()) < len(keep)  # the threshold has something to keep and something to drop
+    assert set(got) == {"boxes", "scores", "labels", "keypoints"}
+    for name, value in every.items():
+        assert torch.equal(got[name], value[keep]), name
+    assert not (len(as_given["scores"]) == len(every["scores"]) and torch.equal(as_given["scores"], every["scores"]))
+    # The same detections from ocrloc's own predictor, with its defaults, which reports the inversion.
+    detections = Predictor.from_exported(run / "model.pt")(tmp_path / "page.png")
+    assert detections.polarity == "dark_on_light"
+    assert torch.allclose(detections.scores, got["scores"]) and torch.equal(detections.labels, got["labels"])

@@ -27,7 +27,7 @@ HEAVY = ("torch", "torchvision", "numpy", "albumentations", "timm", "pycocotools
 OPTIONS = {
     "train": ["--config", "--set", "--out", "--resume", "--data-root", "--no-progress"],
     "predict": ["--checkpoint", "--exported", "--images", "--unlisted", "--out", "--viz", "--viz-count", "--viz-score",
-                "--batch-size", "--device"],
+                "--batch-size", "--polarity", "--threshold", "--device"],
     "evaluate": ["--gt", "--results", "--oracle", "--sigma", "--threshold", "--json"],
     "export": ["--checkpoint", "--out", "--format", "--input-dtype"],
     "make-dataset": ["--preset", "--rule", "--split", "--count", "--seed", "--out", "--data-root", "--preview",
@@ -187,6 +187,14 @@ def test_option_choices_and_defaults_are_the_librarys_own():
     assert defaults_of["report"]["threshold"].default == DEFAULT_SCORE_THRESHOLD
     assert defaults_of["predict"]["viz_score"].default == DEFAULT_SCORE_THRESHOLD == MIN_DRAWN_SCORE
     assert inspect.signature(evaluate).parameters["threshold"].default == DEFAULT_SCORE_THRESHOLD
+    # predict thresholds and reads polarity as ocrloc.Predictor does by default.
+    from ocrloc.api import Predictor
+    from ocrloc.preprocess import POLARITIES
+
+    call = inspect.signature(Predictor.__call__).parameters
+    assert defaults_of["predict"]["threshold"].default == call["score_threshold"].default == DEFAULT_SCORE_THRESHOLD
+    assert list(defaults_of["predict"]["polarity"].choices) == list(POLARITIES)
+    assert defaults_of["predict"]["polarity"].default == call["polarity"].default == "auto"
     assert list(defaults_of["make-dataset"]["preset"].choices) == sorted({**PRESETS, **GLYPH_PRESETS})
     assert list(defaults_of["make-dataset"]["split"].choices) == list(SPLITS)
 
@@ -243,6 +251,7 @@ def test_train_hint_names_the_installed_commands_and_the_run_s_own_rule_preset_a
     assert lines[1].startswith("  ocrloc make-dataset --preset single --rule seed37 --split test ")
     assert "--out data/test_seed37" in lines[1]
     assert lines[2].startswith("  ocrloc predict --checkpoint runs/x/checkpoints/best.pt --images data/test_seed37/images")
+    assert lines[2].endswith(" --threshold 0")  # keypoint AP is scored over every detection
     assert lines[3].startswith("  ocrloc evaluate --gt data/test_seed37/annotations.json --results runs/x/")
     assert lines[4] == ("  ocrloc report --gt data/test_seed37/annotations.json --results runs/x/test_results.json "
                         "--run runs/x --out runs/x/report")

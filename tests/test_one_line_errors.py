@@ -357,7 +357,8 @@ def test_a_full_disk_is_one_line_naming_the_file_in_every_command_that_writes(in
     out.mkdir()
     best = str(inputs.run / "checkpoints" / "best.pt")
     results = str(tmp_path / "results.json")
-    assert main(["predict", "--checkpoint", best, "--images", str(inputs.split / "images"), "--out", results]) == 0
+    assert main(["predict", "--checkpoint", best, "--images", str(inputs.split / "images"), "--out", results,
+                 "--threshold", "0"]) == 0
     commands = {  # (file-size limit in bytes, command, what the line says); each output is larger than its limit
         "export": (65536, ["export", "--checkpoint", best, "--out", str(out / "model.pt")],
                    f"--out {out / 'model.pt'}: cannot write it (File too large)"),
@@ -367,7 +368,7 @@ def test_a_full_disk_is_one_line_naming_the_file_in_every_command_that_writes(in
                                "--out", str(out / "split")],
                          f"{out / 'split'}: cannot write the split (File too large)"),
         "predict": (100, ["predict", "--checkpoint", best, "--images", str(inputs.split / "images"),
-                          "--out", str(out / "results.json")],
+                          "--out", str(out / "results.json"), "--threshold", "0"],
                     f"{out / 'results.json'}: cannot write it (File too large)"),
         "report": (4096, ["report", "--gt", str(inputs.split / "annotations.json"), "--results", results,
                           "--out", str(out / "report")], f"{out / 'report'}: cannot write the report (File too large)"),

@@ -35,7 +35,7 @@ examples (the quickstart, then its test split, scores and export):
   ocrloc train --config quickstart --out runs/quickstart
   ocrloc make-dataset --preset canvas128 --rule all10 --split test --count 1000 --seed 1000 --out data/test_all10
   ocrloc predict --checkpoint runs/quickstart/checkpoints/best.pt --images data/test_all10/images \\
-      --out runs/quickstart/test_results.json
+      --out runs/quickstart/test_results.json --threshold 0
   ocrloc evaluate --gt data/test_all10/annotations.json --results runs/quickstart/test_results.json
   ocrloc export --checkpoint runs/quickstart/checkpoints/best.pt --out runs/quickstart/model.pt
   ocrloc report --gt data/test_all10/annotations.json --results runs/quickstart/test_results.json \\

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     """Export; return 0, or 2 for a missing or bad checkpoint (truncated, corrupt, or refused by the
     safe loader: see :func:`ocrloc.engine.checkpoint.load_checkpoint`), a model type the format
     cannot hold, a missing ONNX package, or an unwritable ``--out``."""
-    from ocrloc.engine.checkpoint import detector_from_checkpoint
+    from ocrloc.engine.checkpoint import detector_from_checkpoint, read_checkpoint_meta
     from ocrloc.export import export_program, export_torchscript, flat_supported
 
     if args.format == "onnx":  # checked before the model is loaded and traced
@@ -69,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
         detector, config, state = detector_from_checkpoint(args.checkpoint)
     except (FileNotFoundError, ValueError) as err:
         return fail(err)
-    meta = state.get("meta") or {}
-    rule, train_size = meta.get("rule", config.data.rule), meta.get("train_size") or [128, 128]
+    meta = read_checkpoint_meta(state, config, detector.task)
+    # A file that does not know its training size says so ([]: unknown) rather than guessing one.
+    rule, train_size = meta.rule, meta.train_size if meta.train_size is not None else []
     if args.format != "torchscript" and not flat_supported(detector.predictor):
         return fail(f"--format {args.format}: model.type {config.model.type} has no batched graph for torch.export "
                     f"or ONNX (centernet and argmax have); use --format torchscript")
@@ -87,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--out {args.out}: cannot write it ({err.strerror or err})")
     dtype = "uint8 or float" if args.format == "torchscript" else args.input_dtype
     print(f"wrote {args.out} ({args.format}; rule {rule or 'from the annotations'}, {detector.task.num_classes} "
-          f"classes, {detector.task.num_keypoints} keypoint(s) each, trained on {train_size} images; input: "
-          f"{dtype} [B, 1 or 3, H, W], any size, padded inside to {detector.predictor.input_rule()})")
+          f"classes, {detector.task.num_keypoints} keypoint(s) each, trained on {train_size or 'unknown-size'} "
+          f"images; input: {dtype} [B, 1 or 3, H, W], any size, padded inside to {detector.predictor.input_rule()})")
     print("load it: " + LOADERS[args.format].format(path=str(args.out), dtype=args.input_dtype))
     return 0
 

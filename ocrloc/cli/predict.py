@@ -6,8 +6,15 @@ ocrloc.Predictor (the Python API: padded to the model's input rule, batched by s
 twice (or reached twice, by a folder and by name) is predicted once: one image id per file.
 
 --checkpoint reads a checkpoint written by ocrloc train: data only, never a program. A file
-written by ocrloc export is a program (TorchScript code runs on every image): it runs only
-through --exported, and --checkpoint refuses it whatever its name.
+written by ocrloc export is a program (its code runs on every image): it runs only through
+--exported, which takes all three formats (TorchScript .pt, torch.export .pt2, ONNX .onnx: chosen
+by the suffix; .onnx needs onnxruntime) and gives the checkpoint's detections; --checkpoint
+refuses a TorchScript file whatever its name.
+
+polarity: by default (auto) each image whose median grey value is above 0.5 (dark ink on a light
+page) is inverted, as the models were trained on light ink on dark; the count of each kind is
+printed. --threshold (default 0.5, the score ocrloc evaluate gives recall and precision at) drops
+the detections scoring below it; 0 keeps them all, what keypoint AP over every score wants.
 
 image ids: an image in a folder with an annotations.json in it or in its parent folder (the
 layout make-dataset writes: SPLIT/annotations.json, SPLIT/images/) gets the id that file gives
@@ -17,11 +24,11 @@ the order given (each folder's files sorted by name). Images without an annotati
 together with images that have one are numbered above every id of those files.
 
 examples:
-  ocrloc predict --checkpoint runs/quickstart/checkpoints/best.pt \\
+  ocrloc predict --checkpoint runs/quickstart/checkpoints/best.pt --threshold 0 \\
       --images data/test_all10/images --out runs/quickstart/test_results.json
   ocrloc predict --checkpoint runs/quickstart/checkpoints/best.pt \\
-      --images data/canvas128_all10_test/images --out results.json --viz viz/
-  ocrloc predict --exported runs/quickstart/model.pt --images data/test_all10/images --out results.json
+      --images data/test_all10/images --out results.json --viz viz/
+  ocrloc predict --exported runs/quickstart/model.onnx --images page.png --out results.json
 
 `python tools/predict.py` takes the same arguments.
 """
@@ -33,7 +40,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ocrloc.cli._common import check_output_file, fail, standalone_main
+from ocrloc.cli._common import check_output_file, fail, score_threshold, standalone_main
 from ocrloc.constants import DEFAULT_MAX_PIXELS as MAX_PIXELS
 from ocrloc.constants import DEFAULT_SCORE_THRESHOLD
 
@@ -41,10 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``ocrloc predict``."""
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--checkpoint",
-                       help="a checkpoint written by ocrloc train (e.g. RUN/checkpoints/best.pt); read as data, "
-                            "an exported file given here is refused")
+                       help="a checkpoint written by ocrloc train (e.g. RUN/checkpoints/best.pt), read as data "
+                            "only; a file written by ocrloc export is not one (a TorchScript file given here is "
+                            "refused unloaded): run it with --exported")
     model.add_argument("--exported", metavar="FILE",
-                       help="run a TorchScript file written by ocrloc export: a program, so only a file you trust")
+                       help="run a file written by ocrloc export, any format: TorchScript (.pt), torch.export "
+                            "(.pt2) or ONNX (.onnx, needs onnxruntime), chosen by the suffix; a program, so only "
+                            "a file you trust")
     parser.add_argument("--images", nargs="+", required=True,
                         help="image files and/or folders of images (ids: see 'image ids' above)")
     # ocrloc.engine.images.UNLISTED, spelled out: --help imports nothing beyond the CLI (tested equal).
@@ -66,9 +76,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="refuse an image of more than N pixels (height x width), read from its header before "
                              "it is decoded: a guard against running out of memory (the quickstart model needs "
                              "~170 bytes per pixel on the CPU); 0: no limit (default: %(default)s, ~6300 x 6300)")
-    parser.add_argument("--polarity", default="light_on_dark", choices=("light_on_dark", "dark_on_light"),
-                        help="light_on_dark: white ink on black, as the training canvases; dark_on_light: black ink "
-                             "on white paper, inverted first (default: %(default)s)")
+    # ocrloc.preprocess.POLARITIES, spelled out: --help imports nothing beyond the CLI (tested equal).
+    parser.add_argument("--polarity", default="auto", choices=("auto", "light_on_dark", "dark_on_light"),
+                        help="auto: each image read as dark_on_light when its median grey value is above 0.5 (a "
+                             "light page), else as light_on_dark; light_on_dark: white ink on black, as the training "
+                             "canvases; dark_on_light: black ink on white paper, inverted first (default: "
+                             "%(default)s)")
+    parser.add_argument("--threshold", default=DEFAULT_SCORE_THRESHOLD, metavar="T",
+                        help="keep the detections scoring at least T, in [0, 1]; 0 keeps every one (for scoring "
+                             "keypoint AP with ocrloc evaluate) (default: %(default)s, the score ocrloc evaluate "
+                             "gives recall and precision at)")
     parser.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:N "
                                                          "(default: %(default)s)")
 
@@ -85,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         return fail(f"--batch-size must be at least 1, got {args.batch_size}")
+    try:
+        threshold = score_threshold(args.threshold)
+    except ValueError as err:
+        return fail(err)
     if args.max_pixels < 0:
         return fail(f"--max-pixels must be >= 0 (0: no limit), got {args.max_pixels}")
     # Checked before anything runs: a count below 1 used to fail drawing, after the results were written.
@@ -101,25 +122,31 @@ def run(args: argparse.Namespace) -> int:
         # Every file's header before any image is decoded: a missing, unreadable or too large file
         # stops here, in one line, not in the middle of the loop (and its progress bar).
         predictor.check_files([path for path, _ in images])
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, ImportError) as err:  # ImportError: an .onnx file without onnxruntime
         return fail(err)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    results, drawn, class_names = [], [], {}
+    results, drawn, class_names, read_as = [], [], {}, {}
     for start in tqdm(range(0, len(images), args.batch_size), desc="predict", unit="batch"):
         chunk = images[start:start + args.batch_size]
         try:
-            detections = predictor([path for path, _ in chunk], polarity=args.polarity, batch_size=args.batch_size)
+            detections = predictor([path for path, _ in chunk], polarity=args.polarity, score_threshold=threshold,
+                                   batch_size=args.batch_size)
         except (FileNotFoundError, ValueError, OSError) as err:
             return fail(err)
         for (path, image_id), det in zip(chunk, detections):
+            read_as[det.polarity] = read_as.get(det.polarity, 0) + 1
             entries = det.to_coco(image_id)
             results += entries
             if args.viz and len(drawn) < args.viz_count:
                 drawn.append((path, image_id, [e for e in entries if e["score"] >= args.viz_score]))
                 class_names.update({e["category_id"]: n for e, n in zip(entries, det.class_names)})
     write_json_atomic(results, args.out)
-    print(f"wrote {len(results)} detections on {len(images)} images to {args.out}")
+    print(f"wrote {len(results)} detections scoring at least {threshold:g} on {len(images)} images to {args.out}")
+    # How the pages were read: with auto, a light page (dark ink on paper) is inverted, and says so.
+    kinds = ", ".join(f"{n} image{'s' if n != 1 else ''} read as {kind}" for kind, n in sorted(read_as.items()))
+    inverted = " (inverted first)" if "dark_on_light" in read_as else ""
+    print(f"polarity {args.polarity}: {kinds or 'no image'}{inverted}")
     if args.viz:
         viz_dir = Path(args.viz)
         panels = draw_with_truth_beside(drawn, class_names, read_grey_image)

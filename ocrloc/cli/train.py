@@ -51,7 +51,7 @@ def next_steps(preset: Optional[str], rule: Optional[str], out: Path) -> str:
                 + f" --split test --count 1000 --seed 1000 --out {q(test)}\n")
     return ("next:\n" + make +
             f"  ocrloc predict --checkpoint {q(best)} --images {q(test / 'images')} "
-            f"--out {q(out / 'test_results.json')}\n"
+            f"--out {q(out / 'test_results.json')} --threshold 0\n"
             f"  ocrloc evaluate --gt {q(test / 'annotations.json')} --results {q(out / 'test_results.json')}\n"
             f"  ocrloc report --gt {q(test / 'annotations.json')} --results {q(out / 'test_results.json')} "
             f"--run {q(out)} --out {q(out / 'report')}\n"

@@ -18,7 +18,7 @@ import warnings
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -26,10 +26,11 @@ from ocrloc.config import Config, config_from_dict
 from ocrloc.utils.io import write_bytes_atomic
 
 if TYPE_CHECKING:
+    from ocrloc.data.task import Task
     from ocrloc.models.family import Detector
 
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "detector_from_checkpoint",
-           "is_torchscript_archive"]
+__all__ = ["CheckpointError", "CheckpointMeta", "save_checkpoint", "load_checkpoint", "detector_from_checkpoint",
+           "is_torchscript_archive", "read_checkpoint_meta"]
 
 # Exact types, not isinstance: a numpy float64 is a float subclass, yet weights_only refuses it.
 _LEAVES = (type(None), bool, int, float, str)
@@ -254,3 +255,46 @@ def detector_from_checkpoint(path: str | os.PathLike, map_location: str | torch.
                               f"({_one_line(str(err))})") from None
     detector.to(map_location).eval()
     return detector, config, state
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointMeta:
+    """What a checkpoint says about the model's data, as every reader of it takes it
+    (:func:`read_checkpoint_meta`: ``ocrloc.Predictor`` and ``ocrloc export``).
+
+    Attributes:
+        rule: the point rule it trained on (``None``: a COCO folder's annotations defined the points).
+        train_size: ``[H, W]`` of its training images (``None`` when neither the checkpoint nor its preset says).
+        class_names: the name of each class index.
+    """
+
+    rule: Optional[str]
+    train_size: Optional[List[int]]
+    class_names: List[str]
+
+
+def read_checkpoint_meta(state: Dict[str, Any], config: Config, task: "Task") -> CheckpointMeta:
+    """The one reader of a checkpoint's ``meta`` (the trainer writes ``rule``, ``preset``,
+    ``train_size``, ``task``, ``class_names``), with one set of fallbacks for older checkpoints:
+
+    * ``rule``: ``meta['rule']``, else the config's ``data.rule``;
+    * ``train_size``: ``meta['train_size']``, else the size of the preset (``meta['preset']`` when
+      ``meta`` has the key, else the config's ``data.preset``), else ``None`` (never a guessed size);
+    * ``class_names``: the task's when ``meta`` records the task, else ``meta['class_names']``, else the task's.
+
+    ``state`` and ``config`` as :func:`detector_from_checkpoint` returns them, ``task`` the detector's.
+    """
+    meta = state.get("meta") or {}
+    train_size = meta.get("train_size")
+    if train_size is None:
+        try:
+            from ocrloc.data.catalog import get_preset
+
+            preset = get_preset(meta.get("preset", config.data.preset))
+            train_size = [preset.height, preset.width]
+        except (KeyError, ValueError):
+            train_size = None
+    names = task.class_names if "task" in meta else (meta.get("class_names") or task.class_names)
+    return CheckpointMeta(rule=meta.get("rule", config.data.rule),
+                          train_size=None if train_size is None else [int(v) for v in train_size],
+                          class_names=[str(n) for n in names])

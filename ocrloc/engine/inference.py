@@ -3,7 +3,9 @@
 
 Validation, ``compare``, the head study, ``ocrloc predict`` and :class:`ocrloc.Predictor`
 all run :func:`iterate_predictions` (or :func:`predict_results`, which collects it), so images
-are padded to the predictor's input rule and targets moved to the device in this one place.
+are padded to the predictor's input rule (:func:`ocrloc.preprocess.pad_to_rule`, the one input path's)
+and targets moved to the device in this one place; :func:`detections_to_results` is the one writer
+of COCO results (``Detections.to_coco`` and ``ocrloc predict`` call it).
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
+
+# The padding is the one input path's (ocrloc.preprocess), named here too for the loop's callers.
+from ocrloc.preprocess import pad_to_multiple, pad_to_rule
 
 if TYPE_CHECKING:
     from ocrloc.data.task import Task
@@ -60,31 +64,6 @@ def detections_to_results(detections: Sequence[Dict[str, torch.Tensor]], image_i
                 "keypoints": flat,
             })
     return results
-
-
-def pad_to_multiple(images: torch.Tensor, multiple: int = 32, min_size: int = 0) -> torch.Tensor:
-    """Pad ``[B, C, H, W]`` on the bottom and right with zeros (black background) to multiples of
-    ``multiple`` and at least ``min_size``; coordinates are unchanged."""
-    h, w = images.shape[-2:]
-    pad_h = max(h + (-h) % multiple, min_size + (-min_size) % multiple) - h
-    pad_w = max(w + (-w) % multiple, min_size + (-min_size) % multiple) - w
-    if pad_h or pad_w:
-        images = F.pad(images, (0, pad_w, 0, pad_h))
-    return images
-
-
-def pad_to_rule(images: torch.Tensor, predictor: torch.nn.Module) -> torch.Tensor:
-    """``images`` padded to ``predictor``'s input rule.
-
-    Raises:
-        ValueError: when the images are larger than the predictor takes (``max_size``).
-    """
-    padded = pad_to_multiple(images, predictor.size_divisible, predictor.min_size)
-    h, w = padded.shape[-2:]
-    if predictor.max_size > 0 and (h > predictor.max_size or w > predictor.max_size):
-        raise ValueError(f"images of {images.shape[-2]} x {images.shape[-1]} px are larger than this model takes "
-                         f"(at most {predictor.max_size} x {predictor.max_size})")
-    return padded
 
 
 @torch.no_grad()

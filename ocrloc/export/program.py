@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import torch
 
+from ocrloc.constants import EXPORT_METADATA_FILE
 from ocrloc.data.task import Task, digits_task
 from ocrloc.export.flat import OUTPUT_NAMES, FlatDetector
 from ocrloc.models.family import PredictorModule
@@ -32,7 +33,7 @@ from ocrloc.utils.io import write_bytes_atomic
 __all__ = ["INPUT_DTYPES", "METADATA_FILE", "export_program", "flat_metadata", "trace_flat"]
 
 INPUT_DTYPES = {"uint8": torch.uint8, "float32": torch.float32}
-METADATA_FILE = "ocrloc.json"  # the extra file of a .pt2 (and the ONNX metadata key) holding flat_metadata()
+METADATA_FILE = EXPORT_METADATA_FILE  # the extra file of a .pt2 holding flat_metadata()
 
 
 def flat_metadata(predictor: PredictorModule, rule: Optional[str], train_size: List[int], task: Optional[Task],

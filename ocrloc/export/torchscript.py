@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ocrloc.data.task import Task, digits_task
-from ocrloc.export.preprocess import CanvasPreprocess
+from ocrloc.preprocess import CanvasPreprocess
 from ocrloc.models.family import PredictorModule
 from ocrloc.utils.io import write_bytes_atomic
 
@@ -33,7 +33,7 @@ class ExportedDetector(nn.Module):
     boxes and points may reach into the padding). A float ``[B, 1, H, W]`` with
     ``H``, ``W`` multiples of 32 is passed to the predictor unchanged (``docs/task.md``, "The exported model").
     Float values outside [0, 1] (0..255 floats, negatives) or not finite raise a ValueError naming them
-    (:meth:`~ocrloc.export.preprocess.CanvasPreprocess._check_range`).
+    (:meth:`~ocrloc.preprocess.CanvasPreprocess._check_range`).
 
     Attributes:
         rule: the point rule the model was trained for ("" when a COCO folder's annotations defined

@@ -302,7 +302,7 @@ def build_study(config, task) -> Detector:
     """``model.type: study`` (its entry in :mod:`ocrloc.families`): :class:`StudyNet` of
     ``config.model.study`` on the preset's square canvas, one point per class; ``point_init: rule``
     writes the rule into it first (the oracle, :mod:`ocrloc.research.oracle`)."""
-    from ocrloc.data.canvas import get_preset
+    from ocrloc.data.catalog import get_preset
     from ocrloc.data.rules import get_rule
     from ocrloc.research.oracle import tell_study_net
 

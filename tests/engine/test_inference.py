@@ -40,7 +40,8 @@ def test_pad_to_multiple_and_to_the_minimum_keeps_coordinates():
 
 def test_pad_to_rule_refuses_images_larger_than_the_predictor_takes():
     assert pad_to_rule(torch.ones(1, 1, 20, 30), ShapeReporter(4, 32, 32)).shape[-2:] == (32, 32)
-    with pytest.raises(ValueError, match="images of 40 x 30 px are larger than this model takes"):
+    with pytest.raises(ValueError, match=r"images of 40 x 30 px \(padded: 40 x 32\) are larger than this model takes "
+                                         r"\(at most 32 x 32\)"):
         pad_to_rule(torch.ones(1, 1, 40, 30), ShapeReporter(4, 32, 32))
 
 
