@@ -16,7 +16,7 @@ from typing import Tuple
 import torch
 
 from ocrloc.engine.checkpoint import load_checkpoint
-from tests.engine.test_trainer import TINY
+from tests.helpers import TINY_TRAINING as TINY
 
 # The trainer tests' tiny run, longer, on the quickstart's model and data (configs/quickstart.yaml):
 # the argmax detector with its crop classifier and point map (both on by default, as there), whose box

@@ -24,7 +24,7 @@ from ocrloc.engine.inference import pad_to_rule
 from ocrloc.export import FlatDetector, export_program, export_torchscript
 from ocrloc.export.program import trace_flat
 from ocrloc.models.build import build
-from tests.export.test_export import FAMILIES, TINY, tiny_detector
+from tests.helpers import FAMILIES, TINY_DETECTOR as TINY, tiny_detector
 
 onnx_export = pytest.importorskip("ocrloc.export.onnx", reason="needs onnx and onnxscript")
 pytest.importorskip("onnxruntime")
