@@ -26,6 +26,7 @@ COMMANDS: Dict[str, str] = {
     "compare": "compare",
     "experiment": "experiment",
     "report": "report",
+    "download-mnist": "download_mnist",
 }
 
 DESCRIPTION = """\
