@@ -77,6 +77,7 @@ def test_every_point_family_takes_k_keypoints(folders, family):
         assert channels == (2 if family.endswith("shared") else 20)
 
 
+@pytest.mark.slow  # trains, predicts, scores and exports
 def test_a_gapped_two_keypoint_folder_trains_predicts_evaluates_and_exports(folders, tmp_path, capsys):
     run = tmp_path / "run"
     sets = [*TINY_ARGMAX, "data.num_workers=0", f"data.train_path={folders['train']}",

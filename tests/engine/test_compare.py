@@ -29,6 +29,7 @@ def write_config(path, model_type, **model):
     return path
 
 
+@pytest.mark.slow  # trains, predicts and scores each compared family
 def test_compare_trains_scores_and_reuses_each_run(tmp_path, pools):
     test_dir = tmp_path / "test"
     write_split(CanvasGenerator("canvas128", "seed37", "test", 5, pools["test"]), 3, test_dir, progress=False)

@@ -13,6 +13,8 @@ import pytest
 from ocrloc.engine.checkpoint import load_checkpoint
 from tests.helpers import TINY_MODEL
 
+pytestmark = pytest.mark.slow  # torchrun: two processes per test, each importing torch
+
 REPO = Path(__file__).resolve().parents[2]
 
 

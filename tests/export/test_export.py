@@ -53,6 +53,7 @@ def _assert_matches_eager(predictor, inputs, loaded):
 
 
 
+@pytest.mark.slow  # one fresh interpreter per family
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_exports_and_matches_eager_without_ocrloc_or_timm(tmp_path, family):
     """Every family goes through build()'s predictor, and runs on its own canvases once exported."""

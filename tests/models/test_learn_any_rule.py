@@ -115,6 +115,7 @@ def test_head_fits_the_rule_from_the_annotations(rule_folders):
     assert error.median() < 0.05 and (error < 0.5).float().mean() >= 0.98, (error.median(), error.max())
 
 
+@pytest.mark.slow  # a real training (14 steps of 16 canvases)
 @pytest.mark.parametrize("rule_folders", ["mixed"], indirect=True)  # one drawn rule end to end keeps it in seconds
 def test_trainer_learns_the_rule_from_a_coco_folder(rule_folders, tmp_path):
     config = load_config(None, [
