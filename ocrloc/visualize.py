@@ -27,8 +27,8 @@ from torchvision.utils import draw_bounding_boxes, draw_keypoints, make_grid
 
 from ocrloc.utils.io import atomic_path
 
-__all__ = ["CLASS_COLORS", "TRUTH_COLOR", "PREDICTION_COLORS", "draw_detections", "draw_truth_and_prediction",
-           "draw_with_truth_beside",
+__all__ = ["CLASS_COLORS", "TRUTH_COLOR", "PREDICTION_COLORS", "KEYPOINT_STYLES", "draw_detections",
+           "draw_truth_and_prediction", "draw_with_truth_beside", "keypoint_legend",
            "match_for_drawing", "save_grid", "save_canvas_preview"]
 
 # One colour per digit class (tab10), so a class reads at a glance.
@@ -37,6 +37,13 @@ CLASS_COLORS: List[tuple] = [
     (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
 ]
 POINT_COLOR = (255, 40, 40)
+# With several keypoints per class (the printed glyphs' five), keypoint slot k gets its own marker and colour
+# (Okabe-Ito, readable with the common colour-vision deficiencies: the shape tells them apart as well), and
+# the preview gets a legend naming them.
+KEYPOINT_STYLES: List[Tuple[str, tuple]] = [
+    ("circle", (230, 159, 0)), ("square", (86, 180, 233)), ("triangle", (0, 158, 115)),
+    ("diamond", (240, 228, 66)), ("cross", (213, 94, 0)), ("plus", (204, 121, 167)), ("star", (0, 114, 178)),
+]
 
 # Okabe-Ito, told apart with the common colour-vision deficiencies: bluish green is the truth alone, the
 # prediction takes the others by class (all visible on the canvases' black background).
@@ -61,7 +68,9 @@ def draw_detections(
         image: uint8 ``[H, W]`` array, or float ``[1, H, W]`` / ``[H, W]`` tensor in [0, 1].
         boxes: ``[N, 4]`` xyxy in canvas pixels.
         labels: ``[N]`` class indices.
-        points: ``[N, 2]`` or ``[N, K, 2+]`` keypoints (x, y) in canvas pixels, or None.
+        points: ``[N, 2]`` or ``[N, K, 2+]`` keypoints (x, y) in canvas pixels, or None. One keypoint per
+            object: a red dot; several: keypoint ``k`` in ``KEYPOINT_STYLES[k]`` (its own marker and colour),
+            unlabelled ones (``v = 0`` in ``[N, K, 3]``) left out.
         scores: ``[N]`` confidences to print beside the class, or None.
         scale: integer upscaling factor.
         class_names: the caption of each class index (default: the index).
@@ -84,13 +93,89 @@ def draw_detections(
     if points is not None and len(points):
         xy = torch.as_tensor(points, dtype=torch.float32)
         xy = xy.reshape(len(points), 1, -1) if xy.dim() == 2 else xy
-        img = draw_keypoints(img, xy[..., :2] * scale, colors=POINT_COLOR, radius=max(1, scale // 2 + 1))
+        if xy.shape[1] == 1:
+            img = draw_keypoints(img, xy[..., :2] * scale, colors=POINT_COLOR, radius=max(1, scale // 2 + 1))
+        else:
+            img = _draw_keypoint_markers(img, xy, scale)
     return img
 
 
-def save_grid(panels: Sequence[torch.Tensor], path: str | os.PathLike, nrow: int = 4) -> None:
-    """Save uint8 ``[3, h, w]`` panels as one PNG grid, atomically."""
+def _marker(draw, center: Tuple[float, float], marker: str, color: tuple, radius: float) -> None:
+    """One keypoint marker of ``KEYPOINT_STYLES`` at ``center``, outlined in black to show on white ink."""
+    x, y, r = center[0], center[1], radius
+    if marker == "circle":
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=color, outline=(0, 0, 0))
+    elif marker == "square":
+        draw.rectangle((x - r, y - r, x + r, y + r), fill=color, outline=(0, 0, 0))
+    elif marker == "triangle":
+        draw.polygon([(x, y - r), (x + r, y + r), (x - r, y + r)], fill=color, outline=(0, 0, 0))
+    elif marker == "diamond":
+        draw.polygon([(x, y - r), (x + r, y), (x, y + r), (x - r, y)], fill=color, outline=(0, 0, 0))
+    elif marker == "star":
+        draw.polygon([(x + (r if k % 2 == 0 else r / 2.5) * np.sin(k * np.pi / 5),
+                       y - (r if k % 2 == 0 else r / 2.5) * np.cos(k * np.pi / 5)) for k in range(10)],
+                     fill=color, outline=(0, 0, 0))
+    else:  # "cross" (x) or "plus" (+): strokes
+        ends = ([(x - r, y - r, x + r, y + r), (x - r, y + r, x + r, y - r)] if marker == "cross"
+                else [(x - r, y, x + r, y), (x, y - r, x, y + r)])
+        for line in ends:
+            draw.line(line, fill=color, width=max(2, int(r) // 2))
+
+
+def _draw_keypoint_markers(img: torch.Tensor, xy: torch.Tensor, scale: int) -> torch.Tensor:
+    """``img`` (uint8 ``[3, H, W]``) with keypoint ``k`` of every object drawn as ``KEYPOINT_STYLES[k]``."""
+    from PIL import Image, ImageDraw
+
+    canvas = Image.fromarray(img.permute(1, 2, 0).contiguous().numpy())
+    draw = ImageDraw.Draw(canvas)
+    radius = max(2, scale)
+    for obj in xy.tolist():
+        for k, point in enumerate(obj):
+            if len(point) > 2 and point[2] <= 0:
+                continue  # not labelled
+            marker, color = KEYPOINT_STYLES[k % len(KEYPOINT_STYLES)]
+            _marker(draw, (point[0] * scale, point[1] * scale), marker, color, radius)
+    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1).contiguous()
+
+
+def keypoint_legend(names: Sequence[str], width: int, scale: int = 3) -> torch.Tensor:
+    """A white strip ``width`` px wide naming keypoint ``k`` beside its marker (``KEYPOINT_STYLES[k]``), as
+    uint8 ``[3, h, width]``; the entries wrap onto more lines when they do not fit."""
+    from PIL import Image, ImageDraw
+
+    font = _font(max(14, 5 * scale))
+    radius = max(4, 2 * scale)
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    entries = []
+    for k, name in enumerate(names):
+        left, top, right, bottom = probe.textbbox((0, 0), name, font=font)
+        entries.append((k, name, right - left, bottom - top, left, top))
+    line_height = max(2 * radius, max(e[3] for e in entries)) + 8
+    gap, x, y, placed = 16, 4, 0, []
+    for k, name, text_w, _, left, top in entries:
+        entry_w = 2 * radius + 6 + text_w
+        if x > 4 and x + entry_w > width - 4:
+            x, y = 4, y + line_height
+        placed.append((x, y, k, name, left, top))
+        x += entry_w + gap
+    strip = Image.new("RGB", (width, y + line_height), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    for x, y, k, name, left, top in placed:
+        marker, color = KEYPOINT_STYLES[k % len(KEYPOINT_STYLES)]
+        middle = y + line_height / 2
+        _marker(draw, (x + radius, middle), marker, color, radius)
+        text_h = draw.textbbox((0, 0), name, font=font)
+        draw.text((x + 2 * radius + 6 - left, middle - (text_h[3] + text_h[1]) / 2), name, font=font, fill=(0, 0, 0))
+    return torch.from_numpy(np.asarray(strip).copy()).permute(2, 0, 1).contiguous()
+
+
+def save_grid(panels: Sequence[torch.Tensor], path: str | os.PathLike, nrow: int = 4,
+              legend: Optional[Sequence[str]] = None) -> None:
+    """Save uint8 ``[3, h, w]`` panels as one PNG grid, atomically; with ``legend`` (keypoint names), a
+    strip above the grid names each keypoint's marker (:func:`keypoint_legend`)."""
     grid = make_grid([p.float() for p in panels], nrow=nrow, padding=4, pad_value=255).to(torch.uint8)
+    if legend:
+        grid = torch.cat([keypoint_legend(legend, grid.shape[2]), grid], dim=1)
     from PIL import Image
 
     with atomic_path(path, suffix=".png") as tmp:
@@ -100,7 +185,8 @@ def save_grid(panels: Sequence[torch.Tensor], path: str | os.PathLike, nrow: int
 
 def save_canvas_preview(generator, path: str | os.PathLike, count: int = 16, nrow: int = 4, scale: int = 3) -> None:
     """Save samples ``0 .. count-1`` of a data source (:class:`~ocrloc.data.source.DataSource`: MNIST digits,
-    printed glyphs) with their ink boxes, class names and keypoints, as one PNG grid."""
+    printed glyphs) with their ink boxes, class names and keypoints, as one PNG grid; with several keypoints
+    per class, each keypoint gets its own marker and colour and a legend above the grid names them."""
     names = generator.task.class_names
     panels = []
     for index in range(count):
@@ -108,7 +194,10 @@ def save_canvas_preview(generator, path: str | os.PathLike, count: int = 16, nro
         target = generator.target(canvas, index + 1)
         panels.append(draw_detections(canvas.image, target["boxes"], target["labels"], target["keypoints"], scale=scale,
                                       class_names=names))
-    save_grid(panels, path, nrow=nrow)
+    task = generator.task
+    shared = set(task.keypoint_names)  # the legend names slot k by the classes' own name when they agree
+    legend = shared.pop() if len(shared) == 1 else [f"keypoint {k + 1}" for k in range(task.num_keypoints)]
+    save_grid(panels, path, nrow=nrow, legend=legend if task.num_keypoints > 1 else None)
 
 
 def _font(size: int):

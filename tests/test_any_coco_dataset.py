@@ -16,6 +16,7 @@ from ocrloc.data.splits import write_split
 from ocrloc.data.datasets import CocoKeypointDataset
 from ocrloc.data.task import Task
 from ocrloc.models.build import build
+from tests.helpers import TINY_ARGMAX, TINY_DETECTOR, TINY_MODEL
 
 IDS = {d: 1 + 3 * d for d in range(10)}  # 1, 4, 7, ...: COCO's 1-based habit, with gaps
 KEYPOINTS = ["topleft", "center"]
@@ -60,8 +61,7 @@ def test_every_point_family_takes_k_keypoints(folders, family):
                  "keypointrcnn": ["model.type=keypointrcnn", "model.head_stride=8", "model.fpn_channels=32"],
                  "keypointrcnn_shared": ["model.type=keypointrcnn", "model.head_stride=8", "model.fpn_channels=32",
                                          "model.baseline.shared_keypoints=true"]}[family]
-    config = load_config(None, ["model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8",
-                                "postprocess.score_threshold=0.0", *overrides])
+    config = load_config(None, [*TINY_DETECTOR, *overrides])
     dataset = CocoKeypointDataset(folders["train"])
     detector = build(config, dataset.task)
     images = torch.stack([dataset[i][0] for i in range(2)])
@@ -77,10 +77,10 @@ def test_every_point_family_takes_k_keypoints(folders, family):
         assert channels == (2 if family.endswith("shared") else 20)
 
 
+@pytest.mark.slow  # trains, predicts, scores and exports
 def test_a_gapped_two_keypoint_folder_trains_predicts_evaluates_and_exports(folders, tmp_path, capsys):
     run = tmp_path / "run"
-    sets = ["model.type=argmax", "model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8",
-            "model.argmax.argmax_channels=2", "data.num_workers=0", f"data.train_path={folders['train']}",
+    sets = [*TINY_ARGMAX, "data.num_workers=0", f"data.train_path={folders['train']}",
             f"data.val_path={folders['val']}", "train.steps=4", "train.batch_size=4", "train.val_every=4",
             "train.log_every=2", "optim.warmup_steps=2", "postprocess.score_threshold=0.0"]
     assert main(["train", "--out", str(run), "--no-progress", *[a for s in sets for a in ("--set", s)]]) == 0
@@ -150,7 +150,7 @@ def test_a_training_folder_is_held_to_the_evaluators_checks(folders, tmp_path, c
     with pytest.raises(ValueError, match=r"annotations\[1\].*outside"):
         CocoKeypointDataset(bad)
     sets = [f"data.train_path={folders['train']}", f"data.val_path={bad}", "data.num_workers=0",
-            "model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8", "train.steps=1",
+            *TINY_MODEL, "train.steps=1",
             "train.batch_size=2", "train.val_every=1", "optim.warmup_steps=1"]
     assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *[a for s in sets for a in ("--set", s)]]) == 2
     err = capsys.readouterr().err

@@ -36,6 +36,7 @@ OPTIONS = {
     "experiment": ["--configs", "--rules", "--seeds", "--out", "--table", "--fidelity", "--test-count", "--test-seed",
                    "--set", "--device", "--no-progress"],
     "report": ["--gt", "--results", "--out", "--run", "--sigma", "--threshold", "--worst"],
+    "download-mnist": ["--root"],
 }
 
 
@@ -65,9 +66,9 @@ def subparsers() -> dict[str, argparse.ArgumentParser]:
 # --- help -------------------------------------------------------------------------------------------------------
 
 
-def test_commands_are_the_eight_and_each_has_its_module_and_wrapper():
+def test_commands_are_the_nine_and_each_has_its_module_and_wrapper():
     assert list(COMMANDS) == ["train", "predict", "evaluate", "export", "make-dataset", "compare", "experiment",
-                              "report"]
+                              "report", "download-mnist"]
     assert set(OPTIONS) == set(COMMANDS)
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(f"ocrloc.cli.{module_name}")

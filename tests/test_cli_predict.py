@@ -19,6 +19,7 @@ from ocrloc.data.canvas import CanvasGenerator
 from ocrloc.data.splits import write_split
 from ocrloc.engine.checkpoint import save_checkpoint
 from ocrloc.models.build import build
+from tests.helpers import TINY_DETECTOR, one_error_line as _one_error_line
 from ocrloc.visualize import TRUTH_COLOR
 
 
@@ -89,8 +90,7 @@ def test_predict_bad_checkpoint_is_one_line(tmp_path, capsys):
 
 # -- bad checkpoints and image ids: one `error:` line, exit 2, nothing written ------------------------
 
-TINY = ["model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8",
-        "postprocess.score_threshold=0.0"]  # random weights: keep every peak, so results carry every image id
+TINY = TINY_DETECTOR  # random weights: keep every peak, so results carry every image id
 
 
 class _Touch:
@@ -142,14 +142,6 @@ def _images(folder, count, listed=None, first_id=1):
                    for k, name in enumerate(names[:listed])]
         (folder / "annotations.json").write_text(json.dumps({"images": entries, "annotations": [], "categories": []}))
     return folder / "images"
-
-
-def _one_error_line(capsys, *named) -> str:
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    for name in named:
-        assert str(name) in err, err
-    return err
 
 
 @pytest.mark.parametrize("kind", sorted(BAD_CHECKPOINTS))

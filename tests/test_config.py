@@ -80,6 +80,7 @@ def test_config_names_resolve_to_the_configs_folder_the_package_carries(tmp_path
         load_config("configs/quickstrat.yaml")
 
 
+@pytest.mark.slow  # pip builds and installs a wheel
 def test_a_built_wheel_carries_the_configs_and_loads_them_by_name(tmp_path):
     """configs/ is the source; the wheel must hold a copy (not the clone's link) that an installed
     ocrloc finds from any folder (mmdetection and detectron2 ship theirs the same way)."""

@@ -25,10 +25,10 @@ from ocrloc.data.splits import remove_stale_temporaries, write_split
 from ocrloc.data.datasets import CocoKeypointDataset, ImageFileError, collate_detection
 from ocrloc.data.mnist import _RAW_FILES
 from ocrloc.utils import io as io_module
+from tests.helpers import KEEP_EVERY_PEAK, TINY_MODEL
 
-TINY_TRAIN = ["model.type=argmax", "model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8",
-              "data.num_workers=0", "train.steps=2", "train.batch_size=2", "train.val_every=2", "train.log_every=1",
-              "optim.warmup_steps=1", "postprocess.score_threshold=0.0"]
+TINY_TRAIN = ["model.type=argmax", *TINY_MODEL, "data.num_workers=0", "train.steps=2", "train.batch_size=2",
+              "train.val_every=2", "train.log_every=1", "optim.warmup_steps=1", KEEP_EVERY_PEAK]
 
 
 def sets(*values: str) -> list[str]:

@@ -15,14 +15,9 @@ import pytest
 import torch
 
 from ocrloc.cli import main
+from tests.helpers import TINY_TRAINING, sets
 
-TINY = ["data.preset=single", "data.rule=seed37", "data.val_count=4", "data.num_workers=0",
-        "model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8", "train.batch_size=2",
-        "train.log_every=1", "train.val_every=2", "train.steps=2", "optim.warmup_steps=1"]
-
-
-def sets(*values: str) -> List[str]:
-    return [a for v in values for a in ("--set", v)]
+TINY = [*TINY_TRAINING, "train.val_every=2", "train.steps=2", "optim.warmup_steps=1"]
 
 
 class Case(NamedTuple):

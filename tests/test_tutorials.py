@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import jupytext
+import pytest
 from nbclient import NotebookClient
 
 TUTORIALS = Path(__file__).resolve().parents[1] / "docs" / "tutorials"
@@ -46,6 +47,7 @@ def test_every_tutorial_is_a_jupytext_markdown_notebook():
         assert any(cell.cell_type == "code" for cell in notebook.cells), path
 
 
+@pytest.mark.slow  # minutes: the notebook trains a detector and two head-study rows
 def test_first_detector_tutorial_runs(tmp_path, monkeypatch, pools):
     workdir = tmp_path / "work"
     workdir.mkdir()

@@ -26,12 +26,14 @@ COMMANDS: Dict[str, str] = {
     "compare": "compare",
     "experiment": "experiment",
     "report": "report",
+    "download-mnist": "download_mnist",
 }
 
 DESCRIPTION = """\
 Find every character on an image, name its class, place the point its class asks for.
 
-examples (the quickstart, then its test split, scores and export):
+examples (MNIST once, the quickstart, then its test split, scores and export):
+  ocrloc download-mnist
   ocrloc train --config quickstart --out runs/quickstart
   ocrloc make-dataset --preset canvas128 --rule all10 --split test --count 1000 --seed 1000 --out data/test_all10
   ocrloc predict --checkpoint runs/quickstart/checkpoints/best.pt --images data/test_all10/images \\

@@ -1,5 +1,5 @@
-"""Write a split of MNIST canvases as a COCO keypoints folder (docs/task.md, "Benchmark canvases"
-and "Ground-truth and results files").
+"""Write a split of generated canvases (MNIST digits or printed glyphs) as a COCO keypoints folder
+(docs/task.md, "Benchmark canvases" and "Ground-truth and results files"; the glyphs: docs/glyphs.md).
 
 examples:
   ocrloc make-dataset --preset canvas128 --rule all10 --split test \\
@@ -7,6 +7,8 @@ examples:
   ocrloc make-dataset --preset canvas128 --rule all10 --split test \\
       --count 1000 --seed 0 --out data/canvas128_all10_test --preview preview.png
   ocrloc make-dataset --rule my_rule.yaml --split val --count 500 --out data/val_my_rule
+  ocrloc make-dataset --preset glyphs128 --split test --count 1000 --seed 1000 --out data/test_glyphs128 \\
+      --preview glyphs_preview.png    # printed characters, five named points each; needs no MNIST
 
 `python tools/make_dataset.py` takes the same arguments.
 """
@@ -36,16 +38,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "point names (docs/data.md, 'Rules'; default: all10); the MNIST presets only: "
                              "glyphs128 annotates all five named points of every glyph and refuses a --rule")
     parser.add_argument("--split", default="test", choices=SPLIT_NAMES,
-                        help="which MNIST digits are drawn (default: %(default)s)")
+                        help="the MNIST presets: which (disjoint) MNIST digits are drawn; glyphs128: which random "
+                             "stream (docs/glyphs.md) (default: %(default)s)")
     parser.add_argument("--count", type=int, required=True, help="number of canvases")
     parser.add_argument("--seed", type=int, default=0,
                         help="split seed; canvas i depends only on (preset, rule, split, seed, i) "
                              "(default: %(default)s)")
     parser.add_argument("--out", required=True, help="output folder: images/*.png and annotations.json")
     parser.add_argument("--data-root", default=None,
-                        help="folder holding MNIST/raw/ (default: $OCRLOC_DATA, ./data, ../shared/data)")
+                        help="folder holding MNIST/raw/, for the MNIST presets (default: $OCRLOC_DATA, ./data, "
+                             "../shared/data; `ocrloc download-mnist` fetches it)")
     parser.add_argument("--preview", default=None, metavar="FILE.png",
-                        help="also save a grid of the first canvases with boxes, classes and target points")
+                        help="also save a grid of the first canvases with boxes, classes and target points (several "
+                             "points per class: a marker and colour each, named in a legend)")
     parser.add_argument("--preview-count", type=int, default=16,
                         help="canvases drawn with --preview (default: %(default)s)")
     parser.add_argument("--augment", action="store_true",

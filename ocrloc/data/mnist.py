@@ -1,5 +1,5 @@
-"""MNIST digits, found on disk (never downloaded unless a Python caller opts in), split as ``docs/task.md``,
-"Benchmark canvases", says.
+"""MNIST digits, found on disk (never downloaded unless asked: ``ocrloc download-mnist``, or a Python caller
+that opts in), split as ``docs/task.md``, "Benchmark canvases", says.
 
 The data root is the explicit argument (``--data-root`` / ``data.data_root``), else the
 ``OCRLOC_DATA`` environment variable; a root named either way must hold MNIST (an error names it
@@ -28,6 +28,7 @@ __all__ = [
     "candidate_roots",
     "resolve_data_root",
     "load_digit_pool",
+    "download_mnist",
 ]
 
 # split -> (MNIST file: train=True/False, first index, end index) in file order, for the splits of
@@ -137,12 +138,7 @@ def resolve_data_root(data_root: Optional[str | os.PathLike] = None, download: b
         if _has_mnist(root):
             return root
     if download and _network_reachable():
-        import torchvision
-
-        target = explicit[0] if explicit is not None else Path("data")
-        for train in (True, False):
-            torchvision.datasets.MNIST(str(target), train=train, download=True)
-        return target
+        return download_mnist(explicit[0] if explicit is not None else Path("data"))
     if explicit is not None:
         root, source = explicit
         raw = (root / "MNIST" / "raw").resolve()
@@ -150,11 +146,13 @@ def resolve_data_root(data_root: Optional[str | os.PathLike] = None, download: b
                 else f"{raw} lacks {', '.join(_missing_files(root))}")
         raise MnistNotFoundError(
             f"MNIST not found in the data root {root} given by {source}: {what}; point {source} at a folder DIR "
-            "whose DIR/MNIST/raw/ holds the four raw IDX files (no other root is tried when one is given)")
+            "whose DIR/MNIST/raw/ holds the four raw IDX files (no other root is tried when one is given), "
+            f"or fetch them there: ocrloc download-mnist --root {root}")
     looked = ", ".join(str((root / "MNIST" / "raw").resolve()) for root in tried)
     raise MnistNotFoundError(
         f"MNIST not found: none of {looked} holds the four raw IDX files ({', '.join(_RAW_FILES)}); "
-        "pass --data-root DIR (or set OCRLOC_DATA=DIR) where DIR/MNIST/raw/ holds them")
+        "pass --data-root DIR (or set OCRLOC_DATA=DIR) where DIR/MNIST/raw/ holds them, "
+        "or fetch them into ./data: ocrloc download-mnist")
 
 
 @functools.lru_cache(maxsize=4)
@@ -191,3 +189,40 @@ def load_digit_pool(split: str, data_root: Optional[str | os.PathLike] = None, d
         source_index=np.arange(start, end, dtype=np.int64),
         source_file="train" if train else "t10k",
     )
+
+
+def download_mnist(root: str | os.PathLike) -> Path:
+    """Fetch MNIST with torchvision's own downloader (its mirrors, its checksums) into ``root/MNIST/raw/``,
+    where ocrloc looks; return ``root``. A root that already holds the four files is left as it is.
+
+    Only ``ocrloc download-mnist`` (or a Python caller) runs this: ocrloc never downloads on its own. The
+    files are fetched into a temporary folder in ``root`` and moved into ``MNIST/raw/`` once all four
+    arrived and passed torchvision's checksums, so a failed download leaves no file behind.
+
+    Raises:
+        OSError: the download failed (one line naming the root and the cause; torchvision's own
+            message, one line per mirror tried, is joined into it), or ``root`` cannot be written.
+    """
+    import shutil
+    import tempfile
+
+    import torchvision
+
+    root = Path(root)
+    if _has_mnist(root):
+        return root
+    raw = root / "MNIST" / "raw"
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".mnist-download-", dir=root))
+    try:
+        try:
+            torchvision.datasets.MNIST(str(staging), train=True, download=True)
+        except (RuntimeError, OSError) as err:  # torchvision: RuntimeError listing each mirror; URLError is an OSError
+            cause = " ".join(str(err).split())
+            raise OSError(f"could not download MNIST into {raw}: {cause}") from None
+        raw.mkdir(parents=True, exist_ok=True)
+        for name in _RAW_FILES:
+            os.replace(staging / "MNIST" / "raw" / name, raw / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return root

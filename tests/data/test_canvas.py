@@ -14,7 +14,7 @@ from ocrloc.data.mnist import SPLITS
 from ocrloc.data.points import box_points, ink_box, named_points
 from ocrloc.data.rules import RULES, rule_classes
 
-from tests.data.test_points import brute_force_points
+from tests.helpers import brute_force_points
 
 
 def same_canvas(a, b) -> bool:

@@ -6,33 +6,7 @@ import numpy as np
 import pytest
 
 from ocrloc.data.points import POINT_NAMES, ink_box, named_points
-
-
-def brute_force_points(intensity: np.ndarray) -> dict:
-    """docs/task.md, "Named points", written as loops over pixels, with ink = intensity >= 0.5."""
-    pixels = [(r, c) for r in range(intensity.shape[0]) for c in range(intensity.shape[1]) if intensity[r, c] >= 0.5]
-    r_min = min(r for r, _ in pixels)
-    r_max = max(r for r, _ in pixels)
-    c_min = min(c for _, c in pixels)
-    c_max = max(c for _, c in pixels)
-    w, h = c_max - c_min + 1, r_max - r_min + 1
-
-    def median(values):
-        values = sorted(values)
-        n = len(values)
-        return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
-
-    total = sum(intensity[r, c] for r, c in pixels)
-    return {
-        "topleft": (c_min, r_min),
-        "center": (c_min + w / 2, r_min + h / 2),
-        "centroid": (sum(intensity[r, c] * (c + 0.5) for r, c in pixels) / total,
-                     sum(intensity[r, c] * (r + 0.5) for r, c in pixels) / total),
-        "topmost": (median([c + 0.5 for r, c in pixels if r == r_min]), r_min),
-        "bottommost": (median([c + 0.5 for r, c in pixels if r == r_max]), r_max + 1),
-        "leftmost": (c_min, median([r + 0.5 for r, c in pixels if c == c_min])),
-        "rightmost": (c_max + 1, median([r + 0.5 for r, c in pixels if c == c_max])),
-    }
+from tests.helpers import brute_force_points
 
 
 def check(intensity: np.ndarray) -> dict:

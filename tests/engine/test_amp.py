@@ -10,6 +10,7 @@ from ocrloc.engine import amp as amp_module
 from ocrloc.engine.amp import MARGIN, probe_bf16, resolve_amp
 from ocrloc.engine.runs import same_config
 from ocrloc.config import config_to_dict
+from tests.helpers import TINY_ARGMAX
 
 
 def test_the_probe_times_both_dtypes():
@@ -37,8 +38,7 @@ def test_the_run_saves_what_auto_chose_and_reuses_it(monkeypatch, tmp_path, chos
     from ocrloc.engine.trainer import Trainer
 
     monkeypatch.setattr(amp_module, "probe_bf16", lambda device: (1.0, 0.5 if chosen else 3.0))
-    config = load_config(None, ["model.type=argmax", "model.backbone=test_resnet", "model.fpn_channels=8",
-                                "model.head_channels=8", "model.argmax.argmax_channels=2", "data.preset=single",
+    config = load_config(None, [*TINY_ARGMAX, "data.preset=single",
                                 "data.val_count=4", "train.steps=1", "train.batch_size=2", "train.val_every=1",
                                 "train.amp=auto", "train.device=cpu", "train.threads=1"])
     trainer = Trainer(config, tmp_path / "run", progress=False)

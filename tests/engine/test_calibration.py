@@ -8,11 +8,11 @@ from ocrloc.config import ADDED_KEYS, load_config
 from ocrloc.engine.calibration import correct_detections, recalibrate_scores
 from ocrloc.evaluation.matching import POINT_MATCH_PX
 from ocrloc.models.build import build
+from tests.helpers import TINY_ARGMAX
 
 
 def tiny_argmax(*extra):
-    return build(load_config(None, ["model.type=argmax", "model.backbone=test_resnet", "model.fpn_channels=8",
-                                    "model.head_channels=8", "model.argmax.argmax_channels=2", *extra])).model
+    return build(load_config(None, [*TINY_ARGMAX, *extra])).model
 
 
 def _detections(labels, points, scores):

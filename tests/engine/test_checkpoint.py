@@ -15,8 +15,9 @@ import torch
 from ocrloc.config import config_to_dict, load_config
 from ocrloc.engine.checkpoint import CheckpointError, detector_from_checkpoint, load_checkpoint, save_checkpoint
 from ocrloc.models.build import build
+from tests.helpers import TINY_MODEL
 
-TINY = ["model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8"]
+TINY = TINY_MODEL
 
 
 class Touch:

@@ -12,6 +12,7 @@ from ocrloc.data.canvas import CanvasGenerator
 from ocrloc.data.splits import write_split
 from ocrloc.engine.compare import TABLE_COLUMNS, compare_configs, comparison_table
 from ocrloc.engine.runs import same_config, train_or_reuse
+from tests.helpers import TINY_MODEL
 
 TINY = {
     "data": {"preset": "canvas128", "val_count": 2, "num_workers": 0},
@@ -28,6 +29,7 @@ def write_config(path, model_type, **model):
     return path
 
 
+@pytest.mark.slow  # trains, predicts and scores each compared family
 def test_compare_trains_scores_and_reuses_each_run(tmp_path, pools):
     test_dir = tmp_path / "test"
     write_split(CanvasGenerator("canvas128", "seed37", "test", 5, pools["test"]), 3, test_dir, progress=False)
@@ -64,11 +66,9 @@ def test_compare_trains_scores_and_reuses_each_run(tmp_path, pools):
 
 
 def test_a_run_folder_of_another_config_is_not_reused(tmp_path, pools):
-    config = load_config(None, ["model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8",
-                                "data.val_count=2", "data.num_workers=0", "train.batch_size=2", "train.steps=1"])
+    config = load_config(None, [*TINY_MODEL, "data.val_count=2", "data.num_workers=0", "train.batch_size=2", "train.steps=1"])
     train_or_reuse(config, tmp_path / "run", progress=False)
-    other = load_config(None, ["model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=16",
-                               "data.val_count=2", "data.num_workers=0", "train.batch_size=2", "train.steps=1"])
+    other = load_config(None, [*TINY_MODEL, "model.head_channels=16", "data.val_count=2", "data.num_workers=0", "train.batch_size=2", "train.steps=1"])
     with pytest.raises(FileExistsError, match="holds a run of another config"):
         train_or_reuse(other, tmp_path / "run", progress=False)
 

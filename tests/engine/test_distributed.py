@@ -11,14 +11,16 @@ from pathlib import Path
 import pytest
 
 from ocrloc.engine.checkpoint import load_checkpoint
+from tests.helpers import TINY_MODEL
+
+pytestmark = pytest.mark.slow  # torchrun: two processes per test, each importing torch
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 # The tiny model both tests train: one digit per 32 x 32 canvas, a test backbone, 2 steps of 2.
-TINY = ["data.preset=single", "data.val_count=4", "data.num_workers=0", "model.backbone=test_resnet",
-        "model.fpn_channels=8", "model.head_channels=8", "train.batch_size=2", "train.steps=2", "train.val_every=2",
-        "train.log_every=1"]
+TINY = ["data.preset=single", "data.val_count=4", "data.num_workers=0", *TINY_MODEL, "train.batch_size=2",
+        "train.steps=2", "train.val_every=2", "train.log_every=1"]
 
 
 def torchrun_train(out: Path, port: int, overrides) -> subprocess.CompletedProcess:

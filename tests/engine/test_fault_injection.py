@@ -13,10 +13,13 @@ import sys
 from pathlib import Path
 from typing import Tuple
 
+import pytest
 import torch
 
 from ocrloc.engine.checkpoint import load_checkpoint
-from tests.engine.test_trainer import TINY
+from tests.helpers import TINY_TRAINING as TINY
+
+pytestmark = pytest.mark.slow  # trainings killed and resumed, each a fresh interpreter
 
 # The trainer tests' tiny run, longer, on the quickstart's model and data (configs/quickstart.yaml):
 # the argmax detector with its crop classifier and point map (both on by default, as there), whose box

@@ -20,7 +20,7 @@ from ocrloc.engine import trainer as trainer_module
 from ocrloc.engine.checkpoint import load_checkpoint
 from ocrloc.engine.runlock import LOCK_FILE, RunLock, RunLockedError
 from ocrloc.engine.trainer import Trainer, one_line, remove_temporaries
-from tests.engine.test_trainer import TINY
+from tests.helpers import TINY_TRAINING as TINY
 
 
 

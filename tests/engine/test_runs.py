@@ -11,10 +11,9 @@ from ocrloc.config import ConfigError, load_config, save_config
 from ocrloc.engine.checkpoint import load_checkpoint
 from ocrloc.engine.distributed import cpu_threads, resolve_device
 from ocrloc.engine.runs import SAFE_ON_RESUME, resume_config
+from tests.helpers import TINY_TRAINING
 
-TINY = ["data.preset=single", "data.rule=seed37", "data.val_count=4", "data.num_workers=0",
-        "model.backbone=test_resnet", "model.head_channels=8", "train.batch_size=2", "train.log_every=1",
-        "optim.warmup_steps=1"]
+TINY = [*TINY_TRAINING, "optim.warmup_steps=1"]
 
 
 def sets(items):

@@ -12,12 +12,9 @@ from ocrloc.config import ConfigError, load_config
 from ocrloc.engine.checkpoint import detector_from_checkpoint, load_checkpoint
 from ocrloc.engine.sampler import StepSampler
 from ocrloc.engine.trainer import ThroughputMeter, Trainer, lr_factor
+from tests.helpers import TINY_TRAINING
 
-TINY = [
-    "data.preset=single", "data.rule=seed37", "data.val_count=4", "data.num_workers=0",
-    "model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8",
-    "train.batch_size=2", "train.log_every=1", "train.val_every=3", "optim.warmup_steps=2",
-]
+TINY = TINY_TRAINING
 
 
 def rows(run: Path):

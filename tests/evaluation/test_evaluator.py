@@ -15,6 +15,7 @@ import pytest
 
 from ocrloc.evaluation import (DETAIL_KEYS, SCORE_KEYS, EvaluationInputError, evaluate, format_table,
                                ground_truth_as_results)
+from tests.helpers import det, digits_ground_truth as make_gt
 
 REPO = Path(__file__).resolve().parents[2]
 THRESHOLDS = np.linspace(0.5, 0.95, 10)  # pycocotools' OKS thresholds
@@ -23,28 +24,6 @@ REQUIRED_KEYS = {
     "median_px", "num_images", "num_gt", "num_dets", "kpt_AP_per_keypoint", "point_px_per_keypoint", "class_names", "confusions",
     "recall", "precision", "score_threshold",  # issue 25: what a user who thresholds the scores gets
 }
-
-
-def make_gt(digits: list[tuple[int, int, float, float, float, float]], num_images: int | None = None) -> dict:
-    """A digits ground truth (docs/task.md, "Ground-truth and results files") from
-    ``(image_id, class, point_x, point_y, w, h)``; boxes start 3 px up-left of it."""
-    ids = sorted({d[0] for d in digits}) if num_images is None else list(range(1, num_images + 1))
-    anns = []
-    for k, (img, cls, px, py, w, h) in enumerate(digits):
-        anns.append({
-            "id": k + 1, "image_id": img, "category_id": cls, "bbox": [px - 3, py - 3, w, h], "area": w * h,
-            "keypoints": [px, py, 2], "num_keypoints": 1, "iscrowd": 0,
-            "points": {"center": [px, py]}, "rule": "all10",  # extra fields are allowed (docs/task.md)
-        })
-    return {
-        "images": [{"id": i, "file_name": f"{i:06d}.png", "width": 128, "height": 128} for i in ids],
-        "annotations": anns,
-        "categories": [{"id": c, "name": str(c), "keypoints": ["point"], "skeleton": []} for c in range(10)],
-    }
-
-
-def det(img: int, cls: int, x: float, y: float, score: float = 1.0) -> dict:
-    return {"image_id": img, "category_id": cls, "keypoints": [x, y, 1.0], "score": score}
 
 
 def perfect(gt: dict, with_bbox: bool) -> list[dict]:

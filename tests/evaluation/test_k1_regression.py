@@ -12,58 +12,10 @@ table's line for them is checked as it is now.
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from ocrloc.evaluation import SCORE_KEYS, evaluate, format_table
-
-
-def k1_ground_truth() -> dict:
-    rnd = random.Random(20240611)
-    images, anns = [], []
-    for i in range(1, 17):
-        images.append({"id": i, "file_name": f"{i:06d}.png", "width": 128, "height": 128})
-        for _ in range(rnd.randint(0, 6)):
-            w, h = rnd.randint(14, 30), rnd.randint(18, 32)
-            x0, y0 = round(rnd.uniform(0, 128 - w), 2), round(rnd.uniform(0, 128 - h), 2)
-            px, py = round(x0 + rnd.uniform(0.3, 0.7) * w, 2), round(y0 + rnd.uniform(0.3, 0.7) * h, 2)
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": rnd.randrange(9),
-                         "bbox": [x0, y0, w, h], "area": float(w * h), "keypoints": [px, py, 2],
-                         "num_keypoints": 1, "iscrowd": 0})
-    cats = [{"id": c, "name": str(c), "supercategory": "digit", "keypoints": ["point"], "skeleton": []}
-            for c in range(10)]
-    return {"images": images, "annotations": anns, "categories": cats}
-
-
-def k1_results(gt: dict, with_bbox: bool) -> list[dict]:
-    rnd = random.Random(7)
-    out = []
-
-    def add(img: int, cls: int, x: float, y: float, box: list[float], score: float) -> None:
-        r = {"image_id": img, "category_id": cls, "keypoints": [round(x, 3), round(y, 3), 1.0],
-             "score": round(score, 2)}  # rounded scores tie now and then
-        if with_bbox:
-            r["bbox"] = [round(v, 2) for v in box]
-        out.append(r)
-
-    for a in gt["annotations"]:
-        if rnd.random() < 0.1:
-            continue  # missed
-        px, py = a["keypoints"][:2]
-        spread = rnd.choice([0.3, 1.0, 2.5, 6.0])
-        cls = a["category_id"] if rnd.random() > 0.12 else rnd.randrange(10)
-        bx, by, bw, bh = a["bbox"]
-        box = [bx + rnd.gauss(0, 1.5), by + rnd.gauss(0, 1.5),
-               bw * rnd.uniform(0.85, 1.15), bh * rnd.uniform(0.85, 1.15)]
-        add(a["image_id"], cls, px + rnd.gauss(0, spread), py + rnd.gauss(0, spread), box, rnd.uniform(0.3, 1.0))
-        if rnd.random() < 0.2:  # a duplicate, lower or higher scored
-            add(a["image_id"], cls, px + rnd.gauss(0, 1.0), py + rnd.gauss(0, 1.0), box, rnd.uniform(0.1, 1.0))
-    for img in range(1, 17):  # false positives
-        for _ in range(rnd.randint(0, 3)):
-            x, y = rnd.uniform(0, 128), rnd.uniform(0, 128)
-            add(img, rnd.randrange(10), x, y, [x - 10, y - 12, 20, 24], rnd.uniform(0.0, 0.6))
-    return out
+from tests.helpers import k1_ground_truth, k1_results
 
 
 # evaluate(k1_ground_truth(), k1_results(gt, with_bbox), sigma) before the change.

@@ -14,38 +14,17 @@ import pytest
 
 from ocrloc.evaluation import DETAIL_KEYS, SCORE_KEYS, EvaluationInputError, evaluate, format_table
 from ocrloc.evaluation import ground_truth_as_results
+from tests.helpers import BOX_AREA, keypoints_ground_truth as make_gt
 
 REPO = Path(__file__).resolve().parents[2]
 THRESHOLDS = np.linspace(0.5, 0.95, 10)  # pycocotools' OKS thresholds
-W, H = 20, 30  # every object's box: one area, so one OKS per object and AP is a step function of it
-AREA = float(W * H)
+AREA = BOX_AREA  # every object's box: one area, so one OKS per object and AP is a step function of it
 
 # Categories (id, name, keypoint names): 1-based ids with gaps, one shared list of two keypoints.
 TWO = ["center", "baseline"]
 GAPPED = [(1, "A", TWO), (3, "B", TWO), (7, "C", TWO)]
 # Different keypoint counts: 1, 3 and 2 keypoints; "center" is shared by two categories.
 MIXED = [(2, "dot", ["center"]), (5, "bar", ["center", "top", "bottom"]), (40, "pair", ["left", "right"])]
-
-
-def make_gt(objects: list[tuple], categories: list[tuple], num_images: int = 3, size: int = 128) -> dict:
-    """COCO keypoints ground truth from ``(image_id, category_id, [(x, y[, v]) per keypoint])``."""
-    anns = []
-    for k, (img, cid, points) in enumerate(objects):
-        kp = []
-        for p in points:
-            kp += [p[0], p[1], p[2] if len(p) > 2 else 2]
-        # The box is drawn around the labelled points: an unlabelled one (v = 0) may sit anywhere, e.g. (0, 0).
-        shown = [p for p in points if len(p) < 3 or p[2] > 0]
-        x0, y0 = min(p[0] for p in shown) - 4, min(p[1] for p in shown) - 4
-        anns.append({"id": k + 1, "image_id": img, "category_id": cid, "bbox": [x0, y0, W, H], "area": AREA,
-                     "keypoints": kp, "num_keypoints": sum(1 for v in kp[2::3] if v > 0), "iscrowd": 0})
-    return {
-        "images": [{"id": i, "file_name": f"{i:06d}.png", "width": size, "height": size}
-                   for i in range(1, num_images + 1)],
-        "annotations": anns,
-        "categories": [{"id": cid, "name": name, "keypoints": list(kps), "skeleton": []}
-                       for cid, name, kps in categories],
-    }
 
 
 def as_results(gt: dict, move: dict[str, tuple[float, float]] | None = None, score: float = 1.0) -> list[dict]:

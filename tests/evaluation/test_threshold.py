@@ -12,28 +12,12 @@ import pytest
 from ocrloc.cli import main
 from ocrloc.constants import DEFAULT_SCORE_THRESHOLD
 from ocrloc.evaluation import POINT_MATCH_PX, EvaluationInputError, evaluate, format_table
-from tests.evaluation.test_evaluator import det, make_gt
-from tests.evaluation.test_k1_regression import k1_ground_truth, k1_results
-from tests.evaluation.test_keypoints import TWO, make_gt as make_gt_k
-from tests.test_cli_predict import _one_error_line
+from tests.helpers import THRESHOLD_DETS as DETS, THRESHOLD_DIGITS as DIGITS, det, digits_ground_truth as make_gt
+from tests.helpers import k1_ground_truth, k1_results, keypoints_ground_truth as make_gt_k
+from tests.helpers import one_error_line as _one_error_line
 
-# Six digits (image, class, x, y, w, h) on two images.
-DIGITS = [
-    (1, 3, 20.0, 20.0, 20, 26),    # A: found by d1 (1 px); d2, a duplicate, finds nothing
-    (1, 5, 60.0, 60.0, 20, 26),    # B: only a detection of the wrong class is on it
-    (1, 7, 100.0, 100.0, 20, 26),  # C: its detection is 3.5 px off
-    (2, 1, 40.0, 40.0, 20, 26),    # D: its detection scores under 0.3
-    (2, 2, 80.0, 80.0, 20, 26),    # E: its detection is exactly 3 px off (within)
-    (2, 9, 100.0, 30.0, 20, 26),   # F: nothing near it
-]
-DETS = [
-    det(1, 3, 21.0, 20.0, 0.9),          # d1: A
-    det(1, 3, 20.0, 21.0, 0.8),          # d2: a duplicate of A, scoring lower: a false positive
-    det(1, 4, 60.0, 60.0, 0.95),         # d3: on B, wrong class
-    det(1, 7, 102.1, 102.8, 0.85),       # d4: on C, 3.5 px off (0.7 x a 3-4-5 step)
-    det(2, 1, 40.0, 40.0, 0.2),          # d5: on D, under a 0.3 threshold
-    det(2, 2, 83.0, 80.0, 0.6),          # d6: on E, 3 px off
-]
+TWO = ["center", "baseline"]  # two keypoint names
+
 
 
 @pytest.mark.parametrize("threshold, found, kept", [

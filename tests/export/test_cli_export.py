@@ -11,7 +11,7 @@ from ocrloc.cli import main
 from ocrloc.config import config_to_dict, load_config
 from ocrloc.engine.checkpoint import save_checkpoint
 from ocrloc.models.build import build
-from tests.export.test_export import FAMILIES, TINY
+from tests.helpers import FAMILIES, TINY_DETECTOR as TINY
 
 
 def _checkpoint(folder, family: str):

@@ -14,6 +14,7 @@ import torch
 from ocrloc.config import load_config
 from ocrloc.export import export_torchscript
 from ocrloc.models.build import build
+from tests.helpers import FAMILIES, TINY_DETECTOR as TINY, tiny_detector
 
 LOADER = textwrap.dedent("""
     import sys
@@ -50,45 +51,9 @@ def _assert_matches_eager(predictor, inputs, loaded):
                     assert (e[key].float() - s[key].float()).abs().max() <= 1e-4, key
 
 
-TINY = ["model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8",
-        # Random weights give near-uniform heatmaps; keep every peak so the comparison has detections.
-        "postprocess.score_threshold=0.0"]
-# fpn_channels 32: FCOS normalises with GroupNorm(32).
-BASELINE = ["model.head_stride=8", "model.fpn_channels=32"]
-FAMILIES = {
-    "centernet_offset": ["model.type=centernet", "model.centernet.point_mode=offset"],
-    "centernet_heatmap": ["model.type=centernet", "model.centernet.point_mode=heatmap"],
-    "argmax": ["model.type=argmax", "model.argmax.argmax_channels=2"],
-    "argmax_map": ["model.type=argmax", "model.argmax.argmax_channels=2", "model.argmax.map_channels=8"],
-    "study": ["model.type=study", "data.preset=single", "model.study.head=extremes", "model.study.inputs=[canvas]"],
-    **{kind: [f"model.type={kind}", *BASELINE] for kind in ("retinanet", "ssd", "fcos", "keypointrcnn")},
-}
 
 
-def choose_the_point_map(head) -> None:
-    """Make every class take the argmax head's point map instead of the closed-form read-out (random
-    weights name every detection alike, so one model cannot exercise both), with scores spread
-    widely enough that rounding cannot swap the arg-max cell."""
-    with torch.no_grad():
-        torch.nn.init.normal_(head.point_map.slot_out, std=0.5)
-        head.choice_count.fill_(1.0)
-        head.choice_error[:, 0] = 1.0
-        head.choice_error[:, 1] = 0.0
-    assert head.uses_map().all()
-
-
-def tiny_detector(family: str):
-    """A tiny ``family`` detector for the export tests: ``argmax`` places points with its closed-form
-    read-out (moved away from the crop center), ``argmax_map`` with its point map."""
-    torch.manual_seed(0)
-    detector = build(load_config(None, [*TINY, *FAMILIES[family], "data.rule=seed37"])).eval()
-    if family.startswith("argmax"):
-        torch.nn.init.normal_(detector.model.head.point.weight, std=0.1)
-    if family == "argmax_map":
-        choose_the_point_map(detector.model.head)
-    return detector
-
-
+@pytest.mark.slow  # one fresh interpreter per family
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_family_exports_and_matches_eager_without_ocrloc_or_timm(tmp_path, family):
     """Every family goes through build()'s predictor, and runs on its own canvases once exported."""

@@ -24,7 +24,7 @@ from ocrloc.engine.inference import pad_to_rule
 from ocrloc.export import FlatDetector, export_program, export_torchscript
 from ocrloc.export.program import trace_flat
 from ocrloc.models.build import build
-from tests.export.test_export import FAMILIES, TINY, tiny_detector
+from tests.helpers import FAMILIES, TINY_DETECTOR as TINY, tiny_detector
 
 onnx_export = pytest.importorskip("ocrloc.export.onnx", reason="needs onnx and onnxscript")
 pytest.importorskip("onnxruntime")
@@ -144,6 +144,7 @@ def exported(tmp_path_factory):
             "export_warnings": caught, "folder": folder}
 
 
+@pytest.mark.slow  # the exported fixture: torch.export and ONNX of every family
 def test_a_pt2_archive_is_rooted_in_archive_not_in_its_temporary_name(exported):
     import zipfile
 
@@ -161,6 +162,7 @@ def _per_image(outputs, fmt: str, batch: int):
     return [{k: outputs[k][index == i] for k in ("boxes", "scores", "labels", "keypoints")} for i in range(batch)]
 
 
+@pytest.mark.slow  # the exported fixture: torch.export and ONNX of every family
 @pytest.mark.parametrize("family,fmt,dtype", ARTIFACTS, ids=["-".join(a) for a in ARTIFACTS])
 def test_the_file_alone_gives_the_eager_detections_for_any_size_channels_and_batch(exported, family, fmt, dtype):
     predictor = exported["detectors"][family].predictor
@@ -188,6 +190,7 @@ def test_the_file_alone_gives_the_eager_detections_for_any_size_channels_and_bat
             "boxes": (0, 4), "scores": (0,), "labels": (0,), "keypoints": (0, 1, 3), "batch_index": (0,)}
 
 
+@pytest.mark.slow  # the exported fixture: torch.export and ONNX of every family
 def test_no_deprecation_warning_from_exporting_or_loading_the_export_and_onnx_files(exported):
     assert exported["export_warnings"] == []
     assert exported["load_warnings"] == []
@@ -222,6 +225,7 @@ def test_an_unknown_input_dtype_is_refused():
         trace_flat(_detector("centernet_offset").predictor, "int16")
 
 
+@pytest.mark.slow  # the exported fixture: torch.export and ONNX of every family
 def test_an_onnx_file_given_4_channels_says_channels(exported):
     """ONNX keeps no channel range (torch.export does): the node where 4 channels fail is named for them."""
     import numpy as np
@@ -238,6 +242,7 @@ def test_an_onnx_file_given_4_channels_says_channels(exported):
         assert "images_must_have_1_to_3_channels" in str(err.value), path.name
 
 
+@pytest.mark.slow  # torch.export per family
 @pytest.mark.parametrize("family", ["centernet_heatmap", "argmax"])
 def test_the_pt2_graph_refuses_floats_outside_0_1_and_non_finite_values(tmp_path, family):
     """Issue 26: the float32 graph asserts its values (torch.export cannot format them: a fixed

@@ -16,6 +16,7 @@ from ocrloc.models.argmax import EXTREME_FEATURES
 from ocrloc.models.argmax_detector import ArgmaxCriterion, ArgmaxDetector, ArgmaxPointHead
 from ocrloc.models.build import build
 from ocrloc.research.oracle import labelled, tell_argmax_head
+from tests.helpers import TINY_ARGMAX
 
 # Head feature columns: the 8 extremes, the ink centroid (x, y), the box (x1, y1, x2, y2), soft-argmax.
 COLUMN = {name: i for i, name in enumerate(EXTREME_FEATURES)}
@@ -150,8 +151,7 @@ def test_ink_reach_gives_back_a_digit_cut_by_its_box_and_never_a_neighbour():
 
 
 def tiny_config(*extra):
-    return load_config(None, ["model.type=argmax", "model.backbone=test_resnet", "model.fpn_channels=8",
-                              "model.head_channels=8", "model.argmax.argmax_channels=2", *extra])
+    return load_config(None, [*TINY_ARGMAX, *extra])
 
 
 def test_train_mode_gives_head_points_for_every_target_and_a_finite_loss(pools):

@@ -38,6 +38,7 @@ def test_logits_per_box_and_no_boxes():
         CropClassifier(10, size=30)
 
 
+@pytest.mark.slow  # a real training of the crop classifier on MNIST canvases
 def test_it_learns_mnist_digits_from_canvas_boxes(pools):
     torch.manual_seed(0)
     generator = CanvasGenerator("canvas128", "all10", "train", 0, pools["train"])

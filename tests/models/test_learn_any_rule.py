@@ -22,6 +22,7 @@ from ocrloc.data.datasets import CocoKeypointDataset, collate_detection
 from ocrloc.engine.checkpoint import detector_from_checkpoint
 from ocrloc.engine.trainer import Trainer
 from ocrloc.models.argmax_detector import ArgmaxPointHead
+from tests.helpers import TINY_ARGMAX
 
 
 def corner_or_middle(name):
@@ -114,11 +115,11 @@ def test_head_fits_the_rule_from_the_annotations(rule_folders):
     assert error.median() < 0.05 and (error < 0.5).float().mean() >= 0.98, (error.median(), error.max())
 
 
+@pytest.mark.slow  # a real training (14 steps of 16 canvases)
 @pytest.mark.parametrize("rule_folders", ["mixed"], indirect=True)  # one drawn rule end to end keeps it in seconds
 def test_trainer_learns_the_rule_from_a_coco_folder(rule_folders, tmp_path):
     config = load_config(None, [
-        "model.type=argmax", "model.backbone=test_resnet", "model.fpn_channels=8", "model.head_channels=8",
-        "model.argmax.argmax_channels=2", "data.num_workers=0", f"data.train_path={rule_folders['train']}",
+        *TINY_ARGMAX, "data.num_workers=0", f"data.train_path={rule_folders['train']}",
         f"data.val_path={rule_folders['val']}", "train.steps=14", "train.batch_size=16", "train.val_every=14",
         "train.log_every=14", "optim.warmup_steps=5"])
     Trainer(config, tmp_path / "run", progress=False).fit()

@@ -52,6 +52,9 @@ def relabel(folder: Path, references) -> None:
     path.write_text(json.dumps(coco))
 
 
+pytestmark = pytest.mark.slow  # writes COCO folders, then 180 optimizer steps of the point map
+
+
 @pytest.fixture(scope="module")
 def search_folders(tmp_path_factory, pools):
     root = tmp_path_factory.mktemp("taxicab")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ocrloc.data.canvas import CanvasGenerator, CanvasPreset
@@ -9,6 +10,8 @@ from ocrloc.data.datasets import SyntheticCanvasDataset, collate_detection
 from ocrloc.models.centernet import CenterNetDetector
 from ocrloc.models.centernet_loss import CenterNetCriterion
 from ocrloc.models.centernet_decode import CenterNetDecoder
+
+pytestmark = pytest.mark.slow  # 250 optimizer steps on one batch
 
 
 def test_overfitting_one_batch_finds_its_points(pools):

@@ -21,7 +21,7 @@ from ocrloc.evaluation import evaluate, match_points
 from ocrloc.evaluation.inputs import check_ground_truth, check_results
 from ocrloc.report import ReportError, write_report
 from ocrloc.utils.io import writer_tag
-from tests.test_cli_predict import _one_error_line  # one `error:` line naming the inputs
+from tests.helpers import one_error_line as _one_error_line  # one `error:` line naming the inputs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -280,7 +280,7 @@ def test_reliability_counts_a_detection_correct_as_recall_and_precision_do():
     """The hand-made case of tests/evaluation/test_threshold.py at threshold 0: of a duplicate, a wrong class,
     a point 3.5 px off, a low score and a point exactly 3 px off, the low score and the 3 px point are correct."""
     from ocrloc.report.analysis import analyse, reliability
-    from tests.evaluation.test_threshold import DETS, DIGITS, make_gt
+    from tests.helpers import THRESHOLD_DETS as DETS, THRESHOLD_DIGITS as DIGITS, digits_ground_truth as make_gt
 
     rel = reliability(analyse(make_gt(DIGITS), DETS))
     by_bin = {k: (b["count"], b["correct"]) for k, b in enumerate(rel["bins"]) if b["count"]}
@@ -291,7 +291,7 @@ def test_reliability_counts_a_detection_correct_as_recall_and_precision_do():
 
 def test_the_bins_give_the_evaluators_precision_at_each_edge():
     from ocrloc.report.analysis import analyse, reliability
-    from tests.evaluation.test_k1_regression import k1_ground_truth, k1_results
+    from tests.helpers import k1_ground_truth, k1_results
 
     gt = k1_ground_truth()
     results = k1_results(gt, False)

@@ -7,7 +7,7 @@ from pathlib import Path
 from ocrloc.config import load_config
 from ocrloc.engine.tensorboard_images import log_validation_images
 from ocrloc.engine.trainer import Trainer
-from tests.engine.test_trainer import TINY as TRAINER_TINY
+from tests.helpers import TINY_TRAINING as TRAINER_TINY
 
 TINY = TRAINER_TINY + [
     "train.val_every=1",

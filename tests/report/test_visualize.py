@@ -58,3 +58,29 @@ def test_save_grid_writes_the_panels_pixels_as_png_without_deprecated_encoders(t
     two = np.asarray(Image.open(tmp_path / "two.png"))
     assert two.shape == (4 + 6 + 4, 4 + 5 + 4 + 5 + 4, 3)  # 4 px of white padding around and between
     assert np.array_equal(two[4:10, 13:18], (255 - panel).permute(1, 2, 0).numpy()) and (two[:4] == 255).all()
+
+
+def test_several_keypoints_get_a_marker_and_colour_each_and_the_preview_a_legend(tmp_path):
+    from PIL import Image
+
+    from ocrloc.data.glyphs import GlyphCanvasGenerator
+    from ocrloc.visualize import KEYPOINT_STYLES, POINT_COLOR, draw_detections, save_canvas_preview
+
+    image = np.zeros((32, 32), np.uint8)
+    boxes = torch.tensor([[2.0, 2.0, 30.0, 30.0]])
+    five = torch.tensor([[[4.0, 4.0, 2], [16.0, 16.0, 2], [6.0, 28.0, 2], [16.0, 28.0, 2], [26.0, 28.0, 0]]])
+    panel = draw_detections(image, boxes, torch.tensor([0]), five, scale=4)
+    drawn = [_count(panel, color) > 0 for _, color in KEYPOINT_STYLES]
+    assert drawn == [True, True, True, True, False, False, False]  # the fifth is not labelled (v = 0)
+    assert _count(panel, POINT_COLOR) == 0
+    one = draw_detections(image, boxes, torch.tensor([0]), five[:, :1], scale=4)  # one keypoint: the red dot
+    assert _count(one, POINT_COLOR) > 0 and all(_count(one, color) == 0 for _, color in KEYPOINT_STYLES)
+
+    generator = GlyphCanvasGenerator("glyphs128", "val", 0)
+    save_canvas_preview(generator, tmp_path / "glyphs.png", count=2, nrow=2)
+    picture = torch.from_numpy(np.asarray(Image.open(tmp_path / "glyphs.png")).copy()).permute(2, 0, 1)
+    grid_height = 4 + 128 * 3 + 4
+    legend = picture[:, : picture.shape[1] - grid_height]
+    assert legend.shape[1] > 10 and (legend == 255).float().mean() > 0.8  # a white strip above the grid
+    assert len(generator.task.keypoint_names[0]) == 5
+    assert all(_count(legend, color) > 0 for _, color in KEYPOINT_STYLES[:5])  # one entry per keypoint name
