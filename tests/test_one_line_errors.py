@@ -430,12 +430,12 @@ def test_a_report_on_a_read_only_disk_is_one_line(inputs, tmp_path, capsys, monk
 
 
 def test_make_dataset_on_a_full_disk_names_the_folder(tmp_path, capsys, monkeypatch):
-    from ocrloc.data import coco
+    from ocrloc.data import splits
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(coco, "write_json_atomic", full)
+    monkeypatch.setattr(splits, "write_json_atomic", full)
     capsys.readouterr()
     out = tmp_path / "split"
     assert main(["make-dataset", "--preset", "single", "--rule", "seed37", "--count", "2", "--out", str(out)]) == 2
