@@ -20,8 +20,18 @@ the rounds is reported, so a noisy minute of a shared machine touches one sample
 * ``onnxruntime``: an ``onnxruntime.InferenceSession`` of the ``.onnx`` file (``intra_op_num_threads``
   = the threads of the row, one inter-op thread).
 
-Each at batch 1 and 32, with 1 and 2 torch threads (``torch.set_num_threads``). Last line: one JSON
-object with ms per canvas of every cell and each format's speed relative to eager.
+Each at batch 1 and 32, with 1 and 2 torch threads (``torch.set_num_threads``).
+
+Then the **cold start**: each file loaded in a fresh process (torch, torchvision and onnxruntime
+only; no ocrloc), called once per canvas on ``--cold-calls`` different canvases, batch 1, one
+thread; the first call, the mean of the first ten and the warm median (calls 11 on) against each
+other, the median of ``--cold-repeats`` processes. ``torchscript, optimisation off`` is the same
+file called inside ``torch.jit.optimized_execution(False)``, as ``ocrloc.Predictor.from_exported``
+and the README's loading snippet call it (TorchScript's graph executor otherwise profiles the first
+call and optimises on the second).
+
+Last line: one JSON object with ms per canvas of every cell, each format's speed relative to eager
+and the cold-start figures.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,6 +54,68 @@ from ocrloc.export import CanvasPreprocess, export_program, export_torchscript
 from ocrloc.models.build import build
 
 FORMATS = ("eager", "torchscript", "export", "onnxruntime")
+COLD_FORMATS = ("torchscript", "torchscript_noopt", "export", "onnxruntime")
+COLD_LABELS = {"torchscript": "TorchScript (`.pt`)", "torchscript_noopt": "TorchScript, optimisation off",
+               "export": "torch.export (`.pt2`, `.module()`)", "onnxruntime": "onnxruntime (`.onnx`)"}
+
+# Run in a fresh process per measurement: a cold start is a process's first calls.
+_COLD_SCRIPT = r"""
+import contextlib, json, sys, time, warnings
+import torch, torchvision
+fmt, folder, inputs, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+torch.set_num_threads(threads)
+canvases = torch.load(inputs)
+start = time.perf_counter()
+context = contextlib.nullcontext()
+if fmt.startswith("torchscript"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        model = torch.jit.load(folder + "/model.pt")
+    if fmt == "torchscript_noopt":
+        context = torch.jit.optimized_execution(False)
+    run = model
+elif fmt == "export":
+    model = torch.export.load(folder + "/model.pt2").module()
+    run = model
+else:
+    import onnxruntime
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = onnxruntime.InferenceSession(folder + "/model.onnx", options, providers=["CPUExecutionProvider"])
+    run = lambda x: session.run(None, {"images": x.numpy()})
+load_ms = (time.perf_counter() - start) * 1000.0
+calls = []
+with context, torch.inference_mode():
+    for i in range(canvases.shape[0]):
+        start = time.perf_counter()
+        run(canvases[i:i + 1])
+        calls.append((time.perf_counter() - start) * 1000.0)
+print(json.dumps({"load_ms": load_ms, "calls_ms": calls}))
+"""
+
+
+def cold_start(folder: Path, canvases: torch.Tensor, formats, repeats: int, threads: int = 1) -> Dict[str, Dict]:
+    """Per format: load, first call, mean of the first ten and warm median (ms), median of ``repeats`` fresh processes."""
+    inputs = folder / "cold_inputs.pt"
+    torch.save(canvases, inputs)
+    table: Dict[str, Dict] = {}
+    for fmt in formats:
+        samples = []
+        for repeat in range(repeats):
+            print(f"[cold start {fmt}, process {repeat + 1}/{repeats}]", file=sys.stderr, flush=True)
+            done = subprocess.run([sys.executable, "-c", _COLD_SCRIPT, fmt, str(folder), str(inputs), str(threads)],
+                                  capture_output=True, text=True, check=True)
+            samples.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        stats = []
+        for sample in samples:
+            calls = sample["calls_ms"]
+            warm = statistics.median(calls[10:])
+            first_ten = statistics.mean(calls[:10])
+            stats.append({"load_ms": sample["load_ms"], "first_ms": calls[0], "first_ten_ms": first_ten,
+                          "warm_ms": warm, "first_over_warm": calls[0] / warm, "first_ten_over_warm": first_ten / warm})
+        table[fmt] = {key: round(statistics.median(s[key] for s in stats), 3) for key in stats[0]}
+    return table
 
 
 def _timed(fn: Callable[[], object], calls: int, warmup: int) -> float:
@@ -131,13 +204,21 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3,
                         help="untimed calls first (TorchScript optimises after its first runs)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--cold-calls", type=int, default=40,
+                        help="calls per cold-start process, one canvas each (at least 11: the warm median is "
+                             "taken from the 11th on)")
+    parser.add_argument("--cold-repeats", type=int, default=3, help="fresh processes per format (0: no cold start)")
     parser.add_argument("--quick", action="store_true", help="one round, one timed call after one warm-up")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.calls, args.warmup = 1, 1, 1
+        args.cold_calls, args.cold_repeats = 12, 1
+    if args.cold_repeats and args.cold_calls < 11:
+        parser.error(f"--cold-calls must be at least 11 (ten first calls, then the warm ones), got {args.cold_calls}")
 
     detector, config = _detector(args.config, args.checkpoint)
-    canvases = _canvases(config, max(args.batches), args.size, args.checkpoint is not None, args.data_root)
+    count = max(max(args.batches), args.cold_calls if args.cold_repeats else 0)
+    canvases = _canvases(config, count, args.size, args.checkpoint is not None, args.data_root)
     images = {b: canvases[:b] for b in args.batches}
     cells = [(fmt, b, t) for fmt in args.formats for b in args.batches for t in args.threads]
     samples: Dict[Tuple[str, int, int], List[float]] = {cell: [] for cell in cells}
@@ -146,7 +227,7 @@ def main(argv: List[str] | None = None) -> int:
         with torch.inference_mode():
             p = detector.predictor
             preprocess = CanvasPreprocess(p.size_divisible, p.min_size, p.max_size)
-            found = detector.predictor(preprocess(canvases))
+            found = detector.predictor(preprocess(canvases[:max(args.batches)]))
             detections = sum(int(d["boxes"].shape[0]) for d in found) / len(found)
             for round_index in range(args.rounds):
                 for done, (fmt, b, t) in enumerate(cells, 1):
@@ -155,6 +236,9 @@ def main(argv: List[str] | None = None) -> int:
                     samples[fmt, b, t].append(seconds * 1000.0 / b)
                     print(f"[round {round_index + 1}/{args.rounds}, {done}/{len(cells)}] {fmt} batch={b} "
                           f"threads={t}: {samples[fmt, b, t][-1]:.2f} ms/canvas", file=sys.stderr, flush=True)
+        cold_formats = [f for f in COLD_FORMATS if f.split("_")[0] in args.formats]
+        cold = (cold_start(Path(folder), canvases[:args.cold_calls], cold_formats, args.cold_repeats)
+                if args.cold_repeats else {})
 
     ms = {cell: statistics.median(values) for cell, values in samples.items()}
     model = args.checkpoint or f"{args.config} model (random weights)"
@@ -168,11 +252,20 @@ def main(argv: List[str] | None = None) -> int:
         eager = ms.get(("eager", b, t))
         ratio = f"{eager / ms[fmt, b, t]:.2f}x" if eager else "-"
         print(f"| {fmt} | {b} | {t} | {ms[fmt, b, t]:.2f} | {ratio} |")
+    if cold:
+        print(f"\ncold start: a fresh process per file, batch 1, 1 thread, {args.cold_calls} different canvases; "
+              f"ms, median of {args.cold_repeats} process(es)\n")
+        print("| format | load | first call | mean of first 10 | warm median | first / warm | first 10 / warm |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for fmt, c in cold.items():
+            print(f"| {COLD_LABELS[fmt]} | {c['load_ms']:.0f} | {c['first_ms']:.1f} | {c['first_ten_ms']:.1f} | "
+                  f"{c['warm_ms']:.1f} | {c['first_over_warm']:.2f}x | {c['first_ten_over_warm']:.2f}x |")
     summary = {
         "model": model, "detections_per_canvas": round(detections, 2), "size": args.size, "rounds": args.rounds, "calls": args.calls,
         "ms_per_canvas": {f"{fmt}/b{b}/t{t}": round(ms[fmt, b, t], 3) for fmt, b, t in cells},
         "speedup_vs_eager": {f"{fmt}/b{b}/t{t}": round(ms["eager", b, t] / ms[fmt, b, t], 3)
                              for fmt, b, t in cells if ("eager", b, t) in ms and fmt != "eager"},
+        "cold_start": cold,
     }
     print("\n" + json.dumps(summary))
     return 0

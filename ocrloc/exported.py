@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ocrloc.constants import EXPORT_METADATA_FILE
 
-__all__ = ["ExportedFile", "FlatGraphPredictor", "exported_format", "load_exported"]
+__all__ = ["ExportedFile", "FlatGraphPredictor", "ScriptedPredictor", "exported_format", "load_exported"]
 
 # The flat graphs' outputs (ocrloc.export.flat.OUTPUT_NAMES), read by name from each file.
 _PER_IMAGE = ("boxes", "scores", "labels", "keypoints")
@@ -98,6 +98,25 @@ class FlatGraphPredictor(nn.Module):
         return [{name: outputs[name][index == i] for name in _PER_IMAGE} for i in range(canvases.shape[0])]
 
 
+class ScriptedPredictor(nn.Module):
+    """A loaded TorchScript file called with the graph executor's optimisation off
+    (``torch.jit.optimized_execution(False)``): TorchScript otherwise profiles the first call and
+    re-optimises the graph on the second, so the first calls of a process run several times slower
+    than the rest; without it every call runs at the warm speed (``benchmarks/export_latency.py``,
+    cold start). The file's input rule and metadata are read from ``scripted``."""
+
+    def __init__(self, scripted: torch.jit.ScriptModule) -> None:
+        super().__init__()
+        self.scripted = scripted
+        for name in ("size_divisible", "min_size", "max_size"):  # a file without them is refused by the Predictor
+            if hasattr(scripted, name):
+                setattr(self, name, getattr(scripted, name))
+
+    def forward(self, canvases: Tensor) -> List[Dict[str, Tensor]]:
+        with torch.jit.optimized_execution(False):
+            return self.scripted(canvases)
+
+
 def _first_line(err: BaseException) -> str:
     # torch's and onnxruntime's errors run over many lines (C++ frames); the first says what is wrong.
     return f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0]}"
@@ -113,7 +132,7 @@ def _load_torchscript(path: Path, device: torch.device) -> ExportedFile:
     module.eval()
     named = all(hasattr(module, name) for name in ("class_ids", "class_names", "keypoint_names"))
     rule = getattr(module, "rule", None)
-    return ExportedFile(module=module, format="torchscript", rule=rule if rule else None,
+    return ExportedFile(module=ScriptedPredictor(module), format="torchscript", rule=rule if rule else None,
                         train_size=getattr(module, "train_size", None),
                         class_ids=list(module.class_ids) if named else None,
                         class_names=getattr(module, "class_names", None),

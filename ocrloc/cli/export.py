@@ -34,7 +34,8 @@ FORMATS = ("torchscript", "export", "onnx")
 
 LOADERS = {
     "torchscript": "import torch, torchvision; model = torch.jit.load({path!r}); "
-                   "detections = model(images)  # one dict per image",
+                   "with torch.jit.optimized_execution(False): detections = model(images)  "
+                   "# one dict per image; unoptimised: no slow first calls",
     "export": "import torch, torchvision; model = torch.export.load({path!r}).module(); "
               "outputs = model(images)  # {dtype} images; flat outputs with batch_index",
     "onnx": "import onnxruntime; session = onnxruntime.InferenceSession({path!r}); "
