@@ -13,7 +13,7 @@ process, in interleaved rounds (every cell once per round, after warm-up calls; 
 the rounds is reported, so a noisy minute of a shared machine touches one sample):
 
 * ``eager``: the ocrloc predictor with the same preprocessing the files hold
-  (:class:`~ocrloc.export.preprocess.CanvasPreprocess`, uint8 -> grey float, padded), under
+  (:class:`~ocrloc.preprocess.CanvasPreprocess`, uint8 -> grey float, padded), under
   ``torch.inference_mode``;
 * ``torchscript``: ``torch.jit.load`` of the TorchScript file;
 * ``export``: ``torch.export.load(...).module()`` of the ``.pt2`` file;

@@ -18,7 +18,7 @@ index:
 
 It is the predictor's own batched forward (:meth:`~ocrloc.models.family.PredictorModule.forward_flat`,
 the only decoding a family has: the eager predictor's per-image dicts are a split of it), behind
-the input handling of :class:`~ocrloc.export.preprocess.CanvasPreprocess`; nothing here knows a
+the input handling of :class:`~ocrloc.preprocess.CanvasPreprocess`; nothing here knows a
 family. The parity tests in ``tests/export`` hold the files to the eager detections.
 
 Families: those whose predictor is a :class:`~ocrloc.models.family.FlatPredictor` (``flat_graph``
@@ -34,7 +34,7 @@ import torch
 import torchvision  # noqa: F401  (registers the torchvision::nms operator whose shape is declared below)
 from torch import Tensor, nn
 
-from ocrloc.export.preprocess import CanvasPreprocess
+from ocrloc.preprocess import CanvasPreprocess
 from ocrloc.models.family import FLAT_OUTPUT_NAMES, PredictorModule, has_flat_graph, split_per_image
 from ocrloc.families import FAMILIES
 

@@ -3,7 +3,7 @@ process that cannot import ocrloc or timm.
 
 The reference is the eager predictor on the image made grey (ITU-R 601 luma), scaled to [0, 1] and
 padded with :func:`ocrloc.engine.inference.pad_to_rule`, written out here independently of
-:mod:`ocrloc.export.preprocess`. One fixture exports a tiny model of each family once per format
+:mod:`ocrloc.preprocess`. One fixture exports a tiny model of each family once per format
 (torch.export and ONNX take one input dtype each, so the dtypes are spread over the families), and
 one subprocess runs them all.
 """
