@@ -26,11 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from ocrloc.constants import EXPORT_METADATA_FILE
+from ocrloc.models.family import split_per_image
 
 __all__ = ["ExportedFile", "FlatGraphPredictor", "ScriptedPredictor", "exported_format", "load_exported"]
 
-# The flat graphs' outputs (ocrloc.export.flat.OUTPUT_NAMES), read by name from each file.
-_PER_IMAGE = ("boxes", "scores", "labels", "keypoints")
 
 
 @dataclass
@@ -93,9 +92,7 @@ class FlatGraphPredictor(nn.Module):
             images = (canvases.float() * 255.0).round().clamp(0, 255).to(torch.uint8)
         else:
             images = canvases.float()
-        outputs = self._run(images)
-        index = outputs["batch_index"]
-        return [{name: outputs[name][index == i] for name in _PER_IMAGE} for i in range(canvases.shape[0])]
+        return split_per_image(self._run(images), canvases.shape[0])
 
 
 class ScriptedPredictor(nn.Module):
