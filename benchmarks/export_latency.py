@@ -23,9 +23,9 @@ the rounds is reported, so a noisy minute of a shared machine touches one sample
 Each at batch 1 and 32, with 1 and 2 torch threads (``torch.set_num_threads``).
 
 Then the **cold start**: each file loaded in a fresh process (torch, torchvision and onnxruntime
-only; no ocrloc), called once per canvas on ``--cold-calls`` different canvases, batch 1, one
-thread; the first call, the mean of the first ten and the warm median (calls 11 on) against each
-other, the median of ``--cold-repeats`` processes. ``torchscript, optimisation off`` is the same
+only; no ocrloc) and called on ten canvases, batch 1, one thread, ``--cold-rounds`` rounds over;
+the first call against the same canvas's warm median (rounds 2 on), the first round's mean
+against the warm rounds', the median of ``--cold-repeats`` processes. ``torchscript, optimisation off`` is the same
 file called inside ``torch.jit.optimized_execution(False)``, as ``ocrloc.Predictor.from_exported``
 and the README's loading snippet call it (TorchScript's graph executor otherwise profiles the first
 call and optimises on the second).
@@ -62,7 +62,7 @@ COLD_LABELS = {"torchscript": "TorchScript (`.pt`)", "torchscript_noopt": "Torch
 _COLD_SCRIPT = r"""
 import contextlib, json, sys, time, warnings
 import torch, torchvision
-fmt, folder, inputs, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+fmt, folder, inputs, threads, rounds = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 torch.set_num_threads(threads)
 canvases = torch.load(inputs)
 start = time.perf_counter()
@@ -87,33 +87,36 @@ else:
 load_ms = (time.perf_counter() - start) * 1000.0
 calls = []
 with context, torch.inference_mode():
-    for i in range(canvases.shape[0]):
+    for i in range(rounds * 10):  # ten canvases, round after round: the warm calls see the same ten
         start = time.perf_counter()
-        run(canvases[i:i + 1])
+        run(canvases[i % 10:i % 10 + 1])
         calls.append((time.perf_counter() - start) * 1000.0)
 print(json.dumps({"load_ms": load_ms, "calls_ms": calls}))
 """
 
 
-def cold_start(folder: Path, canvases: torch.Tensor, formats, repeats: int, threads: int = 1) -> Dict[str, Dict]:
-    """Per format: load, first call, mean of the first ten and warm median (ms), median of ``repeats`` fresh processes."""
+def cold_start(folder: Path, canvases: torch.Tensor, formats, repeats: int, rounds: int = 4,
+               threads: int = 1) -> Dict[str, Dict]:
+    """Per format, in ``repeats`` fresh processes: load time, then ten canvases called ``rounds`` times
+    over. ``first`` is the process's first call against the warm median of the same canvas (rounds 2
+    on); ``first ten`` the first round's mean against the warm rounds' (each canvas's median). The
+    median over the processes of each figure."""
     inputs = folder / "cold_inputs.pt"
-    torch.save(canvases, inputs)
+    torch.save(canvases[:10].clone(), inputs)
     table: Dict[str, Dict] = {}
     for fmt in formats:
-        samples = []
+        stats = []
         for repeat in range(repeats):
             print(f"[cold start {fmt}, process {repeat + 1}/{repeats}]", file=sys.stderr, flush=True)
-            done = subprocess.run([sys.executable, "-c", _COLD_SCRIPT, fmt, str(folder), str(inputs), str(threads)],
-                                  capture_output=True, text=True, check=True)
-            samples.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        stats = []
-        for sample in samples:
+            done = subprocess.run([sys.executable, "-c", _COLD_SCRIPT, fmt, str(folder), str(inputs), str(threads),
+                                   str(rounds)], capture_output=True, text=True, check=True)
+            sample = json.loads(done.stdout.strip().splitlines()[-1])
             calls = sample["calls_ms"]
-            warm = statistics.median(calls[10:])
+            warm = [statistics.median(calls[j + 10::10]) for j in range(10)]  # each canvas, rounds 2 on
             first_ten = statistics.mean(calls[:10])
             stats.append({"load_ms": sample["load_ms"], "first_ms": calls[0], "first_ten_ms": first_ten,
-                          "warm_ms": warm, "first_over_warm": calls[0] / warm, "first_ten_over_warm": first_ten / warm})
+                          "warm_ms": statistics.median(warm), "first_over_warm": calls[0] / warm[0],
+                          "first_ten_over_warm": first_ten / statistics.mean(warm)})
         table[fmt] = {key: round(statistics.median(s[key] for s in stats), 3) for key in stats[0]}
     return table
 
@@ -204,20 +207,19 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=3,
                         help="untimed calls first (TorchScript optimises after its first runs)")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--cold-calls", type=int, default=40,
-                        help="calls per cold-start process, one canvas each (at least 11: the warm median is "
-                             "taken from the 11th on)")
+    parser.add_argument("--cold-rounds", type=int, default=4,
+                        help="rounds over the ten canvases of a cold-start process (at least 2: the first is cold)")
     parser.add_argument("--cold-repeats", type=int, default=3, help="fresh processes per format (0: no cold start)")
     parser.add_argument("--quick", action="store_true", help="one round, one timed call after one warm-up")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.calls, args.warmup = 1, 1, 1
-        args.cold_calls, args.cold_repeats = 12, 1
-    if args.cold_repeats and args.cold_calls < 11:
-        parser.error(f"--cold-calls must be at least 11 (ten first calls, then the warm ones), got {args.cold_calls}")
+        args.cold_rounds, args.cold_repeats = 2, 1
+    if args.cold_repeats and args.cold_rounds < 2:
+        parser.error(f"--cold-rounds must be at least 2 (the first round is the cold one), got {args.cold_rounds}")
 
     detector, config = _detector(args.config, args.checkpoint)
-    count = max(max(args.batches), args.cold_calls if args.cold_repeats else 0)
+    count = max(max(args.batches), 10)
     canvases = _canvases(config, count, args.size, args.checkpoint is not None, args.data_root)
     images = {b: canvases[:b] for b in args.batches}
     cells = [(fmt, b, t) for fmt in args.formats for b in args.batches for t in args.threads]
@@ -237,7 +239,7 @@ def main(argv: List[str] | None = None) -> int:
                     print(f"[round {round_index + 1}/{args.rounds}, {done}/{len(cells)}] {fmt} batch={b} "
                           f"threads={t}: {samples[fmt, b, t][-1]:.2f} ms/canvas", file=sys.stderr, flush=True)
         cold_formats = [f for f in COLD_FORMATS if f.split("_")[0] in args.formats]
-        cold = (cold_start(Path(folder), canvases[:args.cold_calls], cold_formats, args.cold_repeats)
+        cold = (cold_start(Path(folder), canvases, cold_formats, args.cold_repeats, args.cold_rounds)
                 if args.cold_repeats else {})
 
     ms = {cell: statistics.median(values) for cell, values in samples.items()}
@@ -253,8 +255,8 @@ def main(argv: List[str] | None = None) -> int:
         ratio = f"{eager / ms[fmt, b, t]:.2f}x" if eager else "-"
         print(f"| {fmt} | {b} | {t} | {ms[fmt, b, t]:.2f} | {ratio} |")
     if cold:
-        print(f"\ncold start: a fresh process per file, batch 1, 1 thread, {args.cold_calls} different canvases; "
-              f"ms, median of {args.cold_repeats} process(es)\n")
+        print(f"\ncold start: a fresh process per file, batch 1, 1 thread, ten canvases x {args.cold_rounds} rounds; "
+              f"ms, median of {args.cold_repeats} process(es); warm: the same canvases in rounds 2 on\n")
         print("| format | load | first call | mean of first 10 | warm median | first / warm | first 10 / warm |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for fmt, c in cold.items():
