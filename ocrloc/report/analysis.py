@@ -22,7 +22,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from pycocotools.cocoeval import Params
@@ -35,7 +35,10 @@ from ocrloc.evaluation.inputs import GroundTruth, PathOrObj, Results, check_grou
 
 __all__ = ["ReportError", "ReportData", "OKS_THRESHOLDS", "RECALLS", "RELIABILITY_BINS", "analyse", "precision_of",
            "pr_numbers", "pr_summary", "confusion_matrix", "point_errors", "worst_points", "reliability",
-           "reliability_numbers", "read_metrics"]
+           "reliability_numbers", "read_metrics", "TIME_TO_ACCURACY_TARGETS", "time_to_accuracy"]
+
+# The keypoint AP levels whose first training minute a run's report states (DAWNBench's "time to accuracy").
+TIME_TO_ACCURACY_TARGETS = (0.95, 0.97)
 
 RECALLS = np.asarray(Params(iouType="keypoints").recThrs)  # the 101 recall points of COCOeval's precision
 RELIABILITY_BINS = 10  # equal-width score bins over [0, 1] of the reliability diagram
@@ -285,3 +288,26 @@ def read_metrics(path: str | os.PathLike) -> Dict[str, Dict[str, List[tuple]]]:
                 phase.setdefault(key, []).append((step, value))
     return curves
 
+
+
+def time_to_accuracy(curves: Dict[str, Dict[str, List[tuple]]], targets: Sequence[float] = TIME_TO_ACCURACY_TARGETS,
+                     score: str = "kpt_AP") -> Dict[str, Any] | None:
+    """Validation ``score`` against minutes of training, and the first minute each target was reached.
+
+    Minutes are the ``wall_s`` of the run's validation rows (training time only: the trainer stops its
+    clock while validating and saving), as DAWNBench states time to accuracy. ``None`` when the run has
+    no validation row with both columns.
+
+    Returns:
+        ``{"score": score, "minutes": [...], "values": [...], "steps": [...], "reached": {"0.95": minutes or
+        None, ...}}``: ``reached`` is the first validation at or above the target (None: never).
+    """
+    val = curves.get("val", {})
+    walls = dict(val.get("wall_s", []))
+    rows = [(step, walls[step] / 60.0, value) for step, value in val.get(score, []) if step in walls]
+    if not rows:
+        return None
+    rows.sort()
+    reached = {f"{t:g}": next((minutes for _, minutes, value in rows if value >= t), None) for t in targets}
+    return {"score": score, "steps": [r[0] for r in rows], "minutes": [r[1] for r in rows],
+            "values": [r[2] for r in rows], "reached": reached}

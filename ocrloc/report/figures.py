@@ -401,3 +401,28 @@ def validation_figure(curves: Dict[str, Dict[str, List[tuple]]]) -> Figure:
                 ax.legend(loc="best")
         fig.set_layout_engine("constrained")
     return fig
+
+
+def time_to_accuracy_figure(tta: Dict[str, Any]) -> Figure:
+    """Validation keypoint AP against minutes of training, each target's level dashed and its first
+    crossing marked (:func:`ocrloc.report.analysis.time_to_accuracy`)."""
+    with style():
+        fig = Figure(figsize=(8.5, 5))
+        ax = fig.subplots()
+        ax.plot(tta["minutes"], tta["values"], "o-", color="black", lw=1.8, ms=5, label=f"validation {tta['score']}")
+        for k, (target, minutes) in enumerate(tta["reached"].items()):
+            color = HIGHLIGHT[k % len(HIGHLIGHT)]
+            ax.axhline(float(target), color=color, ls="--", lw=1.2)
+            if minutes is None:
+                label = f"{target}: not reached"
+            else:
+                ax.axvline(minutes, color=color, ls=":", lw=1.2)
+                label = f"{target} first reached at {minutes:.1f} min"
+            ax.plot([], [], color=color, ls="--", label=label)
+        low = min(min(tta["values"]), *(float(t) for t in tta["reached"])) - 0.02
+        ax.set(xlabel="minutes of training (validation and saving not counted)", ylabel=tta["score"],
+               title="Time to accuracy", ylim=(max(low, 0.0), 1.0))
+        ax.set_xlim(left=0)
+        ax.legend(loc="lower right")
+        fig.set_layout_engine("constrained")
+    return fig

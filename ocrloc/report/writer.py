@@ -24,7 +24,7 @@ from ocrloc.evaluation import DEFAULT_SCORE_THRESHOLD, POINT_MATCH_PX
 from ocrloc.evaluation.inputs import image_file
 from ocrloc.report import figures
 from ocrloc.report.analysis import (ReportData, ReportError, analyse, confusion_matrix, point_errors, pr_summary,
-                                    read_metrics, reliability, worst_points)
+                                    read_metrics, reliability, time_to_accuracy, worst_points)
 from ocrloc.utils.io import remove_stale_temporaries, umask, writer_tag
 
 __all__ = ["write_report", "CLASSES_PER_GALLERY_PAGE"]
@@ -251,6 +251,13 @@ def _draw(data: ReportData, out: Path, gt_path: Path, curves: Optional[Dict[str,
             training.append(("validation_scores.png", "Validation scores at each validation of the run "
                                                       "(metrics.csv 'val' rows): AP, class accuracy and miss rate "
                                                       "left, point error in pixels right."))
+        tta = time_to_accuracy(curves)
+        if tta is not None:
+            figures.save(figures.time_to_accuracy_figure(tta), out / "time_to_accuracy.png")
+            reached = ", ".join(f"{t} at {m:.1f} min" if m is not None else f"{t} not reached"
+                                for t, m in tta["reached"].items())
+            training.append(("time_to_accuracy.png", f"Validation keypoint AP against minutes of training (the run's "
+                                                     f"wall_s, validation and saving not counted): {reached}."))
         if training:
             sections.append(("Training", training))
 
@@ -263,6 +270,7 @@ def _draw(data: ReportData, out: Path, gt_path: Path, curves: Optional[Dict[str,
                          "per_keypoint": {n: _stats(v) for n, v in errors["per_keypoint"].items()}},
         "worst_points": worst,
         "training": curves,
+        "time_to_accuracy": time_to_accuracy(curves) if curves is not None else None,
         "reliability": rel,
         "at_threshold": {"score_threshold": data.threshold, "recall": s["recall"], "precision": s["precision"],
                          "match_px": POINT_MATCH_PX},

@@ -20,6 +20,7 @@ from ocrloc.cli import main
 from ocrloc.evaluation import evaluate, match_points
 from ocrloc.evaluation.inputs import check_ground_truth, check_results
 from ocrloc.report import ReportError, write_report
+from ocrloc.report.analysis import read_metrics, time_to_accuracy
 from ocrloc.utils.io import writer_tag
 from tests.helpers import one_error_line as _one_error_line  # one `error:` line naming the inputs
 
@@ -71,8 +72,8 @@ def small_report(small, tmp_path_factory):
     run = tmp_path / "run"
     run.mkdir()
     run.joinpath("metrics.csv").write_text(
-        "phase,step,images,loss,loss_heatmap,kpt_AP,mean_px\n"
-        "train,10,320,2.5,1.5,,\ntrain,20,640,1.5,0.9,,\nval,20,640,1.7,,0.61,0.9\n")
+        "phase,step,images,wall_s,loss,loss_heatmap,kpt_AP,mean_px\n"
+        "train,10,320,30,2.5,1.5,,\ntrain,20,640,60,1.5,0.9,,\nval,20,640,60,1.7,,0.61,0.9\n")
     index = write_report(gt_path, results_path, tmp_path / "report", run, sigma=SIGMA)
     assert index == tmp_path / "report" / "index.html"
     return index
@@ -84,7 +85,8 @@ def test_report_writes_valid_pngs_that_index_html_shows(small_report):
     pngs = _pngs(index.parent)
     names = {p.name for p in pngs}
     assert {"pr_curves.png", "confusion.png", "reliability.png", "point_error_histograms.png",
-            "point_error_cumulative.png", "worst_points_01.png", "training_loss.png", "validation_scores.png"} <= names
+            "point_error_cumulative.png", "worst_points_01.png", "training_loss.png", "validation_scores.png",
+            "time_to_accuracy.png"} <= names
     page = index.read_text()
     for png in pngs:
         data = png.read_bytes()
@@ -339,3 +341,18 @@ def test_report_threshold_writes_the_diagram_and_the_numbers(small, tmp_path, ca
     assert rows["precision at score \u2265 0.75"] == "0.500"
     assert rows["expected calibration error (score vs fraction correct, 10 bins)"] == "0.375"
     assert "score threshold: <code>0.75</code>" in page
+
+
+def test_time_to_accuracy_is_the_first_validation_at_each_target_in_training_minutes(tmp_path):
+    """Minutes from the val rows' wall_s (training time), the first row at or above each target; a target
+    never reached is None; a run without validation rows has no curve."""
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("phase,step,wall_s,kpt_AP\ntrain,25,30,\nval,25,30,0.80\nval,50,90,0.951\n"
+                       "val,75,150,0.949\nval,100,210,0.969\n")
+    tta = time_to_accuracy(read_metrics(metrics))
+    assert tta["steps"] == [25, 50, 75, 100] and tta["minutes"] == pytest.approx([0.5, 1.5, 2.5, 3.5])
+    assert tta["reached"] == {"0.95": pytest.approx(1.5), "0.97": None}
+    assert time_to_accuracy(read_metrics(metrics), targets=(0.9, 0.969))["reached"] == {
+        "0.9": pytest.approx(1.5), "0.969": pytest.approx(3.5)}
+    metrics.write_text("phase,step,wall_s,loss\ntrain,25,30,1.0\n")
+    assert time_to_accuracy(read_metrics(metrics)) is None
