@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,10 @@ def test_tensorboard_agrees_with_the_csv_after_a_resume(tmp_path, pools, lost):
             path.unlink()
     else:  # killed after the events of steps 3 were written but before their step was recorded
         (run / "tensorboard" / "last_step").write_text("2")
+    # TensorBoard reads a folder's event files in name order: events.out.tfevents.<seconds>.<host>.<pid>.<n>, n
+    # a per-process count of writers. Within one process and one second the count decides, compared as text
+    # ("10" < "9"), so the resumed file could be read first. A real resume is a later process; here a new second.
+    time.sleep(1.05)
     Trainer(load_config(None, TINY + ["train.steps=5", "train.val_every=2"]), run, resume=True, progress=False).fit()
     assert _tensorboard_steps(run, "train/loss") == [s for p, s in rows(run) if p == "train"] == [1, 2, 3, 4, 5]
     assert _tensorboard_steps(run, "val/kpt_AP") == [2, 3, 4, 5]
