@@ -11,7 +11,9 @@ Each loaded file becomes a module with the predictor contract ``ocrloc.Predictor
 canvases ``[B, 1, H, W]`` in [0, 1], already padded to the input rule -> one detections dict per
 image; attributes ``size_divisible``, ``min_size``, ``max_size``), so the one input path
 (:mod:`ocrloc.preprocess`) and the one predict loop serve the three formats and the checkpoint alike.
-Imports torch (and torchvision, for the operators the graphs call), never ocrloc's models or timm.
+Imports torch (and torchvision, for the operators the graphs call) and the predictor contract
+(:mod:`ocrloc.models.family`, whose ``split_per_image`` splits a flat graph's outputs), never a
+family's model code or timm.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from ocrloc.constants import EXPORT_METADATA_FILE
 from ocrloc.models.family import split_per_image
 
 __all__ = ["ExportedFile", "FlatGraphPredictor", "ScriptedPredictor", "exported_format", "load_exported"]
-
 
 
 @dataclass
