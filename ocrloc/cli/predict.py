@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ocrloc.api import Predictor
-    from ocrloc.data.coco import read_grey_image
+    from ocrloc.data.coco import read_image_file
     from ocrloc.engine.images import images_and_ids
     from ocrloc.utils.io import write_json_atomic
     from ocrloc.visualize import draw_with_truth_beside, save_grid
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"polarity {args.polarity}: {kinds or 'no image'}{inverted}")
     if args.viz:
         viz_dir = Path(args.viz)
-        panels = draw_with_truth_beside(drawn, class_names, read_grey_image)
+        panels = draw_with_truth_beside(drawn, class_names, read_image_file)
         for (path, _, _), panel in zip(drawn, panels):
             save_grid([panel], viz_dir / f"{path.stem}.png", nrow=1)
         save_grid(panels, viz_dir / "grid.png")

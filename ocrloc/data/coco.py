@@ -27,7 +27,6 @@ __all__ = [
     "read_coco_json",
     "coco_subset",
     "coco_index",
-    "read_grey_image",
     "ImageFileError",
     "read_image_file",
 ]
@@ -97,14 +96,6 @@ def load_coco(annotation_file: str | os.PathLike):
         return coco_index(dataset)
     except (ValueError, KeyError, TypeError, AssertionError) as err:
         raise ValueError(f"{path}: not a valid COCO annotation file ({type(err).__name__}: {err})") from None
-
-
-def read_grey_image(path: str | os.PathLike) -> np.ndarray:
-    """An image file as uint8 ``[H, W]`` grey (colour images are converted)."""
-    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if image is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    return image
 
 
 class ImageFileError(ValueError):

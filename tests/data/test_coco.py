@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from ocrloc.data.canvas import CATEGORIES, CanvasGenerator
-from ocrloc.data.coco import ANNOTATIONS_FILE, load_coco, read_grey_image
+from ocrloc.data.coco import ANNOTATIONS_FILE, load_coco, read_image_file
 from ocrloc.data.datasets import CocoKeypointDataset, SyntheticCanvasDataset, collate_detection
 from ocrloc.data.points import POINT_NAMES
 from ocrloc.data.rules import get_rule
@@ -52,7 +52,7 @@ def test_written_split_loads_in_pycocotools(split_dir):
 def test_pngs_hold_the_exact_canvases(split_dir):
     out, gen = split_dir
     for i in (0, 5, 11):
-        np.testing.assert_array_equal(read_grey_image(out / "images" / f"{i:06d}.png"), gen(i).image)
+        np.testing.assert_array_equal(read_image_file(out / "images" / f"{i:06d}.png"), gen(i).image)
 
 
 def test_coco_dataset_round_trips_to_the_synthetic_dataset(split_dir):
@@ -161,7 +161,7 @@ def test_make_dataset_tool_writes_split_and_preview(tmp_path):
     coco = json.loads((out / ANNOTATIONS_FILE).read_text())
     assert len(coco["images"]) == 6 and {a["category_id"] for a in coco["annotations"]} <= {3, 7}
     assert len(list((out / "images").glob("*.png"))) == 6
-    grid = read_grey_image(preview)
+    grid = read_image_file(preview)
     assert grid.shape[0] > 2 * 128 and grid.shape[1] > 2 * 128  # 2 x 2 panels, upscaled
 
 
