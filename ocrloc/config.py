@@ -117,6 +117,7 @@ ADDED_KEYS: Dict[str, Any] = {
     "model.argmax.point_map": False,
     "model.argmax.ink_boxes": False,
     "model.argmax.calibrate_score": False,
+    "model.argmax.map_tolerance": 0.0,
 }
 
 # Choices renamed with the family sections: (key, old value) -> new value.
@@ -168,6 +169,8 @@ class ArgmaxConfig:
             trained by gradient alone). See ``docs/model.md``.
         crop_classifier: name each detection with a small CNN on its size-normalised canvas crop
             (the dense heatmap only finds it).
+        classifier_width: channels of the crop classifier's first conv pair (then twice and four
+            times as many): its cost per crop goes with the square of it.
         point_map: give the head a second candidate for every (class, keypoint): a score map
             over the canvas window at full resolution, read by its arg-max cell plus a learned
             sub-pixel offset (:mod:`ocrloc.models.point_map`), which learns points that no
@@ -180,6 +183,12 @@ class ArgmaxConfig:
         map_lr_scale: the point map's learning rate as a multiple of ``optim.lr``. 5 because the
             map starts from scratch while the rest of the head has the ridge fit: on val of the
             stroke rule at the quickstart budget, keypoint AP 0.812 at 5 against 0.779 at 1.
+        map_tolerance: training only: a character skips the point map when the closed-form
+            read-out already places its points within this many pixels (the mean over the batch's
+            points of each of its slots): where the closed form is exact the map cannot win, and
+            its full-resolution window is the head's largest cost (on all10 every slot is within
+            0.05 px after a few dozen steps, and the map then costs nothing). 0 trains the map on
+            every character; saved configs from before this key load with 0, as they were trained.
         ink_boxes: each detection's box is the ink box the point head measured around the dense
             box (its ink and the ink connected to it), the dense box where it finds no ink; two
             detections whose ink boxes coincide (two peaks on one character) are one. Saved
@@ -203,10 +212,12 @@ class ArgmaxConfig:
     box_jitter: float = 1.0
     point_fit: Literal["ridge", "gradient"] = "ridge"
     crop_classifier: bool = True
+    classifier_width: int = 32
     point_map: bool = True
     map_channels: int = 32
     map_context: int = 8
     map_lr_scale: float = 5.0
+    map_tolerance: float = 0.1
     ink_boxes: bool = True
     calibrate_score: bool = True
     point_init: Literal["learned", "rule"] = "learned"

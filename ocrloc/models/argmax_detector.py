@@ -88,15 +88,20 @@ class ArgmaxPointHead(nn.Module):
         map_channels: width of the point map's trunk and of its per-slot layers.
         map_context: channels of the FPN level the point map reads (a 1 x 1 conv of the level;
             0 reads none).
-        choice_decay: memory of the running errors that choose each slot's candidate (0.98:
-            about the last 50 training batches count).
+        choice_decay: memory of the running errors that choose each slot's candidate (0.95:
+            about the last 20 training batches count; 0.98 left the first steps' errors, before the
+            closed-form fit had settled, in the map's way until step ~240 of the quickstart's 400).
+        map_tolerance: training only: a character whose slots' closed-form read-out places the
+            training points within this many pixels (its running error) skips the point map
+            (:meth:`map_rows`): where the closed form is exact the map has nothing to win, and its
+            full-resolution window is the head's largest cost. 0 trains the map on every character.
     """
 
     def __init__(self, feature_channels: int, feature_stride: int = 4, crop_size: int = 48, box_margin: float = 1.0,
                  soft_channels: int = 8, point_fit: str = "ridge",
                  ridge_decay: float = 0.99, ridge: float = 1e-3, threshold_tau: float = 0.002, reach: float = 0.0,
-                 point_map: bool = False, map_channels: int = 32, map_context: int = 8, choice_decay: float = 0.98,
-                 *, num_classes: int, num_keypoints: int) -> None:
+                 point_map: bool = False, map_channels: int = 32, map_context: int = 8, choice_decay: float = 0.95,
+                 map_tolerance: float = 0.0, *, num_classes: int, num_keypoints: int) -> None:
         super().__init__()
         if crop_size % feature_stride:
             raise ValueError(f"crop_size {crop_size} must be a multiple of the feature stride {feature_stride}")
@@ -130,6 +135,7 @@ class ArgmaxPointHead(nn.Module):
                         if point_fit == "ridge" else None)
         slots = num_classes * num_keypoints
         self.choice_decay = choice_decay
+        self.map_tolerance = float(map_tolerance)
         if point_map:
             self.map_context = nn.Conv2d(feature_channels, map_context, 1) if map_context > 0 else None
             # Window inputs: canvas, ink mask, region mask, then the context channels (if any).
@@ -139,10 +145,12 @@ class ArgmaxPointHead(nn.Module):
             self.window_channels = 0
             self.map_context = None
             self.point_map = None
-        # Per slot, the decayed sums of each candidate's training error (px; 0 closed-form
-        # read-out, 1 point map) and the decayed count of points summed: the choice is data.
+        # Per slot and candidate (0 closed-form read-out, 1 point map), the decayed sum of the
+        # training errors (px) and the decayed count of points summed: the choice is data. Counted
+        # apart, because the characters that skip the map (map_tolerance) measure the closed form only.
         self.register_buffer("choice_error", torch.zeros(slots, 2))
-        self.register_buffer("choice_count", torch.zeros(slots))
+        self.register_buffer("choice_count", torch.zeros(slots, 2))
+        self._register_load_state_dict_pre_hook(_count_per_candidate)
 
     def measure(self, images: Tensor, features: Tensor, boxes: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """What the head reads around every box (:meth:`measure_rois`), for per-image box lists."""
@@ -258,8 +266,8 @@ class ArgmaxPointHead(nn.Module):
     def uses_map(self) -> Tensor:
         """``[slots]`` bool: which slots take the point map's candidate (the one with the lower
         running training error; a slot never trained keeps the closed-form one)."""
-        error = self.choice_error / self.choice_count.clamp_min(1e-6)[:, None]
-        return (self.choice_count > 0) & (error[:, 1] < error[:, 0])
+        error = self.choice_error / self.choice_count.clamp_min(1e-6)
+        return (self.choice_count[:, 1] > 0) & (error[:, 1] < error[:, 0])
 
     def place(self, coords: Tensor, origin: Tensor, window: Tensor, ink_box: Tensor, labels: Tensor) -> Tensor:
         """Keypoints ``[N, K, 2]`` (canvas pixels) of boxes of classes ``labels [N]`` from what
@@ -272,6 +280,25 @@ class ArgmaxPointHead(nn.Module):
         return torch.where(use[:, :, None], mapped, closed_form)
 
     @torch.jit.unused  # training only
+    @torch.no_grad()
+    def map_rows(self, labels: Tensor, visible: Tensor) -> Tensor:
+        """The rows (characters of classes ``labels [N]``, annotated keypoints ``visible [N, K]``) of a
+        training batch that the point map trains on: every row with ``map_tolerance = 0``, else the
+        rows with an annotated keypoint whose slot still needs the map, i.e. whose closed-form
+        candidate's running training error (:meth:`update_choice`) is unmeasured or above
+        ``map_tolerance``. Read off the annotations, as the choice between the candidates is; the
+        running error, not one batch's, decides, so a slot stops training the map once and for all
+        rather than on a batch here and there (a map trained on a few rows now and then met the
+        optimiser's stale moments with gradients of a few noisy points, and its loss spiked)."""
+        n = labels.shape[0]
+        if self.map_tolerance <= 0 or n == 0:
+            return torch.arange(n, device=labels.device)
+        count = self.choice_count[:, 0]
+        exact = (count > 0) & (self.choice_error[:, 0] <= self.map_tolerance * count)
+        needs_map = (~exact[self._slots(labels)] & visible).any(dim=1)
+        return torch.nonzero(needs_map).flatten()
+
+    @torch.jit.unused  # training only
     def candidate_errors(self, coords: Tensor, maps: Tensor, labels: Tensor, origin: Tensor, points: Tensor) -> Tensor:
         """Each candidate's distance (px) to the annotated ``points [N, K, 2]``: ``[N, K, 2]``, the
         closed-form read-out's then the point map's, without gradients (what :meth:`update_choice` takes)."""
@@ -282,14 +309,17 @@ class ArgmaxPointHead(nn.Module):
     @torch.jit.unused  # training only
     @torch.no_grad()
     def update_choice(self, labels: Tensor, errors: Tensor, visible: Tensor) -> None:
-        """Stream each candidate's errors ``[N, K, 2]`` (px) at the annotated points (``visible
-        [N, K]``) into the per-slot running errors that :meth:`uses_map` compares. Each error counts
-        at most 3 px (about where OKS calls a point missed), so a few far misses do not outweigh
-        many exact points."""
-        weight = visible.reshape(-1).to(errors.dtype)
+        """Stream each candidate's errors ``[N, K, 2]`` (px) at the annotated points into the
+        per-slot running errors that :meth:`uses_map` compares. ``visible`` is ``[N, K]`` (both
+        candidates measured where a point is annotated) or ``[N, K, 2]`` (per candidate: a row that
+        skipped the map has no map error). Each error counts at most 3 px (about where OKS calls a
+        point missed), so a few far misses do not outweigh many exact points."""
+        if visible.dim() == 2:
+            visible = visible[:, :, None].expand(-1, -1, 2)
+        weight = visible.reshape(-1, 2).to(errors.dtype)
         slots = self._slots(labels).reshape(-1)
         total = torch.zeros_like(self.choice_error).index_add_(0, slots, errors.reshape(-1, 2).clamp_max(3.0)
-                                                              * weight[:, None])
+                                                              * weight)
         count = torch.zeros_like(self.choice_count).index_add_(0, slots, weight)
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(total)
@@ -331,6 +361,9 @@ class ArgmaxDetector(nn.Module):
             (:class:`~ocrloc.models.point_map.PointMapHead`), and its width.
         map_context: channels of the FPN level the point map reads (0: none).
         map_lr_scale: the point map's learning rate as a multiple of the base rate.
+        map_tolerance: training only: characters whose closed-form points are already within this
+            many pixels skip the point map (:meth:`ArgmaxPointHead.map_rows`); 0 maps every one.
+        classifier_width: the crop classifier's ``width``.
         ink_boxes: give out the ink box the head measured as each detection's box, and suppress
             the duplicates whose ink boxes coincide (:meth:`detect_rois`); else the dense box.
         calibrate_score: the score is :meth:`calibrated_score`, fitted on val by the trainer
@@ -343,8 +376,8 @@ class ArgmaxDetector(nn.Module):
                  box_margin: float = 1.0, soft_channels: int = 8, box_jitter: float = 1.0, point_fit: str = "ridge",
                  crop_classifier: bool = True, ink_reach: float = 6.0, shared_head_stem: bool = False,
                  point_map: bool = False, map_channels: int = 32, map_context: int = 8, map_lr_scale: float = 1.0,
-                 ink_boxes: bool = False, calibrate_score: bool = False, *, num_classes: int,
-                 num_keypoints: int) -> None:
+                 ink_boxes: bool = False, calibrate_score: bool = False, map_tolerance: float = 0.0,
+                 classifier_width: int = 32, *, num_classes: int, num_keypoints: int) -> None:
         super().__init__()
         self.ink_boxes = ink_boxes
         self.dense = CenterNetDetector(backbone, fpn_channels, head_stride, head_channels, point_mode="offset",
@@ -353,8 +386,8 @@ class ArgmaxDetector(nn.Module):
         self.head = ArgmaxPointHead(fpn_channels, head_stride, crop_size, box_margin, soft_channels,
                                     num_classes=num_classes, point_fit=point_fit, reach=ink_reach,
                                     point_map=point_map, map_channels=map_channels, map_context=map_context,
-                                    num_keypoints=num_keypoints)
-        self.classifier = CropClassifier(num_classes) if crop_classifier else None
+                                    map_tolerance=map_tolerance, num_keypoints=num_keypoints)
+        self.classifier = CropClassifier(num_classes, width=classifier_width) if crop_classifier else None
         self.box_jitter = box_jitter
         # Platt scaling of the score (fit_score_calibration): (bias, weight of the dense score's
         # logit, weight of the class probability's logit), and whether it was fitted (else the
@@ -386,19 +419,38 @@ class ArgmaxDetector(nn.Module):
             coords, origin, window, ink_box = self.head.measure(images, features, boxes)
             keypoints = torch.cat([t["keypoints"] for t in targets]).float()
             points, visible = keypoints[..., :2], keypoints[..., 2] > 0
+            closed_form = self.head.read(coords, labels, origin)
             if self.head.point_map is not None:
-                maps = self.head.maps(window, ink_box, labels)
+                rows = (self.head.map_rows(labels, visible) if self.training
+                        else torch.arange(labels.shape[0], device=labels.device))
+                maps = self.head.maps(window[rows], ink_box[rows], labels[rows])
                 outputs["point_maps"] = maps
-                outputs["map_points"] = points - origin[:, None, :]
+                outputs["map_points"] = (points - origin[:, None, :])[rows]
+                outputs["map_visible"] = visible[rows]
                 if self.training and labels.numel() > 0:
-                    self.head.update_choice(labels, self.head.candidate_errors(coords, maps, labels, origin, points),
-                                            visible)
+                    self._update_choice(closed_form, maps, rows, labels, origin, points, visible)
             if self.training and labels.numel() > 0:
                 self.head.fit(coords, labels, origin, points, visible)
-            outputs["argmax_points"] = self.head.read(coords, labels, origin)
+            outputs["argmax_points"] = closed_form
             if self.classifier is not None:
                 outputs["crop_logits"] = self.classifier(images, boxes)
         return outputs
+
+    @torch.jit.unused  # training only
+    @torch.no_grad()
+    def _update_choice(self, closed_form: Tensor, maps: Tensor, rows: Tensor, labels: Tensor, origin: Tensor,
+                       points: Tensor, visible: Tensor) -> None:
+        """Both candidates' errors into the head's choice: the closed form's at every annotated
+        point, the point map's at those of the ``rows`` it ran on."""
+        errors = torch.zeros(points.shape[:2] + (2,), device=points.device, dtype=closed_form.dtype)
+        errors[..., 0] = torch.linalg.vector_norm(closed_form - points, dim=-1)
+        measured = visible[:, :, None].repeat(1, 1, 2)
+        measured[..., 1] = False
+        if rows.numel() > 0:
+            mapped = self.head.map_points(maps, origin[rows]).to(errors.dtype)
+            errors[rows, :, 1] = torch.linalg.vector_norm(mapped - points[rows], dim=-1)
+            measured[rows, :, 1] = visible[rows]
+        self.head.update_choice(labels, errors, measured)
 
     def calibrated_score(self, dense: Tensor, probability: Tensor) -> Tensor:
         """A detection's score from its dense score and its class probability: their product until
@@ -520,6 +572,13 @@ class ArgmaxDetector(nn.Module):
         return boxes[kept], scores, labels[:m], points[:m], kept, probability
 
 
+def _count_per_candidate(state_dict, prefix, *args) -> None:
+    # Checkpoints from before the candidates were counted apart hold one count per slot [slots].
+    key = prefix + "choice_count"
+    if key in state_dict and state_dict[key].dim() == 1:
+        state_dict[key] = state_dict[key][:, None].repeat(1, 2)
+
+
 def _score_logits(dense: Tensor, probability: Tensor) -> Tensor:
     """``[N, 2]``: the logits of the dense scores and class probabilities ``[N]`` (clipped to
     ``[1e-6, 1 - 1e-6]``), what the score calibration weighs (:meth:`ArgmaxDetector.calibrated_score`)."""
@@ -614,7 +673,7 @@ class ArgmaxCriterion(Criterion):
         terms["crop_class"] = crop_class
         loss = loss + self.class_weight * crop_class
         if "point_maps" in outputs:
-            cell, offset = map_loss(outputs["point_maps"], outputs["map_points"], visible > 0)
+            cell, offset = map_loss(outputs["point_maps"], outputs["map_points"], outputs["map_visible"])
             terms["map_cell"], terms["map_offset"] = cell, offset
             loss = loss + self.map_weight * (cell + offset)
         return loss, terms

@@ -73,7 +73,8 @@ def build_argmax(config: Config, task: Task) -> Detector:
                            box_jitter=a.box_jitter, point_fit=a.point_fit, crop_classifier=a.crop_classifier,
                            ink_reach=a.ink_reach, shared_head_stem=m.shared_head_stem,
                            point_map=a.point_map, map_channels=a.map_channels, map_context=a.map_context,
-                           map_lr_scale=a.map_lr_scale, ink_boxes=a.ink_boxes,
+                           map_lr_scale=a.map_lr_scale, map_tolerance=a.map_tolerance,
+                           classifier_width=a.classifier_width, ink_boxes=a.ink_boxes,
                            calibrate_score=a.calibrate_score,
                            num_classes=classes,
                            num_keypoints=keypoints)

@@ -38,6 +38,19 @@ def test_logits_per_box_and_no_boxes():
         CropClassifier(10, size=30)
 
 
+def test_the_argmax_config_sets_the_classifier_width():
+    from ocrloc.config import load_config
+    from ocrloc.models.build import build
+    from tests.helpers import TINY_DETECTOR
+
+    widths = []
+    for width in (32, 16):
+        config = load_config(None, [*TINY_DETECTOR, "model.type=argmax", f"model.argmax.classifier_width={width}"])
+        classifier = build(config).model.classifier
+        widths.append([m.out_channels for m in classifier.features.modules() if isinstance(m, torch.nn.Conv2d)])
+    assert widths == [[32, 32, 64, 64, 128], [16, 16, 32, 32, 64]]
+
+
 @pytest.mark.slow  # a real training of the crop classifier on MNIST canvases
 def test_it_learns_mnist_digits_from_canvas_boxes(pools):
     torch.manual_seed(0)

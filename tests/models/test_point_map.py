@@ -82,3 +82,72 @@ def test_a_saved_config_from_before_the_point_map_loads_without_one():
     centernet = config_to_dict(load_config(None, ["model.type=centernet"]))
     del centernet["model"]["argmax"]["point_map"]
     assert config_from_dict(centernet).model.type == "centernet"  # no argmax key forced on it
+
+
+def test_only_characters_whose_slot_the_closed_form_misses_train_the_point_map():
+    head = ArgmaxPointHead(8, soft_channels=2, point_map=True, map_tolerance=0.1, num_classes=4, num_keypoints=1)
+    errors = torch.tensor([[[0.02, 0.5]], [[0.9, 0.3]], [[0.08, 0.4]]])  # classes 0, 1, 2 (3 never seen)
+    head.update_choice(torch.tensor([0, 1, 2]), errors, torch.ones(3, 1, dtype=torch.bool))
+    labels = torch.tensor([0, 1, 2, 3, 1, 0])
+    visible = torch.tensor([[True], [True], [True], [True], [False], [True]])
+    # Class 0 and 2 are within 0.1 px; class 1 is not, class 3 is unmeasured; row 4 has no annotated point.
+    assert head.map_rows(labels, visible).tolist() == [1, 3]
+    # The running error decides: class 2 drifting above the tolerance brings its characters back.
+    head.update_choice(torch.tensor([2]), torch.tensor([[[0.5, 0.4]]]), torch.ones(1, 1, dtype=torch.bool))
+    assert head.map_rows(labels, visible).tolist() == [1, 2, 3]
+    head.map_tolerance = 0.0  # every character
+    assert head.map_rows(labels, visible).tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_character_that_skips_the_map_measures_the_closed_form_alone():
+    head = ArgmaxPointHead(8, soft_channels=2, point_map=True, num_classes=2, num_keypoints=1)
+    errors = torch.tensor([[[0.02, 0.0]], [[0.9, 0.1]]])
+    measured = torch.tensor([[[True, False]], [[True, True]]])  # row 0 skipped the map
+    head.update_choice(torch.tensor([0, 1]), errors, measured)
+    assert head.choice_count.tolist() == [[1.0, 0.0], [1.0, 1.0]]
+    assert torch.allclose(head.choice_error, torch.tensor([[0.02, 0.0], [0.9, 0.1]]))
+    # Class 0's map was never measured, so its 0 error does not win it the slot.
+    assert head.uses_map().tolist() == [False, True]
+
+
+def test_a_checkpoint_with_one_count_per_slot_loads_into_a_count_per_candidate():
+    head = ArgmaxPointHead(8, soft_channels=2, point_map=True, num_classes=2, num_keypoints=1)
+    old = head.state_dict()
+    old["choice_error"] = torch.tensor([[0.5, 0.1], [0.2, 4.0]])
+    old["choice_count"] = torch.tensor([10.0, 20.0])  # the layout before the candidates were counted apart
+    head.load_state_dict(old)
+    assert head.choice_count.tolist() == [[10.0, 10.0], [20.0, 20.0]]
+    assert head.uses_map().tolist() == [True, False]
+
+
+def test_a_batch_the_closed_form_places_exactly_trains_no_map_and_still_backpropagates():
+    from tests.helpers import TINY_DETECTOR
+    from ocrloc.models.build import build
+
+    torch.manual_seed(0)
+    detector = build(load_config(None, [*TINY_DETECTOR, "model.type=argmax", "model.argmax.argmax_channels=2",
+                                        "model.argmax.map_channels=8", "model.argmax.map_tolerance=0.5"]))
+    model = detector.model.train()
+    images = torch.zeros(1, 1, 64, 64)
+    images[0, 0, 10:30, 12:20] = 1.0
+    box = torch.tensor([[12.0, 10.0, 20.0, 30.0]])
+    target = {"boxes": box, "labels": torch.tensor([1]), "keypoints": torch.tensor([[[16.0, 20.0, 2.0]]])}
+    model.box_jitter = 0.0
+    head = model.head
+    # The closed form reads the point exactly: the annotated point is the box's center.
+    with torch.no_grad():
+        head.point.weight.zero_()
+        head.point.bias.zero_()
+    coords, origin, _, _ = head.measure(images, model.dense.forward_features(images), [box])
+    exact = head.read(coords, target["labels"], origin)
+    target["keypoints"][0, 0, :2] = exact[0, 0].detach()
+    head.update_choice(target["labels"], torch.tensor([[[0.0, 1.0]]]), torch.ones(1, 1, dtype=torch.bool))
+    outputs = model(images, [target])
+    assert outputs["point_maps"].shape[0] == 0 and outputs["map_visible"].shape[0] == 0
+    loss, terms = detector.criterion(outputs, [target])
+    assert terms["map_cell"].item() == 0.0
+    loss.backward()  # the map's parameters are in the graph (zero gradients), as DDP needs them
+    assert head.point_map.slot_in.grad is not None and head.point_map.slot_in.grad.abs().sum().item() == 0.0
+    # A class whose closed form is off trains the map.
+    head.update_choice(target["labels"], torch.tensor([[[2.0, 1.0]]]), torch.ones(1, 1, dtype=torch.bool))
+    assert model(images, [target])["point_maps"].shape[0] == 1
