@@ -13,7 +13,9 @@ median of the rounds is reported, so a noisy minute of a shared machine touches 
   backward + AdamW, on the same batch: the ceiling of a train step;
 * ``step``: one full training step of a family on its config (``configs/compare/*.yaml``
   and the quickstart), the trainer's own ``step_loss`` + ``step_update`` on a fixed batch of
-  real canvases;
+  real canvases; an argmax family first trains on that batch until its characters skip the
+  point map (``Family.settle``), as they do after the first steps of a run on a rule whose points
+  the closed form places (``quickstart_map_all`` times the step of those first steps);
 * ``data``: canvases per second of the training data alone (generation + collation, main process);
 * ``loop``: the trainer's real loop (DataLoader + step) for each threads x workers layout.
 
@@ -45,9 +47,17 @@ from ocrloc.models.backbone import TimmBackbone
 from ocrloc.models.build import build
 
 FAMILIES = {"centernet": "compare/centernet", "argmax": "compare/argmax", "retinanet": "compare/retinanet",
-            "quickstart": "quickstart", "argmax_no_map": "compare/argmax", "quickstart_no_map": "quickstart"}
-# The *_no_map families are their config without the point map: what the map costs a step.
-FAMILY_OVERRIDES = {"argmax_no_map": ["model.argmax.point_map=false"], "quickstart_no_map": ["model.argmax.point_map=false"]}
+            "quickstart": "quickstart", "argmax_no_map": "compare/argmax", "quickstart_no_map": "quickstart",
+            "quickstart_map_all": "quickstart", "argmax_stride8": "compare/argmax"}
+# The *_no_map families are their config without the point map: what the map costs a step;
+# quickstart_map_all trains the map on every character, as the first steps of a run do (before
+# the closed-form read-out is exact and its characters skip the map: model.argmax.map_tolerance).
+FAMILY_OVERRIDES = {"argmax_no_map": ["model.argmax.point_map=false"],
+                    "quickstart_no_map": ["model.argmax.point_map=false"],
+                    "quickstart_map_all": ["model.argmax.map_tolerance=0"],
+                    "argmax_stride8": ["model.head_stride=8"]}
+# Steps at most that settle() trains an argmax family on its batch before the timing.
+SETTLE_STEPS = 200
 DEFAULT_FAMILIES = ["centernet", "argmax", "retinanet", "quickstart"]
 
 
@@ -81,6 +91,22 @@ class Family:
         body = TimmBackbone(self.backbone, in_chans=1, min_stride=stride)
         self.bare = body.train()
         self.bare_optimizer = torch.optim.AdamW(self.bare.parameters(), lr=1e-4)
+
+    def settle(self) -> int:
+        """Train on the fixed batch until the point head's closed-form read-out places every
+        character's points within ``map_tolerance`` (its running error), so the characters skip the
+        point map as they do after the first steps of a run (at most :data:`SETTLE_STEPS`; no-op for a
+        family without a map or with ``map_tolerance = 0``). Returns the steps taken."""
+        head = getattr(self.model, "head", None)
+        if getattr(head, "point_map", None) is None or head.map_tolerance <= 0:
+            return 0
+        labels = torch.cat([t["labels"] for t in self.targets]).long()
+        visible = torch.cat([t["keypoints"] for t in self.targets])[..., 2] > 0
+        for steps in range(SETTLE_STEPS):
+            if head.map_rows(labels, visible).numel() == 0:
+                return steps
+            self.step(False)
+        return SETTLE_STEPS
 
     def step(self, amp: bool) -> None:
         loss, _ = step_loss(self.model, self.criterion, self.images, self.targets, amp)
@@ -133,6 +159,11 @@ def main(argv: List[str] | None = None) -> int:
             args.families = ["quickstart", "retinanet"]
 
     families = {name: Family(name, FAMILIES[name], args.batch, args.data_root) for name in args.families}
+    torch.set_num_threads(max(args.threads))
+    for fam in families.values():
+        settled = fam.settle()
+        if settled:
+            print(f"{fam.name}: {settled} steps until its characters skip the point map", file=sys.stderr, flush=True)
     backbones = {f.backbone: f for f in families.values()}   # one bare cell per backbone
     loop_family = families.get("quickstart") or next(iter(families.values()))
     max_threads = max(args.threads)
@@ -207,7 +238,7 @@ def main(argv: List[str] | None = None) -> int:
         "layouts": {f"threads{t}_{m}": round(r, 2) for (m, t), r in loops.items()},
         "cores": cpu_cores(),
     }
-    for f in ("centernet", "argmax"):
+    for f in ("centernet", "argmax", "argmax_stride8"):
         if f in families and "retinanet" in families:
             summary[f"{f}_over_retinanet"] = round(img_s[("step", f, "fp32", best_threads)]
                                                    / img_s[("step", "retinanet", "fp32", best_threads)], 3)
