@@ -41,6 +41,7 @@ from ocrloc.data.task import Task
 from ocrloc.engine.amp import resolve_amp
 from ocrloc.engine.calibration import recalibrate_scores
 from ocrloc.engine.checkpoint import load_checkpoint, save_checkpoint
+from ocrloc.engine.ema import make_weight_average
 from ocrloc.engine.distributed import cpu_cores, data_workers, init_distributed
 from ocrloc.engine.hooks import TrainerHook
 from ocrloc.engine.runlock import RunLock
@@ -371,6 +372,7 @@ class Trainer:
         self.last_scores: Dict[str, Any] = {}
         # Each model family logs its own loss terms (torchvision's names for the baselines).
         self.log = MetricsLog(self.run_dir, self.ctx.is_main, metric_columns(self.criterion.loss_terms))
+        self.average = make_weight_average(self.model, config.train.ema_decay)
         if resume:
             self._restore(last)
         if self.ctx.is_main:  # on resume too: config.yaml always describes the run as it continues
@@ -396,7 +398,14 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def _restore(self, path: Path) -> None:
         state = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(state["model"])
+        # With train.ema_decay, "model" holds the averaged weights (what predict and export read)
+        # and "train_model" the trained ones.
+        self.model.load_state_dict(state.get("train_model", state["model"]))
+        if self.average is not None:
+            if "train_model" in state:
+                self.average.load_averaged(state["model"])
+            else:  # a run that averaged nothing until now
+                self.average.reset()
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
@@ -416,8 +425,10 @@ class Trainer:
                               f"to train; to train on, pass --set train.steps=N with N > {self.step}")
 
     def _state(self, rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+        averaged = {} if self.average is None else {"train_model": self.model.state_dict()}
         return {
-            "model": self.model.state_dict(),
+            "model": self.model.state_dict() if self.average is None else self.average.averaged_state(),
+            **averaged,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "step": self.step,
@@ -440,8 +451,8 @@ class Trainer:
         # last.pt naming a best.pt that is not there.
         if improved:  # the weights alone: resuming reads last.pt, so the optimizer's moments (2x the
             # weights) would only double the file and the write (model-only, as torchvision's references do)
-            save_checkpoint({k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "rows")},
-                            self.ckpt_dir / "best.pt")
+            kept = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "rows", "train_model")}
+            save_checkpoint(kept, self.ckpt_dir / "best.pt")
         save_checkpoint(state, self.ckpt_dir / "last.pt")
         self.log.commit()
 
@@ -528,6 +539,8 @@ class Trainer:
             step_update(loss, self.model, self.optimizer, self.config.optim.grad_clip)
             self.scheduler.step()
             self.step += 1
+            if self.average is not None:
+                self.average.update(self.step)
             now = time.perf_counter()
             self.wall_s += now - last_tick
             last_tick = now
@@ -554,7 +567,11 @@ class Trainer:
 
     def _validate_and_checkpoint(self, loader: Optional[DataLoader], gt: Optional[Dict[str, Any]]) -> None:
         if self.ctx.is_main and loader is not None and gt is not None:
-            scores = self.validate(loader, gt)
+            if self.average is None:
+                scores = self.validate(loader, gt)
+            else:
+                with self.average.swapped_in():  # the weights best.pt will hold
+                    scores = self.validate(loader, gt)
             self.last_scores = scores
             self.log.add({"phase": "val", "step": self.step, "images": self.step * self.config.train.batch_size
                           * self.ctx.world_size, "wall_s": round(self.wall_s, 2), **scores})
