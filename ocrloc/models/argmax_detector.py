@@ -266,8 +266,10 @@ class ArgmaxPointHead(nn.Module):
     def uses_map(self) -> Tensor:
         """``[slots]`` bool: which slots take the point map's candidate (the one with the lower
         running training error; a slot never trained keeps the closed-form one)."""
-        error = self.choice_error / self.choice_count.clamp_min(1e-6)
-        return (self.choice_count[:, 1] > 0) & (error[:, 1] < error[:, 0])
+        count = self.choice_count
+        error = torch.where(count > 0, self.choice_error / count.clamp_min(torch.finfo(count.dtype).tiny),
+                            torch.full_like(count, float("inf")))
+        return (count[:, 1] > 0) & (error[:, 1] < error[:, 0])
 
     def place(self, coords: Tensor, origin: Tensor, window: Tensor, ink_box: Tensor, labels: Tensor) -> Tensor:
         """Keypoints ``[N, K, 2]`` (canvas pixels) of boxes of classes ``labels [N]`` from what
@@ -313,7 +315,12 @@ class ArgmaxPointHead(nn.Module):
         per-slot running errors that :meth:`uses_map` compares. ``visible`` is ``[N, K]`` (both
         candidates measured where a point is annotated) or ``[N, K, 2]`` (per candidate: a row that
         skipped the map has no map error). Each error counts at most 3 px (about where OKS calls a
-        point missed), so a few far misses do not outweigh many exact points."""
+        point missed), so a few far misses do not outweigh many exact points. Only a candidate
+        measured in this batch decays: a map no longer trained (:meth:`map_rows`) keeps the error it
+        had when it stopped. (Decaying it anyway drove its count towards 0 at the same rate as its
+        error; ~270 steps after it stopped the count fell below the division's floor, the map's
+        mean error read as ~0, and the untrained map took over: quickstart val keypoint AP fell from
+        0.981 to 0.43 at step 500 of a 600-step run.)"""
         if visible.dim() == 2:
             visible = visible[:, :, None].expand(-1, -1, 2)
         weight = visible.reshape(-1, 2).to(errors.dtype)
@@ -324,8 +331,9 @@ class ArgmaxPointHead(nn.Module):
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(total)
             dist.all_reduce(count)
-        self.choice_error.mul_(self.choice_decay).add_(total)
-        self.choice_count.mul_(self.choice_decay).add_(count)
+        decay = torch.where(count > 0, self.choice_decay, 1.0).to(count.dtype)
+        self.choice_error.mul_(decay).add_(total)
+        self.choice_count.mul_(decay).add_(count)
 
     @torch.jit.unused  # training only
     def fit(self, coords: Tensor, labels: Tensor, origin: Tensor, points: Tensor, visible: Tensor) -> None:

@@ -71,7 +71,22 @@ def test_each_slot_takes_the_candidate_with_the_lower_running_error():
     # A keypoint left out (v = 0) changes nothing.
     before = head.choice_error.clone()
     head.update_choice(torch.tensor([0]), torch.tensor([[[0.0, 9.0]]]), torch.zeros(1, 1, dtype=torch.bool))
-    assert torch.allclose(head.choice_error, before * head.choice_decay)
+    assert torch.equal(head.choice_error, before)
+
+
+def test_a_map_no_longer_trained_keeps_its_error_and_never_takes_over():
+    head = ArgmaxPointHead(8, soft_channels=2, point_map=True, map_tolerance=0.1, num_classes=2, num_keypoints=1)
+    visible = torch.ones(2, 1, dtype=torch.bool)
+    head.update_choice(torch.tensor([0, 1]), torch.tensor([[[0.01, 2.0]], [[0.5, 0.3]]]), visible)
+    map_error = head.choice_error[0, 1].item()
+    # Class 0's closed form is exact, so its map trains no more: for 400 steps only the
+    # closed form is measured there (class 1 is absent and decays not at all).
+    only_closed_form = torch.tensor([[[True, False]]])
+    for _ in range(400):
+        head.update_choice(torch.tensor([0]), torch.tensor([[[0.01, 0.0]]]), only_closed_form)
+    assert head.choice_error[0, 1].item() == map_error and head.choice_count[0, 1].item() == 1.0
+    assert head.choice_count[1].tolist() == [1.0, 1.0]
+    assert head.uses_map().tolist() == [False, True]  # before the fix, class 0 went to the untrained map
 
 
 def test_a_saved_config_from_before_the_point_map_loads_without_one():
