@@ -41,8 +41,8 @@ from ocrloc.data.task import Task
 from ocrloc.engine.amp import resolve_amp
 from ocrloc.engine.calibration import recalibrate_scores
 from ocrloc.engine.checkpoint import load_checkpoint, save_checkpoint
-from ocrloc.engine.ema import make_weight_average
 from ocrloc.engine.distributed import cpu_cores, data_workers, init_distributed
+from ocrloc.engine.ema import make_weight_average
 from ocrloc.engine.hooks import TrainerHook
 from ocrloc.engine.runlock import RunLock
 from ocrloc.engine.inference import detections_to_results, iterate_predictions, to_device
