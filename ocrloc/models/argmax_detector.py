@@ -267,7 +267,8 @@ class ArgmaxPointHead(nn.Module):
         """``[slots]`` bool: which slots take the point map's candidate (the one with the lower
         running training error; a slot never trained keeps the closed-form one)."""
         count = self.choice_count
-        error = torch.where(count > 0, self.choice_error / count.clamp_min(torch.finfo(count.dtype).tiny),
+        measured = count > 0
+        error = torch.where(measured, self.choice_error / torch.where(measured, count, torch.ones_like(count)),
                             torch.full_like(count, float("inf")))
         return (count[:, 1] > 0) & (error[:, 1] < error[:, 0])
 
