@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from ocrloc.engine.checkpoint import load_checkpoint
 from tests.helpers import TINY_MODEL
@@ -48,8 +49,11 @@ def test_torchrun_two_processes_train_with_rank0_logging(tmp_path, pools):
 def test_torchrun_ranks_share_one_closed_form_fit(tmp_path, pools):
     """The argmax head's ridge statistics are summed over the ranks: the fit saw every digit."""
     out = tmp_path / "ddp_argmax"
-    run = torchrun_train(out, 29518, ["model.type=argmax", "model.argmax.argmax_channels=2"])
+    # With the quickstart's moving average of the weights: each rank averages its own (identical) copy.
+    run = torchrun_train(out, 29518, ["model.type=argmax", "model.argmax.argmax_channels=2", "train.ema_decay=0.9"])
     assert run.returncode == 0, run.stderr[-3000:]
-    gram = load_checkpoint(out / "checkpoints" / "last.pt")["model"]["head.readout.gram"]
+    last = load_checkpoint(out / "checkpoints" / "last.pt")
+    gram = last["model"]["head.readout.gram"]
+    assert torch.equal(gram, last["train_model"]["head.readout.gram"])  # a buffer: copied, not averaged
     # One digit per canvas, 2 canvases per rank and step, 2 ranks, 2 steps, decay 0.99 per step.
     assert float(gram[:, -1, -1].sum()) == pytest.approx(0.99 * 4 + 4)
