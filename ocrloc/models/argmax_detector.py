@@ -89,7 +89,7 @@ class ArgmaxPointHead(nn.Module):
         map_context: channels of the FPN level the point map reads (a 1 x 1 conv of the level;
             0 reads none).
         choice_decay: memory of the running errors that choose each slot's candidate (0.95:
-            about the last 20 training batches count; 0.98 left the first steps' errors, before the
+            about the last 20 training batches that measured the candidate count; 0.98 left the first steps' errors, before the
             closed-form fit had settled, in the map's way until step ~240 of the quickstart's 400).
         map_tolerance: training only: a character whose slots' closed-form read-out places the
             training points within this many pixels (its running error) skips the point map
