@@ -302,12 +302,23 @@ class ArgmaxPointHead(nn.Module):
         return torch.nonzero(needs_map).flatten()
 
     @torch.jit.unused  # training only
-    def candidate_errors(self, coords: Tensor, maps: Tensor, labels: Tensor, origin: Tensor, points: Tensor) -> Tensor:
-        """Each candidate's distance (px) to the annotated ``points [N, K, 2]``: ``[N, K, 2]``, the
-        closed-form read-out's then the point map's, without gradients (what :meth:`update_choice` takes)."""
-        with torch.no_grad():
-            candidates = torch.stack([self.read(coords, labels, origin), self.map_points(maps, origin)], dim=2)
-            return torch.linalg.vector_norm(candidates - points[:, :, None, :], dim=-1)
+    @torch.no_grad()
+    def candidate_errors(self, closed_form: Tensor, maps: Tensor, rows: Tensor, origin: Tensor, points: Tensor,
+                         visible: Tensor) -> Tuple[Tensor, Tensor]:
+        """Each candidate's distance (px) to the annotated ``points [N, K, 2]`` and where it was
+        measured, both ``[N, K, 2]`` (the closed-form read-out's, then the point map's: what
+        :meth:`update_choice` takes). The closed form (``closed_form [N, K, 2]``, :meth:`read`) is
+        measured at every annotated point (``visible [N, K]``), the point map (``maps``, of the
+        ``rows`` it ran on: :meth:`map_rows`) at those of its rows."""
+        errors = torch.zeros(points.shape[:2] + (2,), device=points.device, dtype=closed_form.dtype)
+        errors[..., 0] = torch.linalg.vector_norm(closed_form - points, dim=-1)
+        measured = visible[:, :, None].repeat(1, 1, 2)
+        measured[..., 1] = False
+        if rows.numel() > 0:
+            mapped = self.map_points(maps, origin[rows]).to(errors.dtype)
+            errors[rows, :, 1] = torch.linalg.vector_norm(mapped - points[rows], dim=-1)
+            measured[rows, :, 1] = visible[rows]
+        return errors, measured
 
     @torch.jit.unused  # training only
     @torch.no_grad()
@@ -437,29 +448,14 @@ class ArgmaxDetector(nn.Module):
                 outputs["map_points"] = (points - origin[:, None, :])[rows]
                 outputs["map_visible"] = visible[rows]
                 if self.training and labels.numel() > 0:
-                    self._update_choice(closed_form, maps, rows, labels, origin, points, visible)
+                    self.head.update_choice(labels, *self.head.candidate_errors(closed_form, maps, rows, origin,
+                                                                                points, visible))
             if self.training and labels.numel() > 0:
                 self.head.fit(coords, labels, origin, points, visible)
             outputs["argmax_points"] = closed_form
             if self.classifier is not None:
                 outputs["crop_logits"] = self.classifier(images, boxes)
         return outputs
-
-    @torch.jit.unused  # training only
-    @torch.no_grad()
-    def _update_choice(self, closed_form: Tensor, maps: Tensor, rows: Tensor, labels: Tensor, origin: Tensor,
-                       points: Tensor, visible: Tensor) -> None:
-        """Both candidates' errors into the head's choice: the closed form's at every annotated
-        point, the point map's at those of the ``rows`` it ran on."""
-        errors = torch.zeros(points.shape[:2] + (2,), device=points.device, dtype=closed_form.dtype)
-        errors[..., 0] = torch.linalg.vector_norm(closed_form - points, dim=-1)
-        measured = visible[:, :, None].repeat(1, 1, 2)
-        measured[..., 1] = False
-        if rows.numel() > 0:
-            mapped = self.head.map_points(maps, origin[rows]).to(errors.dtype)
-            errors[rows, :, 1] = torch.linalg.vector_norm(mapped - points[rows], dim=-1)
-            measured[rows, :, 1] = visible[rows]
-        self.head.update_choice(labels, errors, measured)
 
     def calibrated_score(self, dense: Tensor, probability: Tensor) -> Tensor:
         """A detection's score from its dense score and its class probability: their product until

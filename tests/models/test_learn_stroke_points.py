@@ -93,8 +93,9 @@ def test_the_search_is_off_the_closed_form_basis_and_the_point_map_learns_it(sea
             keypoints = torch.cat([t["keypoints"] for t in targets])
             coords, origin, window, ink_box = head.measure(images, features[:len(images)], boxes)
             maps = head.maps(window, ink_box, labels)
-            errors = head.candidate_errors(coords, maps, labels, origin, keypoints[..., :2])
-            head.update_choice(labels, errors, keypoints[..., 2] > 0)
+            every_row = torch.arange(labels.shape[0])
+            head.update_choice(labels, *head.candidate_errors(head.read(coords, labels, origin), maps, every_row,
+                                                              origin, keypoints[..., :2], keypoints[..., 2] > 0))
             head.fit(coords.detach(), labels, origin, keypoints[..., :2], keypoints[..., 2] > 0)
             cell, offset = map_loss(maps, keypoints[..., :2] - origin[:, None, :], keypoints[..., 2] > 0)
             optimizer.zero_grad()
