@@ -184,10 +184,11 @@ class ArgmaxConfig:
             map starts from scratch while the rest of the head has the ridge fit: on val of the
             stroke rule at the quickstart budget, keypoint AP 0.812 at 5 against 0.779 at 1.
         map_tolerance: training only: a character skips the point map when the closed-form
-            read-out already places its points within this many pixels (the mean over the batch's
-            points of each of its slots): where the closed form is exact the map cannot win, and
-            its full-resolution window is the head's largest cost (on all10 every slot is within
-            0.05 px after a few dozen steps, and the map then costs nothing). 0 trains the map on
+            read-out already places its points within this many pixels (the running mean of each
+            of its slots' training errors, the one that chooses between the candidates): where the
+            closed form is exact the map cannot win, and its full-resolution window is the head's
+            largest cost (on all10 every character skips it after the quickstart's first ~100
+            steps, and the map then costs nothing). 0 trains the map on
             every character; saved configs from before this key load with 0, as they were trained.
         ink_boxes: each detection's box is the ink box the point head measured around the dense
             box (its ink and the ink connected to it), the dense box where it finds no ink; two
