@@ -1,7 +1,7 @@
 """A moving average of the weights (``train.ema_decay``), on timm's :class:`~timm.utils.ModelEmaV3`.
 
 Averaging the last few hundred steps' weights smooths what a single step's noise does to a
-validation (timm and ultralytics train with it on by default). ocrloc averages the parameters
+validation (ultralytics trains with one by default, timm's ``train.py`` with ``--model-ema``). ocrloc averages the parameters
 only and copies the buffers from the trained model at every update (``exclude_buffers``): the
 buffers are running statistics (BatchNorm's) and closed-form fits (the argmax head's ridge
 readout and its per-class choice), which are already averages of the data, and a second average
