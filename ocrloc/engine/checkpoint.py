@@ -247,12 +247,17 @@ def detector_from_checkpoint(path: str | os.PathLike, map_location: str | torch.
             reason = _one_line(f"{type(err).__name__}: {err}")
             raise CheckpointError(f"{path}: meta['task'] is malformed ({reason})") from None
     detector = build(config, task)
-    _check_weights(path, state["model"], detector.model.state_dict())
+    # Load first, check after: the model's load pre-hooks bring older checkpoints' layouts up to
+    # date (renamed keys, a buffer's new shape), so only what still misfits after them is an error.
     try:
-        detector.model.load_state_dict(state["model"])
-    except RuntimeError as err:  # anything _check_weights did not foresee, still on one line
-        raise CheckpointError(f"{path}: the weights do not fit the model its config builds "
-                              f"({_one_line(str(err))})") from None
+        loaded = detector.model.load_state_dict(state["model"], strict=False)
+        misfit = _names(loaded.missing_keys + loaded.unexpected_keys) if loaded.missing_keys or loaded.unexpected_keys else ""
+    except RuntimeError as err:
+        misfit = _one_line(str(err))
+    if misfit:
+        # Named on one line as saved (torch's message runs over many lines), else torch's own first line.
+        _check_weights(path, state["model"], detector.model.state_dict())
+        raise CheckpointError(f"{path}: the weights do not fit the model its config builds ({misfit})")
     detector.to(map_location).eval()
     return detector, config, state
 

@@ -15,7 +15,7 @@ import torch
 from ocrloc.config import config_to_dict, load_config
 from ocrloc.engine.checkpoint import CheckpointError, detector_from_checkpoint, load_checkpoint, save_checkpoint
 from ocrloc.models.build import build
-from tests.helpers import TINY_MODEL
+from tests.helpers import TINY_ARGMAX, TINY_MODEL
 
 TINY = TINY_MODEL
 
@@ -161,6 +161,25 @@ def test_weights_that_do_not_fit_the_config_are_one_line(state, tmp_path, change
         detector_from_checkpoint(path)
     message = _one_line_naming(err, path)
     assert "the weights do not fit the model its config builds" in message and expected in message
+
+
+def test_an_older_layout_loads_through_the_models_own_upgrade(tmp_path):
+    # The argmax head counted its two candidates in one [slots] buffer before they were counted
+    # apart ([slots, 2]); its load pre-hook upgrades that, and the file-level check must not refuse
+    # it first (it did: every checkpoint from before the change failed with a shape error).
+    config = load_config(None, TINY_ARGMAX)
+    detector = build(config)
+    weights = detector.model.state_dict()
+    slots = weights["head.choice_count"].shape[0]
+    weights["head.choice_count"] = torch.arange(1.0, slots + 1)
+    path = tmp_path / "old.pt"
+    save_checkpoint({"model": weights, "config": config_to_dict(config), "meta": {"task": detector.task.to_dict()}}, path)
+    loaded, _, _ = detector_from_checkpoint(path)
+    assert loaded.model.head.choice_count.tolist() == [[c, c] for c in range(1, slots + 1)]
+    weights["head.choice_count"] = torch.zeros(slots, 3)  # no upgrade makes this fit
+    save_checkpoint({"model": weights, "config": config_to_dict(config), "meta": {"task": detector.task.to_dict()}}, path)
+    with pytest.raises(CheckpointError, match=r"shape \(checkpoint vs model\): head\.choice_count \[%d, 3\] vs \[%d, 2\]" % (slots, slots)):
+        detector_from_checkpoint(path)
 
 
 @dataclasses.dataclass
