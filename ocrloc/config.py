@@ -83,7 +83,7 @@ APPLIES_TO: Dict[str, Tuple[str, ...]] = applies_to()
 # A zero here would divide by zero or never run; a negative learning rate climbs the loss (AdamW
 # refuses it only once the run folder is made, and takes a NaN without a word).
 POSITIVE_KEYS = ("train.steps", "train.batch_size", "train.val_every", "train.log_every", "data.val_count",
-                 "model.argmax.map_channels", "model.argmax.map_lr_scale", "optim.lr")
+                 "model.argmax.map_channels", "model.argmax.map_lr_scale", "model.argmax.classifier_width", "optim.lr")
 # Seeds too: numpy's SeedSequence refuses negative entropy, deep inside a DataLoader worker. The
 # loss weights, decay, clipping and augmentation magnitudes: a negative one trains the opposite of
 # what it names, silently.

@@ -183,11 +183,12 @@ def test_set_errors_name_the_set_item():
     ("data.canvas_augment.noise_p=2", "data.canvas_augment.noise_p = 2.0 must be in [0, 1]"),
     ("data.canvas_augment.noise_std=[0, .nan]", "data.canvas_augment.noise_std[1] = nan must be a finite number"),
     ("data.digit_augment.rotate_deg=-10", "data.digit_augment.rotate_deg = -10.0 must be >= 0"),
+    ("model.argmax.classifier_width=0", "model.argmax.classifier_width = 0 must be > 0"),
 ])
 def test_a_float_out_of_its_range_or_not_finite_is_refused_naming_it(item, message):
     """Issue 26: optim.lr=-1 or nan passed the check (AdamW took the NaN and trained nothing)."""
     with pytest.raises(ConfigError) as info:
-        load_config(None, [item] if not item.startswith("loss.") else ["model.type=argmax", item])
+        load_config(None, [item] if not item.startswith(("loss.", "model.argmax.")) else ["model.type=argmax", item])
     assert str(info.value).endswith(message) and item in str(info.value)
 
 
