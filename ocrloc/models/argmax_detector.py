@@ -388,6 +388,8 @@ class ArgmaxDetector(nn.Module):
             the duplicates whose ink boxes coincide (:meth:`detect_rois`); else the dense box.
         calibrate_score: the score is :meth:`calibrated_score`, fitted on val by the trainer
             (:mod:`ocrloc.engine.calibration`); else the dense score times the class probability.
+        classify_ink_box: the crop classifier reads the ink box's crop beside the dense box's and
+            adds the two log-probabilities (:meth:`detect_rois`); else the dense box's alone.
         num_classes: classes.
     """
 
@@ -397,9 +399,11 @@ class ArgmaxDetector(nn.Module):
                  crop_classifier: bool = True, ink_reach: float = 6.0, shared_head_stem: bool = False,
                  point_map: bool = False, map_channels: int = 32, map_context: int = 8, map_lr_scale: float = 1.0,
                  ink_boxes: bool = False, calibrate_score: bool = False, map_tolerance: float = 0.0,
-                 classifier_width: int = 32, *, num_classes: int, num_keypoints: int) -> None:
+                 classifier_width: int = 32, classify_ink_box: bool = False, *, num_classes: int,
+                 num_keypoints: int) -> None:
         super().__init__()
         self.ink_boxes = ink_boxes
+        self.classify_ink_box = classify_ink_box
         self.dense = CenterNetDetector(backbone, fpn_channels, head_stride, head_channels, point_mode="offset",
                                        pretrained_path=pretrained_path, shared_head_stem=shared_head_stem,
                                        num_classes=num_classes, num_keypoints=num_keypoints)
@@ -538,7 +542,10 @@ class ArgmaxDetector(nn.Module):
           classes kept 1,016 but missed 1.4%: a misnamed peak then hid a rightly named one (and a
           vote of the duplicates' class probabilities did worse, 1.5%).
         * **Class and score**: the crop classifier names each dense box (before the suppression,
-          which needs the classes); the score is
+          which needs the classes), with ``classify_ink_box`` from two crops, the dense box's and
+          the ink box's, whose log-probabilities it adds (two views of one character: on 1,000 val
+          canvases of all10, 0.1-0.26 points more digits named right than the dense box's crop
+          alone, four checkpoints; the ink box's alone named fewer right than the two together); the score is
           :meth:`calibrated_score` of the dense score and the class's probability (their product
           until the trainer has fitted it on val).
         * **Points**: the argmax head's, for that class.
@@ -553,10 +560,15 @@ class ArgmaxDetector(nn.Module):
         boxes = (ink_box + origin.repeat(1, 2) if self.ink_boxes else rois[:, 1:])[:n]
         labels = torch.cat([labels, labels.new_zeros(padding)])
         if self.classifier is not None:
-            # Read on the dense box, as it trained (on jittered annotated boxes): on val of all10 the
-            # ink box named 0.4% fewer digits right.
-            logits = self.classifier.classifier(self.classifier.features(self.classifier.crops_from_rois(images, rois)))
-            probability, labels = logits.float().softmax(dim=1).max(dim=1)
+            crops = self.classifier.crops_from_rois(images, rois)
+            if self.classify_ink_box:  # the second view, in the same batch
+                ink_rois = torch.cat([rois[:, :1], ink_box + origin.repeat(1, 2)], dim=1)
+                crops = torch.cat([crops, self.classifier.crops_from_rois(images, ink_rois)])
+            log_probability = self.classifier.classifier(self.classifier.features(crops)).float().log_softmax(dim=1)
+            if self.classify_ink_box:
+                views = rois.shape[0]
+                log_probability = (log_probability[:views] + log_probability[views:]).log_softmax(dim=1)
+            probability, labels = log_probability.exp().max(dim=1)
             probability = probability[:n].to(scores.dtype)
         else:
             probability = torch.ones_like(scores)

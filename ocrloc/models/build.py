@@ -75,7 +75,7 @@ def build_argmax(config: Config, task: Task) -> Detector:
                            point_map=a.point_map, map_channels=a.map_channels, map_context=a.map_context,
                            map_lr_scale=a.map_lr_scale, map_tolerance=a.map_tolerance,
                            classifier_width=a.classifier_width, ink_boxes=a.ink_boxes,
-                           calibrate_score=a.calibrate_score,
+                           calibrate_score=a.calibrate_score, classify_ink_box=a.classify_ink_box,
                            num_classes=classes,
                            num_keypoints=keypoints)
     # point_init: rule (the oracle ablation) is written in by build(), from the family's entry in

@@ -97,9 +97,11 @@ def _detector(family: str):
 
 def _by_position(detections):
     """The detections ordered by box corner: random weights give scores equal to ~1e-8, whose order
-    rounding may swap, so the comparison pairs detections by place (the score order is asserted apart)."""
-    key = detections["boxes"][:, 0].double() * 4096 + detections["boxes"][:, 1].double()
-    order = torch.argsort(key)
+    rounding may swap, so the comparison pairs detections by place (the score order is asserted apart):
+    by left, then top, right, bottom (two ink boxes can share a corner)."""
+    order = torch.arange(detections["boxes"].shape[0])
+    for column in (3, 2, 1, 0):  # stable sorts, the last key first: a lexicographic order
+        order = order[torch.sort(detections["boxes"][order, column], stable=True).indices]
     return {k: v[order] for k, v in detections.items()}
 
 

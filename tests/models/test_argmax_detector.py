@@ -266,3 +266,40 @@ def test_duplicate_suppression_keeps_the_first_of_overlapping_boxes_per_image_an
     assert _duplicates(boxes, scores, image, labels, 0.5).tolist() == [True, True, False, False, False]
     # Another class is no duplicate.
     assert _duplicates(boxes, scores, image, torch.tensor([0, 1, 0, 0, 0]), 0.6).tolist() == [False] * 5
+
+
+def test_the_class_adds_the_log_probabilities_of_the_dense_and_the_ink_box_crops():
+    """Issue 25: with ``classify_ink_box`` the crop classifier reads two views of each detection,
+    the dense box's crop and the ink box's, and names the class whose summed log-probability is
+    highest; the probability given out (what the score is calibrated on) is that class's under the
+    renormalised product. Without it (saved configs from before), the dense box's crop alone."""
+    torch.manual_seed(0)
+    image = torch.zeros(1, 1, 64, 64)
+    image[0, 0, 20:30, 20:22] = 1.0  # an L: ink box (20, 20, 30, 30)
+    image[0, 0, 28:30, 20:30] = 1.0
+    dense = torch.tensor([[17.0, 16.0, 33.0, 31.0], [21.0, 21.0, 27.0, 29.0]])  # loose, cut
+    rois = torch.cat([torch.zeros(2, 1), dense], dim=1)
+    detector = build(tiny_config()).model.eval()
+    assert detector.classify_ink_box
+    classifier = detector.classifier
+    with torch.no_grad():
+        classifier.classifier.weight.normal_(0.0, 1.0)  # views that disagree, neither sure
+        features = torch.zeros(1, 8, 16, 16)
+        _, _, _, _, kept, probability = detector.detect_rois(image, features, rois, torch.tensor([0.9, 0.8]),
+                                                             torch.zeros(2, dtype=torch.long), 0.6)
+
+        def log_probability(boxes):
+            crops = classifier.crops_from_rois(image, torch.cat([torch.zeros(len(boxes), 1), boxes], dim=1))
+            return classifier.classifier(classifier.features(crops)).log_softmax(dim=1)
+
+        ink = torch.tensor([[20.0, 20.0, 30.0, 30.0], [20.0, 20.0, 30.0, 30.0]])  # both measure the L's ink
+        both = (log_probability(dense) + log_probability(ink)).log_softmax(dim=1).exp()
+        assert torch.allclose(probability, both.max(dim=1).values[kept], atol=1e-5)
+        detector.classify_ink_box = False
+        _, _, _, _, _, alone = detector.detect_rois(image, features, rois, torch.tensor([0.9, 0.8]),
+                                                    torch.zeros(2, dtype=torch.long), 0.6)
+        assert torch.allclose(alone[:1], log_probability(dense).exp().max(dim=1).values[:1], atol=1e-5)
+        assert 0.1 < float(probability[0]) < 0.9 and abs(float(alone[0] - probability[0])) > 1e-3
+    from ocrloc.config import ADDED_KEYS
+
+    assert ADDED_KEYS["model.argmax.classify_ink_box"] is False
