@@ -251,7 +251,7 @@ def detector_from_checkpoint(path: str | os.PathLike, map_location: str | torch.
     # date (renamed keys, a buffer's new shape), so only what still misfits after them is an error.
     try:
         loaded = detector.model.load_state_dict(state["model"], strict=False)
-        misfit = _names(loaded.missing_keys + loaded.unexpected_keys) if loaded.missing_keys or loaded.unexpected_keys else ""
+        misfit = _names(loaded.missing_keys + loaded.unexpected_keys)
     except RuntimeError as err:
         misfit = _one_line(str(err))
     if misfit:

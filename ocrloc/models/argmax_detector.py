@@ -542,10 +542,9 @@ class ArgmaxDetector(nn.Module):
           classes kept 1,016 but missed 1.4%: a misnamed peak then hid a rightly named one (and a
           vote of the duplicates' class probabilities did worse, 1.5%).
         * **Class and score**: the crop classifier names each dense box (before the suppression,
-          which needs the classes), with ``classify_ink_box`` from two crops, the dense box's and
-          the ink box's, whose log-probabilities it adds (two views of one character: on 1,000 val
-          canvases of all10, 0.1-0.26 points more digits named right than the dense box's crop
-          alone, four checkpoints; the ink box's alone named fewer right than the two together); the score is
+          which needs the classes), with ``classify_ink_box`` from two crops of it, the dense
+          box's and the ink box's, whose log-probabilities it adds (``docs/model.md``, "Training
+          and inference": more digits named right than either crop alone); the score is
           :meth:`calibrated_score` of the dense score and the class's probability (their product
           until the trainer has fitted it on val).
         * **Points**: the argmax head's, for that class.
