@@ -89,8 +89,9 @@ class ArgmaxPointHead(nn.Module):
         map_context: channels of the FPN level the point map reads (a 1 x 1 conv of the level;
             0 reads none).
         choice_decay: memory of the running errors that choose each slot's candidate (0.95:
-            about the last 20 training batches that measured the candidate count; 0.98 left the first steps' errors, before the
-            closed-form fit had settled, in the map's way until step ~240 of the quickstart's 400).
+            about the last 20 training batches that measured the candidate count; 0.98 left the first
+            steps' errors, before the closed-form fit had settled, in the map's way until step ~240
+            of the quickstart's 400).
         map_tolerance: training only: a character whose slots' closed-form read-out places the
             training points within this many pixels (its running error) skips the point map
             (:meth:`map_rows`): where the closed form is exact the map has nothing to win, and its
@@ -556,17 +557,17 @@ class ArgmaxDetector(nn.Module):
         """
         n = rois.shape[0] - padding
         coords, origin, window, ink_box = self.head.measure_rois(images, features, rois)
-        boxes = (ink_box + origin.repeat(1, 2) if self.ink_boxes else rois[:, 1:])[:n]
+        ink_on_canvas = ink_box + origin.repeat(1, 2)
+        boxes = (ink_on_canvas if self.ink_boxes else rois[:, 1:])[:n]
         labels = torch.cat([labels, labels.new_zeros(padding)])
         if self.classifier is not None:
-            crops = self.classifier.crops_from_rois(images, rois)
             if self.classify_ink_box:  # the second view, in the same batch
-                ink_rois = torch.cat([rois[:, :1], ink_box + origin.repeat(1, 2)], dim=1)
-                crops = torch.cat([crops, self.classifier.crops_from_rois(images, ink_rois)])
-            log_probability = self.classifier.classifier(self.classifier.features(crops)).float().log_softmax(dim=1)
-            if self.classify_ink_box:
                 views = rois.shape[0]
-                log_probability = (log_probability[:views] + log_probability[views:]).log_softmax(dim=1)
+                ink_rois = torch.cat([rois[:, :1], ink_on_canvas], dim=1)
+                both = self.classifier.logits_from_rois(images, torch.cat([rois, ink_rois])).float().log_softmax(dim=1)
+                log_probability = (both[:views] + both[views:]).log_softmax(dim=1)
+            else:
+                log_probability = self.classifier.logits_from_rois(images, rois).float().log_softmax(dim=1)
             probability, labels = log_probability.exp().max(dim=1)
             probability = probability[:n].to(scores.dtype)
         else:

@@ -80,7 +80,11 @@ class CropClassifier(nn.Module):
             n += bx.shape[0]
         if n == 0:
             return images.new_zeros(0, self.num_classes)
-        return self.classifier(self.features(self.crops(images, boxes)))
+        return self.logits_from_rois(images, boxes_to_rois(boxes))
+
+    def logits_from_rois(self, images: Tensor, rois: Tensor) -> Tensor:
+        """:meth:`forward` of ``rois [N, 5]`` (image index, xyxy; N > 0), ``roi_align``'s layout."""
+        return self.classifier(self.features(self.crops_from_rois(images, rois)))
 
 
 def boxes_to_rois(boxes: List[Tensor]) -> Tensor:

@@ -289,8 +289,7 @@ def test_the_class_adds_the_log_probabilities_of_the_dense_and_the_ink_box_crops
                                                              torch.zeros(2, dtype=torch.long), 0.6)
 
         def log_probability(boxes):
-            crops = classifier.crops_from_rois(image, torch.cat([torch.zeros(len(boxes), 1), boxes], dim=1))
-            return classifier.classifier(classifier.features(crops)).log_softmax(dim=1)
+            return classifier(image, [boxes]).log_softmax(dim=1)
 
         ink = torch.tensor([[20.0, 20.0, 30.0, 30.0], [20.0, 20.0, 30.0, 30.0]])  # both measure the L's ink
         both = (log_probability(dense) + log_probability(ink)).log_softmax(dim=1).exp()
