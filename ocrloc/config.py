@@ -83,7 +83,8 @@ APPLIES_TO: Dict[str, Tuple[str, ...]] = applies_to()
 # A zero here would divide by zero or never run; a negative learning rate climbs the loss (AdamW
 # refuses it only once the run folder is made, and takes a NaN without a word).
 POSITIVE_KEYS = ("train.steps", "train.batch_size", "train.val_every", "train.log_every", "data.val_count",
-                 "model.argmax.map_channels", "model.argmax.map_lr_scale", "model.argmax.classifier_width", "optim.lr")
+                 "model.argmax.map_channels", "model.argmax.map_lr_scale", "model.argmax.classifier_width",
+                 "model.argmax.classifier_updates", "optim.lr")
 # Seeds too: numpy's SeedSequence refuses negative entropy, deep inside a DataLoader worker. The
 # loss weights, decay, clipping and augmentation magnitudes: a negative one trains the opposite of
 # what it names, silently.
@@ -172,6 +173,12 @@ class ArgmaxConfig:
             (the dense heatmap only finds it).
         classifier_width: channels of the crop classifier's first conv pair (then twice and four
             times as many): its cost per crop goes with the square of it.
+        classifier_updates: optimiser updates the crop classifier gets per training step: the first
+            with the rest of the model, each other one on its own, on the step's characters at a
+            fresh box jitter (the classifier reads the canvas, not the backbone: an update costs
+            its forward and backward alone). Its accuracy is limited by the count of updates, not
+            by the characters it sees (``docs/model.md``, "The crop classifier"); 1 (the
+            default) keeps the step as cheap as it was.
         point_map: give the head a second candidate for every (class, keypoint): a score map
             over the canvas window at full resolution, read by its arg-max cell plus a learned
             sub-pixel offset (:mod:`ocrloc.models.point_map`), which learns points that no
@@ -222,6 +229,7 @@ class ArgmaxConfig:
     point_fit: Literal["ridge", "gradient"] = "ridge"
     crop_classifier: bool = True
     classifier_width: int = 32
+    classifier_updates: int = 1
     point_map: bool = True
     map_channels: int = 32
     map_context: int = 8

@@ -53,8 +53,8 @@ from ocrloc.families import get_family
 from ocrloc.utils.errors import worker_error_message
 from ocrloc.utils.io import OutputError, open_no_follow, refuse_symlink, write_text_atomic
 
-__all__ = ["DataError", "Trainer", "default_hooks", "lr_factor", "metric_columns", "remove_temporaries", "step_loss",
-           "step_update"]
+__all__ = ["DataError", "Trainer", "default_hooks", "extra_classifier_updates", "lr_factor", "metric_columns",
+           "remove_temporaries", "step_loss", "step_update"]
 
 SCORE_COLUMNS = ("kpt_AP", "kpt_AP50", "kpt_AP75", "box_AP", "mean_px", "median_px", "p95_px", "miss_rate", "cls_acc")
 
@@ -147,6 +147,36 @@ def step_update(loss: torch.Tensor, model: nn.Module, optimizer: torch.optim.Opt
     if grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
+
+
+def extra_classifier_updates(model: nn.Module, images: torch.Tensor, targets: List[Dict[str, Any]],
+                             optimizer: torch.optim.Optimizer, weight: float = 1.0, amp: bool = False,
+                             grad_clip: float = 0.0, world_size: int = 1) -> int:
+    """The crop classifier's updates beyond the step's own (``model.argmax.classifier_updates - 1``
+    of them; a model without the attribute has none): each its loss (``model.classifier_loss``,
+    times ``weight``) on the step's characters, its gradients alone (every other parameter's
+    gradient is None, so AdamW leaves those parameters and their moments as they are), averaged
+    over the ranks as DDP averages the step's (``model`` is the unwrapped module, so this is done
+    here), clipped to ``grad_clip`` (0: not), one optimizer step. The jitter is drawn from the
+    step's seeded stream, so ``--resume`` stays exact. Returns how many updates it made."""
+    extra = int(getattr(model, "classifier_updates", 1)) - 1
+    if extra <= 0:
+        return 0
+    parameters = [p for p in model.classifier.parameters() if p.requires_grad]
+    for _ in range(extra):
+        with torch.autocast(device_type=images.device.type, dtype=torch.bfloat16, enabled=amp):
+            loss = model.classifier_loss(images, targets) * weight
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if world_size > 1:
+            for p in parameters:
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad.div_(world_size)
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(parameters, grad_clip)
+        optimizer.step()
+    return extra
 
 
 def _readable(loader: Iterable[Any]) -> Iterator[Any]:
@@ -537,6 +567,8 @@ class Trainer:
                                          f"{self.step} are in {self.ckpt_dir / 'last.pt'} (lower optim.lr or "
                                          f"set optim.grad_clip, then --resume)")
             step_update(loss, self.model, self.optimizer, self.config.optim.grad_clip)
+            extra_classifier_updates(self.model, images, targets, self.optimizer, self.config.loss.crop_class, amp,
+                                     self.config.optim.grad_clip, world)
             self.scheduler.step()
             self.step += 1
             if self.average is not None:

@@ -391,6 +391,9 @@ class ArgmaxDetector(nn.Module):
             (:mod:`ocrloc.engine.calibration`); else the dense score times the class probability.
         classify_ink_box: the crop classifier reads the ink box's crop beside the dense box's and
             adds the two log-probabilities (:meth:`detect_rois`); else the dense box's alone.
+        classifier_updates: training only: optimiser updates the crop classifier gets per training
+            step, the first with the rest of the model, the others on its own
+            (:meth:`classifier_loss`, run by :func:`ocrloc.engine.trainer.extra_classifier_updates`).
         num_classes: classes.
     """
 
@@ -400,9 +403,12 @@ class ArgmaxDetector(nn.Module):
                  crop_classifier: bool = True, ink_reach: float = 6.0, shared_head_stem: bool = False,
                  point_map: bool = False, map_channels: int = 32, map_context: int = 8, map_lr_scale: float = 1.0,
                  ink_boxes: bool = False, calibrate_score: bool = False, map_tolerance: float = 0.0,
-                 classifier_width: int = 32, classify_ink_box: bool = False, *, num_classes: int,
-                 num_keypoints: int) -> None:
+                 classifier_width: int = 32, classify_ink_box: bool = False, classifier_updates: int = 1, *,
+                 num_classes: int, num_keypoints: int) -> None:
         super().__init__()
+        if classifier_updates < 1 or (classifier_updates > 1 and not crop_classifier):
+            raise ValueError(f"classifier_updates {classifier_updates}: must be >= 1, and 1 without a crop classifier")
+        self.classifier_updates = classifier_updates
         self.ink_boxes = ink_boxes
         self.classify_ink_box = classify_ink_box
         self.dense = CenterNetDetector(backbone, fpn_channels, head_stride, head_channels, point_mode="offset",
@@ -461,6 +467,20 @@ class ArgmaxDetector(nn.Module):
             if self.classifier is not None:
                 outputs["crop_logits"] = self.classifier(images, boxes)
         return outputs
+
+    @torch.jit.unused
+    def classifier_loss(self, images: Tensor, targets: List[Dict[str, Tensor]]) -> Tensor:
+        """The crop classifier's cross-entropy at the ground-truth boxes, jittered afresh as
+        :meth:`forward` jitters them (in training mode): the loss of its extra updates. It reads
+        the canvas alone, so it runs without the backbone."""
+        if self.classifier is None:
+            raise RuntimeError("classifier_loss: this detector has no crop classifier")
+        boxes = [t["boxes"].float() for t in targets]
+        if self.training and self.box_jitter > 0:
+            boxes = [b + (torch.rand_like(b) * 2 - 1) * self.box_jitter for b in boxes]
+        labels = torch.cat([t["labels"] for t in targets]).long()
+        logits = self.classifier(images, boxes)
+        return F.cross_entropy(logits.float(), labels) if labels.numel() else logits.sum() * 0.0
 
     def calibrated_score(self, dense: Tensor, probability: Tensor) -> Tensor:
         """A detection's score from its dense score and its class probability: their product until

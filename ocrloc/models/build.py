@@ -66,6 +66,8 @@ def build_argmax(config: Config, task: Task) -> Detector:
     if a.point_init == "rule" and task != digits_task():
         raise ValueError("model.argmax.point_init=rule (the rule oracle) writes the built-in digit rules; "
                          "this dataset is not the MNIST digits")
+    if a.classifier_updates > 1 and not a.crop_classifier:
+        raise ValueError("model.argmax.classifier_updates > 1 needs model.argmax.crop_classifier=true")
     if a.point_init == "rule" and a.point_fit != "gradient":
         raise ValueError("model.argmax.point_init=rule (the rule oracle) needs model.argmax.point_fit=gradient")
     model = ArgmaxDetector(m.backbone, m.fpn_channels, m.head_stride, m.head_channels, m.pretrained_path,
@@ -76,7 +78,7 @@ def build_argmax(config: Config, task: Task) -> Detector:
                            map_lr_scale=a.map_lr_scale, map_tolerance=a.map_tolerance,
                            classifier_width=a.classifier_width, ink_boxes=a.ink_boxes,
                            calibrate_score=a.calibrate_score, classify_ink_box=a.classify_ink_box,
-                           num_classes=classes,
+                           classifier_updates=a.classifier_updates, num_classes=classes,
                            num_keypoints=keypoints)
     # point_init: rule (the oracle ablation) is written in by build(), from the family's entry in
     # ocrloc/families.py: the product's modules never import ocrloc.research.

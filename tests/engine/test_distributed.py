@@ -49,11 +49,15 @@ def test_torchrun_two_processes_train_with_rank0_logging(tmp_path, pools):
 def test_torchrun_ranks_share_one_closed_form_fit(tmp_path, pools):
     """The argmax head's ridge statistics are summed over the ranks: the fit saw every digit."""
     out = tmp_path / "ddp_argmax"
-    # With the quickstart's moving average of the weights: each rank averages its own (identical) copy.
-    run = torchrun_train(out, 29518, ["model.type=argmax", "model.argmax.argmax_channels=2", "train.ema_decay=0.9"])
+    # With the quickstart's moving average of the weights: each rank averages its own (identical) copy;
+    # and an extra update of the crop classifier per step, outside DDP's forward (its own all-reduce).
+    run = torchrun_train(out, 29518, ["model.type=argmax", "model.argmax.argmax_channels=2", "train.ema_decay=0.9",
+                                      "model.argmax.classifier_updates=2"])
     assert run.returncode == 0, run.stderr[-3000:]
     last = load_checkpoint(out / "checkpoints" / "last.pt")
     gram = last["model"]["head.readout.gram"]
     assert torch.equal(gram, last["train_model"]["head.readout.gram"])  # a buffer: copied, not averaged
     # One digit per canvas, 2 canvases per rank and step, 2 ranks, 2 steps, decay 0.99 per step.
     assert float(gram[:, -1, -1].sum()) == pytest.approx(0.99 * 4 + 4)
+    # The crop classifier had two AdamW updates per step, everything else one.
+    assert sorted({float(s["step"]) for s in last["optimizer"]["state"].values()}) == [2.0, 4.0]
