@@ -443,9 +443,7 @@ class ArgmaxDetector(nn.Module):
         outputs = self.dense.forward_heads(features)
         outputs["features"] = features
         if targets is not None:
-            boxes = [t["boxes"].float() for t in targets]
-            if self.training and self.box_jitter > 0:
-                boxes = [b + (torch.rand_like(b) * 2 - 1) * self.box_jitter for b in boxes]
+            boxes = self._training_boxes(targets)
             labels = torch.cat([t["labels"] for t in targets]).long()
             coords, origin, window, ink_box = self.head.measure(images, features, boxes)
             keypoints = torch.cat([t["keypoints"] for t in targets]).float()
@@ -468,6 +466,13 @@ class ArgmaxDetector(nn.Module):
                 outputs["crop_logits"] = self.classifier(images, boxes)
         return outputs
 
+    def _training_boxes(self, targets: List[Dict[str, Tensor]]) -> List[Tensor]:
+        """The targets' ground-truth boxes, in training mode each edge shifted by up to ``box_jitter`` px."""
+        boxes = [t["boxes"].float() for t in targets]
+        if self.training and self.box_jitter > 0:
+            boxes = [b + (torch.rand_like(b) * 2 - 1) * self.box_jitter for b in boxes]
+        return boxes
+
     @torch.jit.unused
     def classifier_loss(self, images: Tensor, targets: List[Dict[str, Tensor]]) -> Tensor:
         """The crop classifier's cross-entropy at the ground-truth boxes, jittered afresh as
@@ -475,11 +480,8 @@ class ArgmaxDetector(nn.Module):
         the canvas alone, so it runs without the backbone."""
         if self.classifier is None:
             raise RuntimeError("classifier_loss: this detector has no crop classifier")
-        boxes = [t["boxes"].float() for t in targets]
-        if self.training and self.box_jitter > 0:
-            boxes = [b + (torch.rand_like(b) * 2 - 1) * self.box_jitter for b in boxes]
         labels = torch.cat([t["labels"] for t in targets]).long()
-        logits = self.classifier(images, boxes)
+        logits = self.classifier(images, self._training_boxes(targets))
         return F.cross_entropy(logits.float(), labels) if labels.numel() else logits.sum() * 0.0
 
     def calibrated_score(self, dense: Tensor, probability: Tensor) -> Tensor:
