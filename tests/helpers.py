@@ -49,6 +49,20 @@ FAMILIES = {
 }
 
 
+def whole_and_resumed(tmp_path, sets: List[str], steps: int = 4):
+    """Train ``sets`` for ``steps`` steps in one go, and again stopped at half and resumed; their
+    ``last.pt`` checkpoints (whole, resumed) and the whole run's folder, for an exact-resume check."""
+    from ocrloc.config import load_config  # here: the evaluation tests import this file without the engine
+    from ocrloc.engine.checkpoint import load_checkpoint
+    from ocrloc.engine.trainer import Trainer
+
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    Trainer(load_config(None, sets + [f"train.steps={steps}"]), whole, progress=False).fit()
+    Trainer(load_config(None, sets + [f"train.steps={steps // 2}"]), split, progress=False).fit()
+    Trainer(load_config(None, sets + [f"train.steps={steps}"]), split, resume=True, progress=False).fit()
+    return load_checkpoint(whole / "checkpoints" / "last.pt"), load_checkpoint(split / "checkpoints" / "last.pt"), whole
+
+
 def choose_the_point_map(head) -> None:
     """Make every class take the argmax head's point map instead of the closed-form read-out (random
     weights name every detection alike, so one model cannot exercise both), with scores spread

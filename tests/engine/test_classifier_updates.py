@@ -14,10 +14,9 @@ import torch.multiprocessing as mp
 
 from ocrloc.config import ConfigError, load_config
 from ocrloc.data.canvas import CanvasGenerator, canvas_target
-from ocrloc.engine.checkpoint import load_checkpoint
-from ocrloc.engine.trainer import Trainer, extra_classifier_updates
+from ocrloc.engine.trainer import extra_classifier_updates
 from ocrloc.models.build import build
-from tests.helpers import TINY_ARGMAX, TINY_TRAINING
+from tests.helpers import TINY_ARGMAX, TINY_TRAINING, whole_and_resumed
 
 
 def tiny_argmax(updates: int):
@@ -79,11 +78,7 @@ def test_resume_is_exact_with_extra_classifier_updates(tmp_path, pools):
     sets = [s for s in TINY_TRAINING if not s.startswith(("data.preset=", "data.rule="))] + [
         "data.preset=canvas128", "data.rule=all10", "train.val_every=2", *TINY_ARGMAX[1:], "model.type=argmax",
         "model.argmax.map_channels=8", "model.argmax.classifier_updates=2", "train.ema_decay=0.9"]
-    whole, split = tmp_path / "whole", tmp_path / "split"
-    Trainer(load_config(None, sets + ["train.steps=4"]), whole, progress=False).fit()
-    Trainer(load_config(None, sets + ["train.steps=2"]), split, progress=False).fit()
-    Trainer(load_config(None, sets + ["train.steps=4"]), split, resume=True, progress=False).fit()
-    last, resumed = (load_checkpoint(run / "checkpoints" / "last.pt") for run in (whole, split))
+    last, resumed, _ = whole_and_resumed(tmp_path, sets)
     for key in ("model", "train_model"):
         assert all(torch.equal(resumed[key][k], last[key][k]) for k in last[key])  # bit-identical
     # The extra updates ran: the classifier has twice the AdamW steps of the rest.

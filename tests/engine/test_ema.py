@@ -9,9 +9,8 @@ from torch import nn
 from ocrloc.config import ConfigError, load_config
 from ocrloc.engine.checkpoint import load_checkpoint
 from ocrloc.engine.ema import WeightAverage, make_weight_average
-from ocrloc.engine.trainer import Trainer
 from ocrloc.models.build import build
-from tests.helpers import TINY_TRAINING
+from tests.helpers import TINY_TRAINING, whole_and_resumed
 
 
 def small_model() -> nn.Module:
@@ -75,12 +74,7 @@ def test_no_average_at_decay_zero_and_a_decay_of_one_is_refused():
 
 def test_checkpoints_hold_the_average_and_resume_is_exact(tmp_path, pools):
     sets = TINY_TRAINING + ["train.ema_decay=0.9", "train.val_every=2"]
-    whole, split = tmp_path / "whole", tmp_path / "split"
-    Trainer(load_config(None, sets + ["train.steps=4"]), whole, progress=False).fit()
-    Trainer(load_config(None, sets + ["train.steps=2"]), split, progress=False).fit()
-    Trainer(load_config(None, sets + ["train.steps=4"]), split, resume=True, progress=False).fit()
-
-    last, resumed = (load_checkpoint(run / "checkpoints" / "last.pt") for run in (whole, split))
+    last, resumed, whole = whole_and_resumed(tmp_path, sets)
     for key in ("model", "train_model"):
         assert all(torch.equal(resumed[key][k], last[key][k]) for k in last[key])  # bit-identical
     # "model" (what predict and export read) is the average, "train_model" the weights trained on.
