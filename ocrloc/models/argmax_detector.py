@@ -482,7 +482,7 @@ class ArgmaxDetector(nn.Module):
             raise RuntimeError("classifier_loss: this detector has no crop classifier")
         labels = torch.cat([t["labels"] for t in targets]).long()
         logits = self.classifier(images, self._training_boxes(targets))
-        return F.cross_entropy(logits.float(), labels) if labels.numel() else logits.sum() * 0.0
+        return crop_class_loss(logits, labels)
 
     def calibrated_score(self, dense: Tensor, probability: Tensor) -> Tensor:
         """A detection's score from its dense score and its class probability: their product until
@@ -618,6 +618,12 @@ def _count_per_candidate(state_dict, prefix, *args) -> None:
         state_dict[key] = state_dict[key][:, None].repeat(1, 2)
 
 
+def crop_class_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """The crop classifier's loss, in the step and in its extra updates: cross-entropy in fp32
+    (0, still in the graph, for a batch without characters)."""
+    return F.cross_entropy(logits.float(), labels) if labels.numel() else logits.sum() * 0.0
+
+
 def _score_logits(dense: Tensor, probability: Tensor) -> Tensor:
     """``[N, 2]``: the logits of the dense scores and class probabilities ``[N]`` (clipped to
     ``[1e-6, 1 - 1e-6]``), what the score calibration weighs (:meth:`ArgmaxDetector.calibrated_score`)."""
@@ -706,7 +712,7 @@ class ArgmaxCriterion(Criterion):
         if "crop_logits" in outputs:
             logits = outputs["crop_logits"]
             labels = torch.cat([t["labels"] for t in targets]).long()
-            crop_class = F.cross_entropy(logits.float(), labels) if labels.numel() else logits.sum() * 0.0
+            crop_class = crop_class_loss(logits, labels)
         else:
             crop_class = loss.new_zeros(())
         terms["crop_class"] = crop_class
