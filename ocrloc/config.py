@@ -319,6 +319,10 @@ class ModelConfig:
             (each keeps its own 1 x 1 output conv) instead of one 3 x 3 conv each, as CenterNet has.
             ~6% faster a quickstart step, but val keypoint AP 0.903 vs 0.943 after 150 steps (README,
             Training speed): off by default.
+        max_stride: ``centernet`` and ``argmax`` only: the coarsest backbone level built and fed to
+            the FPN (at least ``head_stride``); the backbone's later stages are not built (timm's
+            ``out_indices``). None: every level. Characters of 18-36 px need no stride-32 context,
+            and a resnet18's last stage is a fifth of its step (``docs/model.md``).
         centernet: ``centernet`` only (:class:`CenterNetConfig`).
         argmax: ``argmax`` only (:class:`ArgmaxConfig`).
         baseline: ``retinanet``, ``ssd``, ``fcos``, ``keypointrcnn`` only (:class:`BaselineConfig`).
@@ -332,6 +336,7 @@ class ModelConfig:
     head_stride: int = 4
     head_channels: int = 64
     shared_head_stem: bool = False
+    max_stride: Optional[int] = None
     centernet: CenterNetConfig = field(default_factory=CenterNetConfig)
     argmax: ArgmaxConfig = field(default_factory=ArgmaxConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)

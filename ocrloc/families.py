@@ -35,7 +35,7 @@ from typing import Dict, Optional, Tuple
 __all__ = ["FAMILIES", "Family", "MODEL_TYPES", "ORACLE_LABEL", "applies_to", "get_family", "is_told", "labelled"]
 
 # Keys every dense detector (ocrloc's heatmap families) reads and the others do not.
-_DENSE_KEYS = ("model.shared_head_stem", "loss.heatmap", "loss.size", "loss.offset", "loss.point",
+_DENSE_KEYS = ("model.shared_head_stem", "model.max_stride", "loss.heatmap", "loss.size", "loss.offset", "loss.point",
                "loss.point_heatmap", "loss.giou", "postprocess.nms_kernel")
 
 

@@ -262,8 +262,9 @@ def test_which_family_reads_each_key_is_what_it_was_before_the_registry():
     assert MODEL_TYPES == ("centernet", "argmax", "study") + baselines
     assert APPLIES_TO == {
         "model.centernet": ("centernet",), "model.argmax": ("argmax",), "model.baseline": baselines,
-        "model.study": ("study",), "model.shared_head_stem": dense, "loss.heatmap": dense, "loss.size": dense,
-        "loss.offset": dense, "loss.point": dense + ("study",), "loss.point_heatmap": dense, "loss.giou": dense,
+        "model.study": ("study",), "model.shared_head_stem": dense, "model.max_stride": dense,
+        "loss.heatmap": dense, "loss.size": dense, "loss.offset": dense, "loss.point": dense + ("study",),
+        "loss.point_heatmap": dense, "loss.giou": dense,
         "loss.argmax_point": ("argmax",), "loss.crop_class": ("argmax",), "loss.point_map": ("argmax",),
         "postprocess.nms_kernel": dense}
 

@@ -403,8 +403,8 @@ class ArgmaxDetector(nn.Module):
                  crop_classifier: bool = True, ink_reach: float = 6.0, shared_head_stem: bool = False,
                  point_map: bool = False, map_channels: int = 32, map_context: int = 8, map_lr_scale: float = 1.0,
                  ink_boxes: bool = False, calibrate_score: bool = False, map_tolerance: float = 0.0,
-                 classifier_width: int = 32, classify_ink_box: bool = False, classifier_updates: int = 1, *,
-                 num_classes: int, num_keypoints: int) -> None:
+                 classifier_width: int = 32, classify_ink_box: bool = False, classifier_updates: int = 1,
+                 max_stride: Optional[int] = None, *, num_classes: int, num_keypoints: int) -> None:
         super().__init__()
         if classifier_updates < 1 or (classifier_updates > 1 and not crop_classifier):
             raise ValueError(f"classifier_updates {classifier_updates}: must be >= 1, and 1 without a crop classifier")
@@ -413,7 +413,7 @@ class ArgmaxDetector(nn.Module):
         self.classify_ink_box = classify_ink_box
         self.dense = CenterNetDetector(backbone, fpn_channels, head_stride, head_channels, point_mode="offset",
                                        pretrained_path=pretrained_path, shared_head_stem=shared_head_stem,
-                                       num_classes=num_classes, num_keypoints=num_keypoints)
+                                       max_stride=max_stride, num_classes=num_classes, num_keypoints=num_keypoints)
         self.head = ArgmaxPointHead(fpn_channels, head_stride, crop_size, box_margin, soft_channels,
                                     num_classes=num_classes, point_fit=point_fit, reach=ink_reach,
                                     point_map=point_map, map_channels=map_channels, map_context=map_context,

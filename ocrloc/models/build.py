@@ -39,7 +39,7 @@ def build(config: Config, task: Optional[Task] = None) -> Detector:
         raise
     except ValueError as err:  # the models' own checks, reported as the config's
         message = str(err)
-        if message.startswith("head_stride "):  # the model's words, said in the config's
+        if message.startswith(("head_stride ", "max_stride ")):  # the model's words, said in the config's
             message = f"model.{message}"
         raise ConfigError(message) from None
     detector.task = task
@@ -51,7 +51,7 @@ def build_centernet(config: Config, task: Task) -> Detector:
     m = config.model
     point_mode = m.centernet.point_mode
     model = CenterNetDetector(m.backbone, m.fpn_channels, m.head_stride, m.head_channels, point_mode,
-                              m.pretrained_path, m.shared_head_stem, num_classes=task.num_classes,
+                              m.pretrained_path, m.shared_head_stem, m.max_stride, num_classes=task.num_classes,
                               num_keypoints=task.num_keypoints)
     criterion = CenterNetCriterion(m.head_stride, dataclasses.asdict(config.loss), point_mode=point_mode,
                                    num_classes=task.num_classes, num_keypoints=task.num_keypoints)
@@ -78,7 +78,7 @@ def build_argmax(config: Config, task: Task) -> Detector:
                            map_lr_scale=a.map_lr_scale, map_tolerance=a.map_tolerance,
                            classifier_width=a.classifier_width, ink_boxes=a.ink_boxes,
                            calibrate_score=a.calibrate_score, classify_ink_box=a.classify_ink_box,
-                           classifier_updates=a.classifier_updates, num_classes=classes,
+                           classifier_updates=a.classifier_updates, max_stride=m.max_stride, num_classes=classes,
                            num_keypoints=keypoints)
     # point_init: rule (the oracle ablation) is written in by build(), from the family's entry in
     # ocrloc/families.py: the product's modules never import ocrloc.research.

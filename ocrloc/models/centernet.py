@@ -79,6 +79,8 @@ class CenterNetDetector(nn.Module):
         shared_head_stem: one 3 x 3 conv (+ ReLU) that every head's 1 x 1 output conv reads,
             instead of a 3 x 3 conv per head (CenterNet's): the heads' 3 x 3 convs at stride 4
             are the largest cost beyond the backbone, and this computes one instead of four.
+        max_stride: the coarsest backbone level built and fed to the FPN (None: every level; at
+            least ``head_stride``): the backbone's later stages are not built.
         num_classes: classes.
         num_keypoints: keypoints per class (K).
     """
@@ -92,12 +94,17 @@ class CenterNetDetector(nn.Module):
         point_mode: str = "offset",
         pretrained_path: Optional[str] = None,
         shared_head_stem: bool = False,
+        max_stride: Optional[int] = None,
         *,
         num_classes: int,
         num_keypoints: int,
     ) -> None:
         super().__init__()
-        self.trunk = Trunk(backbone, fpn_channels, min_stride=head_stride, pretrained_path=pretrained_path)
+        if max_stride is not None and max_stride < head_stride:
+            raise ValueError(f"max_stride {max_stride} is finer than head_stride {head_stride}: the heads' level "
+                             "would not be built")
+        self.trunk = Trunk(backbone, fpn_channels, min_stride=head_stride, pretrained_path=pretrained_path,
+                           max_stride=max_stride)
         if head_stride not in self.trunk.strides:
             raise ValueError(f"head_stride {head_stride} is not a level of {backbone} (strides {self.trunk.strides})")
         self.head_level = self.trunk.level(head_stride)

@@ -26,6 +26,8 @@ class Trunk(nn.Module):
         backbone: timm model name (``features_only`` support needed).
         fpn_channels: FPN output channels (``out_channels``).
         min_stride: the finest level kept.
+        max_stride: the coarsest level built (None: every level the backbone has); the backbone's
+            later stages are not built (:class:`~ocrloc.models.backbone.TimmBackbone`).
         pretrained_path: optional local backbone checkpoint (never downloaded).
         in_chans: input channels (1: grey canvases).
 
@@ -36,9 +38,10 @@ class Trunk(nn.Module):
     """
 
     def __init__(self, backbone: str = "resnet18", fpn_channels: int = 64, min_stride: int = 4,
-                 pretrained_path: Optional[str] = None, in_chans: int = 1) -> None:
+                 pretrained_path: Optional[str] = None, in_chans: int = 1, max_stride: Optional[int] = None) -> None:
         super().__init__()
-        self.body = TimmBackbone(backbone, in_chans=in_chans, pretrained_path=pretrained_path, min_stride=min_stride)
+        self.body = TimmBackbone(backbone, in_chans=in_chans, pretrained_path=pretrained_path, min_stride=min_stride,
+                                 max_stride=max_stride)
         self.fpn = FeaturePyramidNetwork(self.body.channels, fpn_channels)
         self.level_names: List[str] = [f"p{int(math.log2(s))}" for s in self.body.strides]
         self.strides: List[int] = list(self.body.strides)

@@ -194,3 +194,37 @@ def test_batched_decoding_gives_each_image_what_it_gives_the_image_alone(point_m
         for key in alone:
             torch.testing.assert_close(together[key], alone[key])
             torch.testing.assert_close(together[key], flat[key][flat["batch_index"] == i])
+
+
+def test_max_stride_builds_the_backbone_only_up_to_that_level():
+    from ocrloc.models.trunk import Trunk
+
+    torch.manual_seed(0)
+    full = Trunk("test_resnet", fpn_channels=8, min_stride=8).eval()
+    cut = Trunk("test_resnet", fpn_channels=8, min_stride=8, max_stride=16).eval()
+    assert full.strides == [8, 16, 32] and cut.strides == [8, 16] and cut.level_names == ["p3", "p4"]
+    # the last stage is not built at all: no weights, no computation
+    assert any(".layer4." in k for k in full.state_dict()) and not any(".layer4." in k for k in cut.state_dict())
+    # what is built is the same network: with the full one's weights, the same levels out
+    cut.body.load_state_dict({k: v for k, v in full.body.state_dict().items() if ".layer4." not in k})
+    images = torch.rand(2, 1, 64, 96)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(cut.body(images), full.body(images)))
+    model = CenterNetDetector("test_resnet", fpn_channels=8, head_stride=8, head_channels=8, max_stride=16,
+                              num_classes=3, num_keypoints=2)
+    assert model.size_divisible == 16  # inputs pad to the coarsest level built, not to 32
+    assert model.eval()(images)["heatmap"].shape == (2, 3, 8, 12)
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["model.max_stride=12"], "model.max_stride 12 is not a level of test_resnet (strides [2, 4, 8, 16, 32])"),
+    (["model.head_stride=8", "model.max_stride=4"],
+     "model.max_stride 4 is finer than head_stride 8: the heads' level would not be built"),
+])
+def test_a_max_stride_the_backbone_cannot_give_is_refused_naming_the_key(sets, message):
+    from ocrloc.config import ConfigError, load_config
+    from ocrloc.models.build import build
+
+    with pytest.raises(ConfigError) as err:
+        build(load_config(None, ["model.type=argmax", "model.backbone=test_resnet", *sets]))
+    assert str(err.value) == message
