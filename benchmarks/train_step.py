@@ -9,8 +9,9 @@
 In one process, in interleaved rounds (every cell once per round, after a warm-up step; the
 median of the rounds is reported, so a noisy minute of a shared machine touches one sample):
 
-* ``bare``: the backbone alone (timm ``features_only``, the levels the trunk takes), forward +
-  backward + AdamW, on the same batch: the ceiling of a train step;
+* ``bare``: the backbone alone (timm ``features_only``, the levels the trunk takes, built as far
+  as the config's ``model.max_stride``: the part the detector runs), forward + backward + AdamW,
+  on the same batch: the ceiling of a train step;
 * ``step``: one full training step of a family on its config (``configs/compare/*.yaml``
   and the quickstart), the trainer's own ``step_loss`` + ``step_update`` on a fixed batch of
   real canvases; an argmax family first trains on that batch until its characters skip the
@@ -48,14 +49,19 @@ from ocrloc.models.build import build
 
 FAMILIES = {"centernet": "compare/centernet", "argmax": "compare/argmax", "retinanet": "compare/retinanet",
             "quickstart": "quickstart", "argmax_no_map": "compare/argmax", "quickstart_no_map": "quickstart",
-            "quickstart_map_all": "quickstart", "argmax_stride8": "compare/argmax"}
+            "quickstart_map_all": "quickstart", "argmax_stride4": "compare/argmax", "argmax_whole": "compare/argmax",
+            "quickstart_whole": "quickstart", "quickstart_to8": "quickstart"}
 # The *_no_map families are their config without the point map: what the map costs a step;
 # quickstart_map_all trains the map on every character, as the first steps of a run do (before
 # the closed-form read-out is exact and its characters skip the map: model.argmax.map_tolerance).
 FAMILY_OVERRIDES = {"argmax_no_map": ["model.argmax.point_map=false"],
                     "quickstart_no_map": ["model.argmax.point_map=false"],
                     "quickstart_map_all": ["model.argmax.map_tolerance=0"],
-                    "argmax_stride8": ["model.head_stride=8"]}
+                    # *_whole: the whole backbone built (model.max_stride, 16 in both configs); *_to8: up to
+                    # stride 8; argmax_stride4: the comparison's config until 2026-12-07
+                    "argmax_whole": ["model.max_stride=null"], "quickstart_whole": ["model.max_stride=null"],
+                    "quickstart_to8": ["model.max_stride=8"],
+                    "argmax_stride4": ["model.head_stride=4", "model.max_stride=null"]}
 # Steps at most that settle() trains an argmax family on its batch before the timing.
 SETTLE_STEPS = 200
 DEFAULT_FAMILIES = ["centernet", "argmax", "retinanet", "quickstart"]
@@ -85,10 +91,12 @@ class Family:
         generator = canvas_generator(self.config.data, "train", 0, augment=True)
         self.dataset = SyntheticCanvasDataset(generator, 10 ** 6)
         self.images, self.targets = collate_detection([self.dataset[i] for i in range(batch)])
-        self.backbone = self.config.model.backbone
-        # The bare backbone: the trunk's own timm body (same levels, one input channel), no FPN, no heads.
+        # The bare backbone: the trunk's own timm body (same levels, the same stages built, one input
+        # channel), no FPN, no heads; a backbone built only up to max_stride is its own bare cell.
+        max_stride = self.config.model.max_stride
+        self.backbone = self.config.model.backbone + (f"[..{max_stride}]" if max_stride else "")
         stride = self.config.model.head_stride if self.config.model.type in ("centernet", "argmax", "study") else 8
-        body = TimmBackbone(self.backbone, in_chans=1, min_stride=stride)
+        body = TimmBackbone(self.config.model.backbone, in_chans=1, min_stride=stride, max_stride=max_stride)
         self.bare = body.train()
         self.bare_optimizer = torch.optim.AdamW(self.bare.parameters(), lr=1e-4)
 
@@ -238,8 +246,8 @@ def main(argv: List[str] | None = None) -> int:
         "layouts": {f"threads{t}_{m}": round(r, 2) for (m, t), r in loops.items()},
         "cores": cpu_cores(),
     }
-    for f in ("centernet", "argmax", "argmax_stride8"):
-        if f in families and "retinanet" in families:
+    for f in families:
+        if f.startswith(("centernet", "argmax")) and "retinanet" in families:
             summary[f"{f}_over_retinanet"] = round(img_s[("step", f, "fp32", best_threads)]
                                                    / img_s[("step", "retinanet", "fp32", best_threads)], 3)
     print("\n" + json.dumps(summary))
