@@ -49,19 +49,19 @@ from ocrloc.models.build import build
 
 FAMILIES = {"centernet": "compare/centernet", "argmax": "compare/argmax", "retinanet": "compare/retinanet",
             "quickstart": "quickstart", "argmax_no_map": "compare/argmax", "quickstart_no_map": "quickstart",
-            "quickstart_map_all": "quickstart", "argmax_stride4": "compare/argmax", "argmax_whole": "compare/argmax",
-            "quickstart_whole": "quickstart", "quickstart_to8": "quickstart"}
+            "quickstart_map_all": "quickstart", "argmax_stride8": "compare/argmax",
+            "argmax_stride8_to16": "compare/argmax", "quickstart_whole": "quickstart", "quickstart_to8": "quickstart"}
 # The *_no_map families are their config without the point map: what the map costs a step;
 # quickstart_map_all trains the map on every character, as the first steps of a run do (before
 # the closed-form read-out is exact and its characters skip the map: model.argmax.map_tolerance).
 FAMILY_OVERRIDES = {"argmax_no_map": ["model.argmax.point_map=false"],
                     "quickstart_no_map": ["model.argmax.point_map=false"],
                     "quickstart_map_all": ["model.argmax.map_tolerance=0"],
-                    # *_whole: the whole backbone built (model.max_stride, 16 in both configs); *_to8: up to
-                    # stride 8; argmax_stride4: the comparison's config until 2026-12-07
-                    "argmax_whole": ["model.max_stride=null"], "quickstart_whole": ["model.max_stride=null"],
-                    "quickstart_to8": ["model.max_stride=8"],
-                    "argmax_stride4": ["model.head_stride=4", "model.max_stride=null"]}
+                    "argmax_stride8": ["model.head_stride=8"],
+                    # the backbone built only up to stride 16 (model.max_stride; the quickstart's 16 already)
+                    "argmax_stride8_to16": ["model.head_stride=8", "model.max_stride=16"],
+                    # quickstart_whole: the whole backbone built; quickstart_to8: up to stride 8
+                    "quickstart_whole": ["model.max_stride=null"], "quickstart_to8": ["model.max_stride=8"]}
 # Steps at most that settle() trains an argmax family on its batch before the timing.
 SETTLE_STEPS = 200
 DEFAULT_FAMILIES = ["centernet", "argmax", "retinanet", "quickstart"]

@@ -322,7 +322,7 @@ class ModelConfig:
         max_stride: ``centernet`` and ``argmax`` only: the coarsest backbone level built and fed to
             the FPN (at least ``head_stride``); the backbone's later stages are not built (timm's
             ``out_indices``). None: every level. Characters of 18-36 px need no stride-32 context,
-            and a resnet18's last stage is a fifth of its step (``docs/model.md``).
+            and a resnet18's last stage is about a quarter of its forward + backward (``docs/model.md``).
         centernet: ``centernet`` only (:class:`CenterNetConfig`).
         argmax: ``argmax`` only (:class:`ArgmaxConfig`).
         baseline: ``retinanet``, ``ssd``, ``fcos``, ``keypointrcnn`` only (:class:`BaselineConfig`).

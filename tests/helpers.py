@@ -43,7 +43,9 @@ FAMILIES = {
     "centernet_offset": ["model.type=centernet", "model.centernet.point_mode=offset"],
     "centernet_heatmap": ["model.type=centernet", "model.centernet.point_mode=heatmap"],
     "argmax": ["model.type=argmax", "model.argmax.argmax_channels=2"],
-    "argmax_map": ["model.type=argmax", "model.argmax.argmax_channels=2", "model.argmax.map_channels=8"],
+    # the quickstart's shape: heads at stride 8 on a backbone built only up to stride 16
+    "argmax_map": ["model.type=argmax", "model.argmax.argmax_channels=2", "model.argmax.map_channels=8",
+                   "model.head_stride=8", "model.max_stride=16"],
     "study": ["model.type=study", "data.preset=single", "model.study.head=extremes", "model.study.inputs=[canvas]"],
     **{kind: [f"model.type={kind}", *BASELINE] for kind in ("retinanet", "ssd", "fcos", "keypointrcnn")},
 }
