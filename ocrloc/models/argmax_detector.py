@@ -371,7 +371,8 @@ class ArgmaxDetector(nn.Module):
     (optionally) a :class:`~ocrloc.models.crop_classifier.CropClassifier` that names each detection.
 
     Args:
-        backbone, fpn_channels, head_stride, head_channels, pretrained_path: the dense detector.
+        backbone, fpn_channels, head_stride, head_channels, pretrained_path, max_stride: the dense
+            detector (:class:`~ocrloc.models.centernet.CenterNetDetector`).
         crop_size, box_margin, soft_channels, point_fit: the argmax head (:class:`ArgmaxPointHead`);
             ``ink_reach`` is its ``reach``.
         box_jitter: training only: ground-truth boxes are shifted by up to this many pixels per

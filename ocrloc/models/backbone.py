@@ -38,8 +38,8 @@ class TimmBackbone(nn.Module):
     def __init__(self, name: str, in_chans: int = 1, pretrained_path: Optional[str] = None, min_stride: int = 4,
                  max_stride: Optional[int] = None) -> None:
         super().__init__()
-        # One build with every level: reading feature_info from a throw-away probe model would
-        # build the backbone twice at start-up. Levels finer than min_stride are dropped in forward.
+        # One build with every level (or up to max_stride: a probe on the meta device, without
+        # weights, reads the levels' strides first). Levels finer than min_stride are dropped in forward.
         if not timm.is_model(name):
             close = difflib.get_close_matches(name, timm.list_models(), n=4)
             raise ValueError(f"model.backbone: unknown timm model {name!r}"
